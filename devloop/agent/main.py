@@ -1,0 +1,28 @@
+"""Entry point of the agent bundle: `python3 agent.pyz MODE [ARGS]`.
+
+Modes: `kernel` (the default; the exec/run protocol on stdin/stdout), `receive ROOT` (a sync tar
+stream on stdin, extracted safely under ROOT), `manifest ROOT` (print what devloop last synced
+there), `gpu` (print one GPU sample as JSON).
+"""
+import sys
+
+
+def main(argv=None):
+    argv = list(sys.argv[1:] if argv is None else argv)
+    mode = argv.pop(0) if argv else "kernel"
+    if mode == "kernel":
+        from .kernel import main as run
+    elif mode == "receive":
+        from .syncrecv import receive_main as run
+    elif mode == "manifest":
+        from .syncrecv import manifest_main as run
+    elif mode == "gpu":
+        from .gpu import gpu_main as run
+    else:
+        sys.stderr.write("devloop agent: unknown mode %r (kernel, receive, manifest, gpu)\n" % mode)
+        return 2
+    return run(argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

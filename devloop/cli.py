@@ -1,0 +1,79 @@
+"""`devloop` command line: global flags, then a subcommand discovered from devloop.commands.
+
+Exit codes: 0 success, 1 the user's code failed (or a check found drift), 2 usage or config
+errors, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import pkgutil
+import sys
+from types import ModuleType
+
+from devloop import __version__
+
+
+def _commands() -> list[ModuleType]:
+    import devloop.commands as pkg
+
+    mods = []
+    for info in pkgutil.iter_modules(pkg.__path__):
+        if info.name.startswith("_"):
+            continue
+        mod = importlib.import_module(f"devloop.commands.{info.name}")
+        if hasattr(mod, "NAME") and hasattr(mod, "run"):
+            mods.append(mod)
+    return sorted(mods, key=lambda m: (getattr(m, "ORDER", 100), m.NAME))
+
+
+def build_parser() -> tuple[argparse.ArgumentParser, dict[str, ModuleType]]:
+    parser = argparse.ArgumentParser(
+        prog="devloop",
+        description=(
+            "The inner loop for ML code: sync your project into a container that matches "
+            "production, rerun the changed '# %%' cells on every save, stream logs and GPU "
+            "gauges, and promote the working setup into a pipeline."
+        ),
+        epilog="Run 'devloop COMMAND --help' for a command's options.",
+    )
+    parser.add_argument("--version", action="version", version=f"devloop {__version__}",
+                        help="print devloop's version and exit")
+    parser.add_argument("-v", "--verbose", action="count", default=0,
+                        help="show what devloop does: profile resolved, sync plans, agent messages "
+                             "(-vv for more)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    table: dict[str, ModuleType] = {}
+    for mod in _commands():
+        p = sub.add_parser(mod.NAME, help=mod.HELP, description=getattr(mod, "DESCRIPTION", mod.HELP))
+        p.add_argument("-v", "--verbose", action="count", default=argparse.SUPPRESS,
+                       help="show what devloop does (same as before the command)")
+        mod.register(p)
+        table[mod.NAME] = mod
+    return parser, table
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser, table = build_parser()
+    args = parser.parse_args(argv)
+    if not args.command:
+        parser.print_help()
+        return 2
+    from devloop.core.config import ConfigError
+    from devloop.core.targets.base import TargetError
+
+    try:
+        return int(table[args.command].run(args) or 0)
+    except ConfigError as exc:
+        print(f"devloop: {exc}", file=sys.stderr)
+        return 2
+    except TargetError as exc:
+        print(f"devloop: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

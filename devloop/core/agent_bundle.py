@@ -1,0 +1,53 @@
+"""Pack `devloop/agent/*.py` into one zipapp the targets copy in by content hash.
+
+One file on the remote keeps copying cheap and atomic, while the agent's source stays in small
+modules here. The zip is byte-for-byte reproducible (fixed timestamps, sorted names), so its
+sha256 names it: a target that already has `agent-<sha>.pyz` copies nothing.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import io
+import zipfile
+from pathlib import Path
+
+AGENT_DIR = Path(__file__).resolve().parent.parent / "agent"
+PACKAGE = "devloop_agent"
+_MAIN = b"import sys\nfrom devloop_agent.main import main\nsys.exit(main())\n"
+
+
+@functools.lru_cache(maxsize=1)
+def bundle() -> tuple[bytes, str]:
+    """(zip bytes, sha256 hex) of the agent bundle."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        def add(name: str, data: bytes) -> None:
+            info = zipfile.ZipInfo(name, date_time=(2020, 1, 1, 0, 0, 0))
+            info.external_attr = 0o644 << 16
+            info.compress_type = zipfile.ZIP_DEFLATED
+            zf.writestr(info, data)
+
+        add("__main__.py", _MAIN)
+        for path in sorted(AGENT_DIR.glob("*.py")):
+            add(f"{PACKAGE}/{path.name}", path.read_bytes())
+    data = buf.getvalue()
+    return data, hashlib.sha256(data).hexdigest()
+
+
+def bundle_name() -> str:
+    """File name for the bundle on a target: agent-<first 16 hex of sha256>.pyz."""
+    return f"agent-{bundle()[1][:16]}.pyz"
+
+
+def write_bundle(directory: Path) -> Path:
+    """Write the bundle into `directory` (atomically) unless it is there already; its path."""
+    data, _ = bundle()
+    directory.mkdir(parents=True, exist_ok=True)
+    dest = directory / bundle_name()
+    if not dest.exists():
+        tmp = dest.with_suffix(".tmp")
+        tmp.write_bytes(data)
+        tmp.replace(dest)
+    return dest

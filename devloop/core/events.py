@@ -1,0 +1,159 @@
+"""The typed events every front end consumes.
+
+The engine emits these and knows nothing of who listens: the headless reporter turns them into
+text / JSON lines, the Textual app into widget updates. `to_json()` gives the `--json` line shape
+documented in the README (key `event` plus the dataclass fields).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Callable, ClassVar
+
+
+@dataclass(frozen=True)
+class Event:
+    """Base class: `name` is the value of the `event` key in JSON output."""
+
+    name: ClassVar[str] = "event"
+
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"event": self.name}
+        for f in dataclasses.fields(self):
+            if f.metadata.get("json", True):
+                data[f.name] = getattr(self, f.name)
+        return data
+
+
+@dataclass(frozen=True)
+class SyncProgress(Event):
+    """A long sync on its way: what is done so far, for a progress bar."""
+
+    name: ClassVar[str] = "sync_progress"
+    files_done: int
+    files_total: int
+    bytes_done: int
+    bytes_total: int
+    rate_bps: float
+    eta_s: float | None
+
+
+@dataclass(frozen=True)
+class SyncDone(Event):
+    """A sync finished: files/bytes sent, files deleted on the remote."""
+
+    name: ClassVar[str] = "sync"
+    files: int
+    bytes: int
+    deleted: int
+    ms: float
+    dependencies_changed: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class TargetState(Event):
+    """Lifecycle of the target and kernel: starting, ready, reconnecting, kernel_died, stopped..."""
+
+    name: ClassVar[str] = "target"
+    state: str
+    message: str = ""
+    profile: str = ""
+    kind: str = ""
+
+
+@dataclass(frozen=True)
+class KernelReady(Event):
+    """The agent in the target is up: what it runs on."""
+
+    name: ClassVar[str] = "ready"
+    pid: int
+    python: str
+    cwd: str
+    packages: dict[str, str] = field(default_factory=dict, metadata={"json": False})
+
+
+@dataclass(frozen=True)
+class CellStart(Event):
+    name: ClassVar[str] = "cell_start"
+    cell: int
+    line: int
+    title: str
+
+
+@dataclass(frozen=True)
+class Output(Event):
+    name: ClassVar[str] = "output"
+    cell: int
+    stream: str  # "stdout" | "stderr"
+    text: str
+
+
+@dataclass(frozen=True)
+class CellDone(Event):
+    name: ClassVar[str] = "cell_done"
+    cell: int
+    ok: bool
+    ms: float
+
+
+@dataclass(frozen=True)
+class CellError(Event):
+    """User code raised: where (the user's file and line) and the formatted traceback."""
+
+    name: ClassVar[str] = "error"
+    cell: int
+    type: str
+    message: str
+    file: str
+    line: int
+    traceback: str = field(default="", metadata={"json": False})
+
+
+@dataclass(frozen=True)
+class CellsPlanned(Event):
+    """Which cells this pass will run (indices among code cells), and which became stale."""
+
+    name: ClassVar[str] = "plan"
+    cells: tuple[int, ...]
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class RunDone(Event):
+    name: ClassVar[str] = "run_done"
+    ok: bool
+    exit_code: int
+    cells_run: int
+    ms: float
+
+
+@dataclass(frozen=True)
+class GpuSample(Event):
+    """One NVML / nvidia-smi sample from inside the target, or why there is none."""
+
+    name: ClassVar[str] = "gpu"
+    available: bool
+    gpus: tuple[dict, ...] = ()
+    reason: str = ""
+    source: str = ""
+
+
+@dataclass(frozen=True)
+class GpuSummary(Event):
+    """End-of-run GPU figures per GPU: peak memory, mean and peak utilisation."""
+
+    name: ClassVar[str] = "gpu_summary"
+    gpus: tuple[dict, ...] = ()
+
+
+@dataclass(frozen=True)
+class Diagnostic(Event):
+    """What devloop does, for `-v` (profile resolved, sync plans, agent messages)."""
+
+    name: ClassVar[str] = "log"
+    level: str  # "debug" | "info" | "warning"
+    message: str
+
+
+Emit = Callable[[Event], None]
