@@ -74,6 +74,25 @@ class KernelReady(Event):
 
 
 @dataclass(frozen=True)
+class FileParsed(Event):
+    """The file's code cells as parsed now (index, title, line); is_script when it has no markers."""
+
+    name: ClassVar[str] = "cells"
+    file: str
+    is_script: bool
+    cells: tuple[dict, ...] = ()  # {"cell": i, "title": str, "line": n}
+
+
+@dataclass(frozen=True)
+class CellState(Event):
+    """A cell's state changed: pending | running | ok | failed | stale."""
+
+    name: ClassVar[str] = "cell_state"
+    cell: int
+    state: str
+
+
+@dataclass(frozen=True)
 class CellStart(Event):
     name: ClassVar[str] = "cell_start"
     cell: int
