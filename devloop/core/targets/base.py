@@ -103,6 +103,8 @@ class Target(abc.ABC):
     """One place where code runs. Created from a profile by `devloop.core.targets.create_target`."""
 
     kind: str = "?"
+    #: False where the code already is where it runs (local, in place): the session skips sync.
+    needs_sync: bool = True
 
     @abc.abstractmethod
     async def start(self) -> TargetInfo:
