@@ -1,0 +1,98 @@
+"""Shared plumbing for the commands that run code: flags, config + file resolution, signals."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import sys
+from pathlib import Path
+from typing import Any, Awaitable, Callable
+
+from devloop.core.config import load_config
+
+
+def add_target_args(parser: argparse.ArgumentParser, *, file: bool = True) -> None:
+    if file:
+        parser.add_argument("file", nargs="?", metavar="FILE",
+                            help="the Python file to run: a '# %%%%' cell file or a plain script "
+                                 "(default: [project].entry in devloop.toml)")
+    parser.add_argument("-p", "--profile", metavar="P",
+                        help="where to run: a profile name from profiles/ (default: [project].profile, "
+                             "else the built-in 'local')")
+
+
+def add_json_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true",
+                        help="print one JSON object per line (key 'event') instead of readable text")
+
+
+class UsageError(Exception):
+    """Bad command-line input: exit code 2 with the message."""
+
+
+def resolve(args: argparse.Namespace, *, need_file: bool = True) -> tuple[Any, Any, Path | None]:
+    """(config, profile, file) from the flags: config found from the current folder upward; a
+    file outside that project, with no devloop.toml around, makes the file's folder the root."""
+    cwd = Path.cwd()
+    config = load_config(cwd)
+    file: Path | None = None
+    name = getattr(args, "file", None) or (config.project.entry if need_file else None)
+    if name:
+        file = Path(name)
+        if not file.is_absolute():
+            file = (cwd / file) if getattr(args, "file", None) else (Path(config.root) / file)
+        file = file.resolve()
+        if not file.exists():
+            raise UsageError(f"{name}: no such file -- fix: check the path"
+                             + ("" if getattr(args, "file", None) else " of [project].entry in devloop.toml"))
+        root = Path(config.root).resolve()
+        if root not in file.parents:
+            if config.file is None:
+                config = load_config(file.parent)
+            else:
+                raise UsageError(f"{file} is outside the project {root} (from {config.file}) "
+                                 "-- fix: run devloop from the file's own project folder")
+    elif need_file:
+        raise UsageError("no file to run -- fix: name one (devloop run train.py) or set "
+                         "[project].entry in devloop.toml (devloop init writes one)")
+    profile = config.profile(getattr(args, "profile", None))
+    return config, profile, file
+
+
+def run_async(main: Callable[[asyncio.Event], Awaitable[int]]) -> int:
+    """Run `main(stop)`; SIGINT/SIGTERM set `stop` first, a second one cancels outright.
+
+    `main` must clean up (stop the target) in a finally block: nothing is left behind."""
+
+    async def runner() -> int:
+        loop = asyncio.get_running_loop()
+        stop = asyncio.Event()
+        task = asyncio.current_task()
+        hits = {"n": 0}
+
+        def on_signal(signame: str) -> None:
+            hits["n"] += 1
+            stop.set()
+            if hits["n"] >= 2 and task is not None:
+                task.cancel()
+
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                loop.add_signal_handler(sig, on_signal, sig.name)
+            except (NotImplementedError, RuntimeError):  # pragma: no cover - non-main thread
+                pass
+        try:
+            return await main(stop)
+        except asyncio.CancelledError:
+            return 130
+
+    try:
+        return asyncio.run(runner())
+    except KeyboardInterrupt:
+        return 130
+
+
+def fail(message: str) -> int:
+    print(f"devloop: {message}", file=sys.stderr)
+    return 2

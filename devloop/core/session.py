@@ -1,0 +1,584 @@
+"""The loop: watch -> sync -> reparse -> plan -> rerun, reported as events.
+
+One Session drives one file on one target. Every front end (`devloop run`, `watch`, `up`) calls
+the same coroutines and listens to the same events; nothing here knows who listens.
+
+Rules the loop keeps:
+- unchanged cells before an edit never rerun (the kernel keeps their state);
+- one pass at a time; a save that changes the running cell or one before it interrupts the pass
+  (its result would be stale), a save to a later cell waits for it;
+- a dead kernel (os._exit, segfault, dropped connection) is reported and the next pass starts a
+  fresh one, with every cell marked to rerun (its state is gone);
+- a lost target (container removed, ssh dropped) is started again, resynced from the remote's own
+  manifest (only the difference is sent) and reported.
+"""
+
+from __future__ import annotations
+
+import ast
+import asyncio
+import os
+import time
+from pathlib import Path
+from typing import Any, Iterable
+
+from devloop.core import events as ev
+from devloop.core.cells import Cell, ParsedFile, parse_cells, plan_reruns
+from devloop.core.kernel import ExecResult, KernelClient
+from devloop.core.targets import create_target
+from devloop.core.targets.base import ConnectionLost, TargetError, TargetInfo
+
+
+class SourceError(Exception):
+    """The file to run cannot be read as Python source (missing, not UTF-8)."""
+
+
+def read_source(path: Path) -> str:
+    """The file's text; a clear error (not a traceback) when it is missing or not UTF-8."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise SourceError(f"{path}: no such file -- fix: check the path, or set [project].entry in devloop.toml") from None
+    except IsADirectoryError:
+        raise SourceError(f"{path}: is a folder, not a Python file -- fix: name a .py file") from None
+    except OSError as exc:
+        raise SourceError(f"{path}: cannot be read ({exc.strerror})") from None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise SourceError(
+            f"{path}:{line}: not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start}) "
+            "-- fix: save the file as UTF-8"
+        ) from None
+
+
+def _module_name(relpath: str) -> str | None:
+    """`pkg/utils.py` -> `pkg.utils`; None for non-Python files."""
+    if not relpath.endswith(".py"):
+        return None
+    parts = relpath[:-3].split("/")
+    if parts[-1] == "__init__":
+        parts = parts[:-1]
+    return ".".join(parts) if parts else None
+
+
+def _imported_modules(code: str) -> set[str]:
+    try:
+        tree = ast.parse(code)
+    except SyntaxError:
+        return set()
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            names.add(node.module)
+            names.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return names
+
+
+class Session:
+    def __init__(self, config: Any, profile: Any, file: Path | None, emit: ev.Emit, verbose: int = 0) -> None:
+        self.config = config
+        self.profile = profile
+        self.root = Path(config.root).resolve()
+        self.file = Path(file).resolve() if file is not None else None
+        self.emit = emit
+        self.verbose = verbose
+        self.target = create_target(profile, config)
+        self.kernel: KernelClient | None = None
+        self.watching = True
+        self.parsed: ParsedFile | None = None
+        self.last_ok: list[str | None] = []
+        self._target_info: TargetInfo | None = None
+        self._pass_lock = asyncio.Lock()
+        self._changes_lock = asyncio.Lock()
+        self._running_cell: int | None = None
+        self._rid_cell: dict[str, int] = {}
+        self._synced: Any = None  # the manifest the remote has (what devloop synced there)
+        self._scanner: Any = None
+        self._pending_changes: set[str] = set()
+        self._tasks: set[asyncio.Task] = set()
+        self._closed = False
+
+    # ----------------------------------------------------------------- properties
+    @property
+    def cells(self) -> tuple[Cell, ...]:
+        return self.parsed.cells if self.parsed else ()
+
+    @property
+    def info(self) -> TargetInfo | None:
+        return self._target_info
+
+    @property
+    def relpath(self) -> str:
+        assert self.file is not None
+        try:
+            return self.file.relative_to(self.root).as_posix()
+        except ValueError:
+            raise SourceError(
+                f"{self.file} is outside the project folder {self.root} -- fix: run devloop from the "
+                "folder that holds the file, or move the file into the project"
+            ) from None
+
+    @property
+    def busy(self) -> bool:
+        return self._pass_lock.locked()
+
+    def _log(self, message: str, level: str = "debug") -> None:
+        self.emit(ev.Diagnostic(level=level, message=message))
+
+    # ----------------------------------------------------------------- lifecycle
+    async def start(self) -> TargetInfo:
+        """Start the target, sync the project, start the kernel, parse the file."""
+        p = self.profile
+        self._log(f"profile {p.name!r} (kind {p.kind}) from {getattr(p, 'source', '?')}", "info")
+        if self.file is not None:
+            self._reparse()
+        self.emit(ev.TargetState(state="starting", profile=p.name, kind=p.kind,
+                                 message=f"starting the {p.kind} target"))
+        self._target_info = await self.target.start()
+        info = self._target_info
+        self._log(f"target {info.kind} {info.id}: workdir {info.workdir}, python {info.python}"
+                  + (f", image {info.image} ({info.image_digest})" if info.image else ""), "info")
+        await self._initial_sync()
+        await self._start_kernel()
+        self.emit(ev.TargetState(state="ready", profile=p.name, kind=p.kind,
+                                 message=f"{info.kind} {info.id}"))
+        return info
+
+    async def close(self) -> None:
+        """Stop the kernel and the target (removed unless the profile keeps it). Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        for task in list(self._tasks):
+            task.cancel()
+        if self.kernel is not None:
+            try:
+                await self.kernel.shutdown()
+            except Exception as exc:  # noqa: BLE001 - closing must go on
+                self._log(f"kernel shutdown: {exc}")
+        try:
+            await self.target.stop()
+        finally:
+            self.emit(ev.TargetState(state="stopped", profile=self.profile.name, kind=self.profile.kind))
+
+    # ----------------------------------------------------------------- kernel
+    async def _start_kernel(self) -> None:
+        assert self._target_info is not None
+        env = dict(self.config.run.env or {})
+        channel = await self.target.spawn(self.target.agent_argv("kernel"), env=env,
+                                          cwd=self._target_info.workdir)
+        self.kernel = KernelClient(channel, on_output=self._on_output, on_gpu=self._on_gpu,
+                                   on_log=self._on_agent_log)
+        ready = await self.kernel.start()
+        self.emit(ev.KernelReady(pid=int(ready.get("pid") or 0), python=str(ready.get("python", "")),
+                                 cwd=str(ready.get("cwd", "")), packages=dict(ready.get("packages") or {})))
+        self._log(f"kernel ready: pid {ready.get('pid')}, python {ready.get('python')}")
+        interval = int(getattr(self.config.gpu, "interval_ms", 1000) or 0)
+        if interval > 0:
+            await self.kernel.notify("gpu", interval=interval / 1000.0)
+
+    async def _ensure_kernel(self) -> None:
+        """A live kernel; after a death, a fresh one -- and a restarted target if it was lost."""
+        if self.kernel is not None and self.kernel.alive:
+            return
+        was_lost = self.kernel is not None and self.kernel._lost
+        self.kernel = None
+        if was_lost or (self._target_info is not None and not await self._target_alive()):
+            await self._reconnect()
+        await self._start_kernel()
+
+    async def _target_alive(self) -> bool:
+        try:
+            return await self.target.alive()
+        except Exception:  # noqa: BLE001 - an error here means "not alive"
+            return False
+
+    async def _reconnect(self) -> None:
+        """Start the target again after it was lost; resend only what the remote lacks."""
+        delay = 0.2
+        for attempt in range(1, 6):
+            self.emit(ev.TargetState(state="reconnecting", profile=self.profile.name, kind=self.profile.kind,
+                                     message=f"the target was lost; reconnecting (try {attempt} of 5)"))
+            try:
+                self._target_info = await self.target.start()
+                break
+            except (TargetError, OSError) as exc:
+                if attempt == 5:
+                    raise
+                self._log(f"reconnect failed: {exc}", "warning")
+                await asyncio.sleep(delay)
+                delay *= 2
+        self._synced = None
+        await self._initial_sync()
+        self.emit(ev.TargetState(state="ready", profile=self.profile.name, kind=self.profile.kind,
+                                 message="reconnected: files resynced; the kernel is fresh, so earlier "
+                                         "cells' state was lost and they will rerun"))
+
+    async def restart_kernel(self) -> None:
+        """A fresh kernel: every cell's state is gone, so every cell is stale."""
+        async with self._pass_lock:
+            if self.kernel is not None:
+                await self.kernel.shutdown()
+            self.kernel = None
+            self._forget_state("kernel restarted")
+            await self._ensure_kernel()
+
+    def _forget_state(self, why: str) -> None:
+        self.last_ok = [None] * len(self.cells)
+        for cell in self.cells:
+            self.emit(ev.CellState(cell=cell.index, state="stale"))
+        self._log(f"all cells stale: {why}", "info")
+
+    async def interrupt(self) -> None:
+        """KeyboardInterrupt in the running cell (or SIGINT to the running script)."""
+        if self.kernel is not None and self._running_cell is not None:
+            self._log("interrupting the running cell", "info")
+            await self.kernel.notify("interrupt")
+
+    # ----------------------------------------------------------------- agent callbacks
+    def _on_output(self, rid: str | None, stream: str, text: str) -> None:
+        cell = self._rid_cell.get(rid or "", -1)
+        self.emit(ev.Output(cell=cell, stream=stream, text=text))
+
+    def _on_gpu(self, payload: dict) -> None:
+        self.emit(ev.GpuSample(available=bool(payload.get("available")),
+                               gpus=tuple(payload.get("gpus") or ()),
+                               reason=str(payload.get("reason", "")),
+                               source=str(payload.get("source", ""))))
+
+    def _on_agent_log(self, level: str, message: str) -> None:
+        self._log(f"agent: {message}", level if level in ("debug", "info", "warning") else "debug")
+
+    # ----------------------------------------------------------------- sync
+    def _rules(self) -> Any:
+        from devloop.core.sync.manifest import IgnoreRules
+
+        return IgnoreRules.load(self.root, tuple(self.config.sync.exclude or ()))
+
+    async def _initial_sync(self) -> None:
+        if not getattr(self.target, "needs_sync", True):
+            return
+        from devloop.core.sync.manifest import Scanner
+
+        if self._scanner is None:
+            self._scanner = Scanner(self.root, self._rules())
+        remote = await self.target.remote_manifest()
+        self._synced = remote
+        self._log(f"remote has {len(remote) if remote else 0} synced files", "debug")
+        await self._sync(None)
+
+    async def _sync(self, paths: Iterable[str] | None) -> Any:
+        """Send what changed; returns the plan (None when nothing was sent)."""
+        if not getattr(self.target, "needs_sync", True):
+            return None
+        from devloop.core.sync.plan import plan_sync
+
+        t0 = time.perf_counter()
+        if paths is None or self._synced is None:
+            manifest = await asyncio.to_thread(self._scanner.scan)
+        else:
+            manifest = await asyncio.to_thread(self._scanner.update, list(paths))
+        plan = plan_sync(self._synced, manifest)
+        if plan.empty:
+            return None
+        self._log(f"sync plan: {len(plan.copies)} to copy ({plan.bytes_total} bytes), "
+                  f"{len(plan.deletes)} to delete, {len(plan.mode_changes)} mode changes")
+        stats = await self.target.sync(plan, str(self.root))
+        self._synced = plan.new_manifest
+        self._save_manifest(plan.new_manifest)
+        self.emit(ev.SyncDone(files=stats.files, bytes=stats.bytes, deleted=stats.deleted,
+                              ms=round((time.perf_counter() - t0) * 1000, 1),
+                              dependencies_changed=tuple(plan.dependency_files)))
+        if plan.dependency_files and self.profile.setup:
+            await self._run_setup(plan.dependency_files)
+        return plan
+
+    def _save_manifest(self, manifest: Any) -> None:
+        try:
+            from devloop.core.sync.manifest import save_local_manifest
+
+            save_local_manifest(self.root, self.profile.name, manifest)
+        except (ImportError, OSError) as exc:
+            self._log(f"could not keep the sync manifest: {exc}")
+
+    async def sync_now(self) -> None:
+        async with self._changes_lock:
+            if self._scanner is None and getattr(self.target, "needs_sync", True):
+                await self._initial_sync()
+            else:
+                await self._sync(None)
+
+    async def _run_setup(self, files: Iterable[str]) -> None:
+        """The profile's `setup` command, run when a dependency file changed, before the rerun."""
+        assert self._target_info is not None
+        setup = self.profile.setup
+        self.emit(ev.TargetState(state="setup", profile=self.profile.name, kind=self.profile.kind,
+                                 message=f"{', '.join(files)} changed: running setup: {setup}"))
+        channel = await self.target.spawn(["sh", "-c", f"{setup} 2>&1"], cwd=self._target_info.workdir)
+        await channel.close_stdin()
+        while True:
+            line = await channel.readline()
+            if not line:
+                break
+            self.emit(ev.Output(cell=-1, stream="stdout", text=line.decode("utf-8", "replace")))
+        code = await channel.wait()
+        if code != 0:
+            self.emit(ev.TargetState(state="setup_failed", profile=self.profile.name, kind=self.profile.kind,
+                                     message=f"setup exited with code {code}; the previous environment is kept"))
+        else:
+            self._log("setup done; restart the kernel (k) to load upgraded packages", "info")
+
+    # ----------------------------------------------------------------- parsing and planning
+    def _reparse(self) -> ParsedFile:
+        assert self.file is not None
+        source = read_source(self.file)
+        parsed = parse_cells(source)
+        old = self.parsed
+        self.parsed = parsed
+        if old is None or [(c.title, c.marker_line) for c in old.cells] != [(c.title, c.marker_line) for c in parsed.cells] \
+                or old.is_script != parsed.is_script:
+            self.emit(ev.FileParsed(file=self.relpath, is_script=parsed.is_script, cells=tuple(
+                {"cell": c.index, "title": c.title, "line": c.marker_line} for c in parsed.cells)))
+        return parsed
+
+    def _invalidate_importers(self, changed: Iterable[str]) -> None:
+        """A changed helper module makes the cells that import it stale (they rerun)."""
+        modules = {m for m in (_module_name(p) for p in changed) if m}
+        if not modules:
+            return
+        for cell in self.cells:
+            if cell.index < len(self.last_ok) and _imported_modules(cell.code) & modules:
+                self.last_ok[cell.index] = None
+
+    def plan(self, force: Iterable[int] = ()) -> list[int]:
+        """The cells the next pass runs, by the rerun policy."""
+        last_ok = list(self.last_ok)
+        for i in force:
+            if i < len(last_ok):
+                last_ok[i] = None
+        return plan_reruns(self.cells, last_ok, self.config.run.rerun)
+
+    # ----------------------------------------------------------------- running
+    async def run_all(self) -> ev.RunDone | None:
+        """Every code cell from the top (or the script): what `devloop run` does."""
+        async with self._pass_lock:
+            self._reparse()
+            return await self._pass(list(range(len(self.cells))), reason="run all")
+
+    async def rerun_cell(self, index: int) -> ev.RunDone | None:
+        async with self._pass_lock:
+            self._reparse()
+            return await self._pass(self.plan(force=[index]), reason=f"rerun cell {index}")
+
+    async def run_changed(self) -> ev.RunDone | None:
+        async with self._pass_lock:
+            self._reparse()
+            return await self._pass(self.plan(), reason="changed")
+
+    async def on_changes(self, paths: Iterable[str]) -> ev.RunDone | None:
+        """What a save does: sync, reparse, interrupt a stale pass, run the planned cells."""
+        paths = set(paths)
+        async with self._changes_lock:
+            try:
+                plan = await self._sync(paths)
+            except ConnectionLost:
+                plan = None
+                if self.kernel is not None:
+                    await self.kernel.shutdown()
+            changed = set(plan.copies) if plan is not None else paths
+            py_changed = sorted(p for p in changed if p.endswith(".py") and p != self._rel_or_none())
+            if py_changed:
+                self._invalidate_importers(py_changed)
+                if self.kernel is not None:
+                    await self.kernel.notify("purge", paths=py_changed)
+            try:
+                self._reparse()
+            except SourceError as exc:
+                self._log(str(exc), "warning")
+                return None
+            if self.busy and self._should_interrupt():
+                await self.interrupt()
+        return await self.run_changed()
+
+    def _rel_or_none(self) -> str | None:
+        try:
+            return self.relpath if self.file is not None else None
+        except SourceError:
+            return None
+
+    def _should_interrupt(self) -> bool:
+        if self._running_cell is None:
+            return False
+        if self.parsed is not None and self.parsed.is_script:
+            return True
+        planned = self.plan()
+        return bool(planned) and min(planned) <= self._running_cell
+
+    async def _pass(self, indices: list[int], reason: str) -> ev.RunDone | None:
+        assert self.parsed is not None
+        if self.parsed.is_script:
+            return await self._run_script()
+        if not indices:
+            return None
+        await self._ensure_kernel_or_report()
+        if self.kernel is None:
+            return self._run_done(False, 1, 0, 0.0)
+        self.emit(ev.CellsPlanned(cells=tuple(indices), reason=reason))
+        for i in indices:
+            self.emit(ev.CellState(cell=i, state="pending"))
+        t0 = time.perf_counter()
+        ok, ran = True, 0
+        rel = self.relpath
+        if len(self.last_ok) < len(self.cells):
+            self.last_ok.extend([None] * (len(self.cells) - len(self.last_ok)))
+        del self.last_ok[len(self.cells):]
+        for pos, i in enumerate(indices):
+            cell = self.cells[i]
+            self._running_cell = i
+            self.emit(ev.CellState(cell=i, state="running"))
+            self.emit(ev.CellStart(cell=i, line=cell.marker_line, title=cell.title))
+            rid = self.kernel.next_id()
+            self._rid_cell[rid] = i
+            try:
+                result = await self.kernel.exec(cell.code, rel, cell.code_line, rid=rid)
+            finally:
+                self._running_cell = None
+            ran += 1
+            if result.error:
+                self._emit_error(i, result.error)
+            if result.died:
+                self._report_death(i, result)
+                ok = False
+                self._rid_cell.pop(rid, None)
+                break
+            self.emit(ev.CellDone(cell=i, ok=result.ok, ms=round(result.ms, 1)))
+            self.emit(ev.CellState(cell=i, state="ok" if result.ok else "failed"))
+            self._rid_cell.pop(rid, None)
+            if result.ok:
+                self.last_ok[i] = cell.hash
+            else:
+                self.last_ok[i] = None
+                ok = False
+                for j in indices[pos + 1:]:
+                    self.last_ok[j] = None
+                    self.emit(ev.CellState(cell=j, state="stale"))
+                break
+        return self._run_done(ok, 0 if ok else 1, ran, (time.perf_counter() - t0) * 1000)
+
+    async def _ensure_kernel_or_report(self) -> None:
+        try:
+            await self._ensure_kernel()
+        except (TargetError, ConnectionLost) as exc:
+            self.kernel = None
+            self.emit(ev.TargetState(state="error", profile=self.profile.name, kind=self.profile.kind,
+                                     message=str(exc)))
+
+    def _run_done(self, ok: bool, code: int, ran: int, ms: float) -> ev.RunDone:
+        done = ev.RunDone(ok=ok, exit_code=code, cells_run=ran, ms=round(ms, 1))
+        self.emit(done)
+        return done
+
+    def _emit_error(self, cell: int, err: dict[str, Any]) -> None:
+        frames = err.get("frames") or []
+        rel = self.relpath
+        mine = [f for f in frames if f.get("file") == rel]
+        where = (mine or frames or [{}])[-1]
+        line = where.get("line") or (self.cells[cell].code_line if 0 <= cell < len(self.cells) else 1)
+        self.emit(ev.CellError(cell=cell, type=str(err.get("etype", "Error")), message=str(err.get("message", "")),
+                               file=str(where.get("file") or rel), line=int(line),
+                               traceback=str(err.get("traceback", ""))))
+
+    def _report_death(self, cell: int, result: ExecResult) -> None:
+        code = result.exit_code
+        if result.lost:
+            why = "the connection to the target was lost"
+        elif code is not None and code < 0:
+            why = f"the kernel was killed by signal {-code}"
+        elif code is not None and code > 128 and code - 128 in (9, 11, 6):
+            why = f"the kernel was killed by signal {code - 128}" + (
+                " (out of memory?)" if code == 137 else "")
+        else:
+            why = f"the kernel exited with code {code}"
+        message = f"{why}; its state is lost and the next run starts a fresh kernel"
+        c = self.cells[cell] if 0 <= cell < len(self.cells) else None
+        self.emit(ev.CellError(cell=cell, type="KernelDied", message=message, file=self.relpath,
+                               line=c.marker_line if c else 1))
+        self.emit(ev.CellDone(cell=cell, ok=False, ms=0.0))
+        self.emit(ev.CellState(cell=cell, state="failed"))
+        self.emit(ev.TargetState(state="kernel_died", profile=self.profile.name, kind=self.profile.kind,
+                                 message=message))
+        self._forget_state(why)
+
+    async def _run_script(self) -> ev.RunDone:
+        """A file with no cell markers: a fresh process per run, its exit code mirrored."""
+        await self._ensure_kernel_or_report()
+        if self.kernel is None:
+            return self._run_done(False, 1, 0, 0.0)
+        assert self._target_info is not None
+        self.emit(ev.CellState(cell=0, state="running"))
+        self.emit(ev.CellStart(cell=0, line=1, title=self.relpath))
+        rid = self.kernel.next_id()
+        self._rid_cell[rid] = 0
+        self._running_cell = 0
+        t0 = time.perf_counter()
+        try:
+            result = await self.kernel.run([self._target_info.python, "-u", self.relpath],
+                                           env=dict(self.config.run.env or {}), rid=rid)
+        finally:
+            self._running_cell = None
+            self._rid_cell.pop(rid, None)
+        if result.died:
+            self._report_death(0, result)
+            return self._run_done(False, 1, 1, (time.perf_counter() - t0) * 1000)
+        code = result.exit_code if result.exit_code is not None else (0 if result.ok else 1)
+        if code < 0:
+            code = 128 - code
+        ok = code == 0
+        if result.error:
+            self._emit_error(0, result.error)
+        self.emit(ev.CellDone(cell=0, ok=ok, ms=round(result.ms, 1)))
+        self.emit(ev.CellState(cell=0, state="ok" if ok else "failed"))
+        return self._run_done(ok, code, 1, (time.perf_counter() - t0) * 1000)
+
+    # ----------------------------------------------------------------- watching
+    def set_watching(self, on: bool) -> None:
+        """Watch on/off: while off, saves are remembered and handled when it is turned on."""
+        self.watching = on
+        if on and self._pending_changes:
+            changes, self._pending_changes = set(self._pending_changes), set()
+            self._spawn(self.on_changes(changes))
+
+    def _spawn(self, coro: Any) -> asyncio.Task:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+        return task
+
+    def _task_done(self, task: asyncio.Task) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            exc = task.exception()
+            self.emit(ev.TargetState(state="error", profile=self.profile.name, kind=self.profile.kind,
+                                     message=f"{type(exc).__name__}: {exc}"))
+
+    async def watch(self, stop: asyncio.Event) -> None:
+        """Rerun on every save until `stop` is set."""
+        from devloop.core.watch import watch_changes
+
+        rules = self._rules()
+        debounce = int(getattr(self.config.sync, "debounce_ms", 50) or 50)
+        self._log(f"watching {self.root} (debounce {debounce} ms)", "info")
+        async for changes in watch_changes(self.root, rules, debounce, stop):
+            if stop.is_set():
+                break
+            if not self.watching:
+                self._pending_changes |= set(changes)
+                continue
+            self._spawn(self.on_changes(changes))
+        for task in list(self._tasks):
+            if not task.done():
+                task.cancel()
