@@ -1,0 +1,439 @@
+"""Percent-format cells (`# %%`), their hashes, and which cells a save must rerun.
+
+The format is the one Jupytext, VS Code and PyCharm read: a line starting (at column 0) with
+`# %%` or `#%%` opens a cell; text after it is the title, `[markdown]` / `[md]` (or `[raw]`) sets
+the cell type, and `key="value"` pairs are metadata. A marker inside a multi-line string, or an
+indented one, is not a boundary. A file with no marker is a script (one cell, rerun as a process).
+
+`parse_cells` takes `str`: decoding the file (and what to do with bytes that are not UTF-8) is
+the caller's job. Everything here is pure: no I/O.
+"""
+
+from __future__ import annotations
+
+import ast
+import difflib
+import hashlib
+import io
+import json
+import re
+import tokenize
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Sequence
+
+_MARKER = re.compile(r"^#\s*%%(?=$|[\s\[%])(.*)$")
+_CELL_TYPE = re.compile(r"\[(markdown|md|raw)\]")
+_METADATA = re.compile(
+    r"""(?:^|\s)([A-Za-z_][\w.-]*)=("(?:[^"\\]|\\.)*"|'[^']*'|\[[^\]]*\]|\{[^}]*\}|\S+)"""
+)
+_NEWLINE = re.compile(r"\r\n|\r|\n")  # Python's own line breaks (str.splitlines knows more)
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One cell. `index` counts code cells only (-1 for markdown / raw cells).
+
+    `marker_line` is the 1-based line of the `# %%` marker (1 for code before the first marker);
+    `code_line` is the line where `code` starts, so compiling `code` as starting there gives
+    tracebacks with the user's real line numbers.
+    """
+
+    index: int
+    title: str
+    marker_line: int
+    code_line: int
+    code: str
+    metadata: dict[str, Any] = field(default_factory=dict, hash=False)
+    kind: str = "code"  # "code" | "markdown" | "raw"
+    hash: str = ""
+
+    @property
+    def end_line(self) -> int:
+        """Last line of the cell's code (== code_line - 1 for an empty cell)."""
+        return self.code_line + len(self.code.splitlines()) - 1
+
+
+@dataclass(frozen=True)
+class ParsedFile:
+    cells: tuple[Cell, ...]  # code cells only, cells[i].index == i
+    all_cells: tuple[Cell, ...]  # every cell in file order, markdown included
+    is_script: bool  # no marker at all: run the file as a script
+
+
+def cell_hash(code: str) -> str:
+    """sha256 of the code with trailing whitespace and trailing blank lines removed."""
+    lines = [line.rstrip() for line in _NEWLINE.split(code)]
+    while lines and not lines[-1]:
+        lines.pop()
+    return hashlib.sha256("\n".join(lines).encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def parse_cells(source: str) -> ParsedFile:
+    """Split a percent-format file into cells (see the module docstring for the rules)."""
+    if source.startswith("\ufeff"):
+        source = source[1:]
+    lines = _NEWLINE.split(source)
+    if lines and lines[-1] == "":
+        lines.pop()  # the text after the final newline is not a line
+    inside_string = _lines_inside_strings(source)
+    markers = [
+        n for n, text in enumerate(lines, 1)
+        if n not in inside_string and _MARKER.match(text)
+    ]
+    if not markers:
+        code, code_line = _trim(lines, 1)
+        cells = (_make_cell(0, "", 1, code_line, code, {}, "code"),) if code.strip() else ()
+        return ParsedFile(cells=cells, all_cells=cells, is_script=True)
+
+    all_cells: list[Cell] = []
+    index = 0
+    head, head_line = _trim(lines[: markers[0] - 1], 1)
+    if head.strip():
+        all_cells.append(_make_cell(index, "", 1, head_line, head, {}, "code"))
+        index += 1
+    for k, marker in enumerate(markers):
+        end = markers[k + 1] - 1 if k + 1 < len(markers) else len(lines)
+        title, metadata, kind = _parse_marker(_MARKER.match(lines[marker - 1]).group(1))
+        code, code_line = _trim(lines[marker:end], marker + 1)
+        all_cells.append(_make_cell(index if kind == "code" else -1, title, marker, code_line,
+                                    code, metadata, kind))
+        if kind == "code":
+            index += 1
+    code_cells = tuple(c for c in all_cells if c.kind == "code")
+    return ParsedFile(cells=code_cells, all_cells=tuple(all_cells), is_script=False)
+
+
+def _make_cell(index: int, title: str, marker_line: int, code_line: int, code: str,
+               metadata: dict[str, Any], kind: str) -> Cell:
+    return Cell(index=index, title=title, marker_line=marker_line, code_line=code_line,
+                code=code, metadata=metadata, kind=kind, hash=cell_hash(code))
+
+
+def _trim(lines: Sequence[str], first_line: int) -> tuple[str, int]:
+    """Drop leading and trailing blank lines; return (code, line where the code starts)."""
+    start, end = 0, len(lines)
+    while start < end and not lines[start].strip():
+        start += 1
+    while end > start and not lines[end - 1].strip():
+        end -= 1
+    if start == end:
+        return "", first_line
+    return "\n".join(lines[start:end]) + "\n", first_line + start
+
+
+def _parse_marker(rest: str) -> tuple[str, dict[str, Any], str]:
+    """`# %%` rest -> (title, metadata, kind)."""
+    rest = rest.lstrip("%")
+    kind = "code"
+    m = _CELL_TYPE.search(rest)
+    if m:
+        kind = "raw" if m.group(1) == "raw" else "markdown"
+        rest = rest[: m.start()] + " " + rest[m.end():]
+    metadata: dict[str, Any] = {}
+    for m in _METADATA.finditer(rest):
+        metadata[m.group(1)] = _metadata_value(m.group(2))
+    title = _METADATA.sub(" ", rest)
+    return " ".join(title.split()), metadata, kind
+
+
+def _metadata_value(text: str) -> Any:
+    if text.startswith("'") and text.endswith("'") and len(text) >= 2:
+        return text[1:-1]
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def _lines_inside_strings(source: str) -> set[int]:
+    """Lines whose column 0 lies inside a string that started on an earlier line.
+
+    Tokenizing stops at the first error (an unfinished edit); lines after it count as code, so
+    a broken cell never hides the markers that follow it -- except a string left open, which is
+    what Python would see too.
+    """
+    inside: set[int] = set()
+    fstring_starts: list[tuple[int, int]] = []
+    try:
+        for tok in tokenize.generate_tokens(io.StringIO(source).readline):
+            name = tokenize.tok_name.get(tok.type, "")
+            if name == "FSTRING_START":  # Python 3.12+: f-strings come in pieces
+                fstring_starts.append(tok.start)
+                continue
+            if name == "FSTRING_END" and fstring_starts:
+                start = fstring_starts.pop()
+                inside.update(range(start[0] + 1, tok.end[0] + 1))
+                continue
+            if tok.type == tokenize.STRING and tok.end[0] > tok.start[0]:
+                inside.update(range(tok.start[0] + 1, tok.end[0] + 1))
+    except (tokenize.TokenError, SyntaxError):
+        pass
+    return inside
+
+
+# ------------------------------------------------------------------------------ names (ast)
+
+
+class _Scope:
+    def __init__(self, kind: str, parent: "_Scope | None") -> None:
+        self.kind = kind  # module | function | class | comprehension
+        self.parent = parent
+        self.bound: set[str] = set()
+        self.loads: set[str] = set()
+        self.globals: set[str] = set()
+        self.nonlocals: set[str] = set()
+        self.children: list[_Scope] = []
+        if parent:
+            parent.children.append(self)
+
+    def free(self) -> set[str]:
+        """Names this scope (and its children) read but do not bind: they come from outside."""
+        own = self.loads - self.bound
+        inner: set[str] = set()
+        for child in self.children:
+            inner |= child.free()
+        if self.kind != "class":  # class-body names are invisible to nested functions
+            inner -= self.bound
+        return own | inner
+
+
+class _NameFinder(ast.NodeVisitor):
+    """Module-level bindings (defined) and reads from outside any inner scope (used)."""
+
+    def __init__(self) -> None:
+        self.module = _Scope("module", None)
+        self.scope = self.module
+        self.global_defs: set[str] = set()  # `global x; x = ...` inside functions
+        self.mutated: set[str] = set()  # `x[...] = `, `x.attr = ` at module level
+
+    # -- binding helpers
+    def bind(self, name: str, scope: _Scope | None = None) -> None:
+        scope = scope or self.scope
+        if name in scope.globals:
+            self.global_defs.add(name)
+        elif name not in scope.nonlocals:
+            scope.bound.add(name)
+
+    def _enter(self, kind: str) -> _Scope:
+        self.scope = _Scope(kind, self.scope)
+        return self.scope
+
+    def _leave(self) -> None:
+        assert self.scope.parent is not None
+        self.scope = self.scope.parent
+
+    # -- names
+    def visit_Name(self, node: ast.Name) -> None:
+        if isinstance(node.ctx, ast.Load):
+            self.scope.loads.add(node.id)
+        else:
+            self.bind(node.id)
+
+    def _mutation(self, node: ast.Attribute | ast.Subscript) -> None:
+        if not isinstance(node.ctx, ast.Load) and self.scope is self.module:
+            base: ast.AST = node
+            while isinstance(base, (ast.Attribute, ast.Subscript)):
+                base = base.value
+            if isinstance(base, ast.Name):
+                self.mutated.add(base.id)
+        self.generic_visit(node)
+
+    visit_Attribute = _mutation
+    visit_Subscript = _mutation
+
+    def visit_AugAssign(self, node: ast.AugAssign) -> None:
+        if isinstance(node.target, ast.Name):
+            self.scope.loads.add(node.target.id)
+        self.generic_visit(node)
+
+    def visit_AnnAssign(self, node: ast.AnnAssign) -> None:
+        self.visit(node.annotation)
+        if node.value is not None:
+            self.visit(node.value)
+            self.visit(node.target)
+        elif not isinstance(node.target, ast.Name):
+            self.visit(node.target)
+
+    def visit_NamedExpr(self, node: ast.NamedExpr) -> None:
+        self.visit(node.value)
+        scope = self.scope
+        while scope.kind == "comprehension" and scope.parent:
+            scope = scope.parent  # := in a comprehension binds in the enclosing scope
+        self.bind(node.target.id, scope)
+
+    def visit_Global(self, node: ast.Global) -> None:
+        self.scope.globals.update(node.names)  # reads then count as free names (used)
+
+    def visit_Nonlocal(self, node: ast.Nonlocal) -> None:
+        self.scope.nonlocals.update(node.names)
+
+    def visit_Import(self, node: ast.Import) -> None:
+        for alias in node.names:
+            self.bind(alias.asname or alias.name.split(".")[0])
+
+    def visit_ImportFrom(self, node: ast.ImportFrom) -> None:
+        for alias in node.names:
+            if alias.name != "*":
+                self.bind(alias.asname or alias.name)
+
+    def visit_ExceptHandler(self, node: ast.ExceptHandler) -> None:
+        if node.type is not None:
+            self.visit(node.type)
+        if node.name and self.scope is not self.module:
+            self.bind(node.name)  # at module level the name is deleted after the block
+        for stmt in node.body:
+            self.visit(stmt)
+
+    def visit_MatchAs(self, node: ast.MatchAs) -> None:
+        if node.name:
+            self.bind(node.name)
+        self.generic_visit(node)
+
+    def visit_MatchStar(self, node: ast.MatchStar) -> None:
+        if node.name:
+            self.bind(node.name)
+
+    def visit_MatchMapping(self, node: ast.MatchMapping) -> None:
+        if node.rest:
+            self.bind(node.rest)
+        self.generic_visit(node)
+
+    # -- scopes
+    def _arguments(self, args: ast.arguments) -> None:
+        for arg in (*args.posonlyargs, *args.args, *args.kwonlyargs, args.vararg, args.kwarg):
+            if arg is not None:
+                self.bind(arg.arg)
+
+    def _defaults_and_annotations(self, args: ast.arguments) -> None:
+        for default in (*args.defaults, *(d for d in args.kw_defaults if d is not None)):
+            self.visit(default)
+        for arg in (*args.posonlyargs, *args.args, *args.kwonlyargs, args.vararg, args.kwarg):
+            if arg is not None and arg.annotation is not None:
+                self.visit(arg.annotation)
+
+    def visit_FunctionDef(self, node: ast.FunctionDef | ast.AsyncFunctionDef) -> None:
+        for deco in node.decorator_list:
+            self.visit(deco)
+        self._defaults_and_annotations(node.args)
+        if node.returns is not None:
+            self.visit(node.returns)
+        self.bind(node.name)
+        self._enter("function")
+        self._arguments(node.args)
+        for stmt in node.body:
+            self.visit(stmt)
+        self._leave()
+
+    visit_AsyncFunctionDef = visit_FunctionDef
+
+    def visit_Lambda(self, node: ast.Lambda) -> None:
+        self._defaults_and_annotations(node.args)
+        self._enter("function")
+        self._arguments(node.args)
+        self.visit(node.body)
+        self._leave()
+
+    def visit_ClassDef(self, node: ast.ClassDef) -> None:
+        for expr in (*node.decorator_list, *node.bases, *node.keywords):
+            self.visit(expr)
+        self.bind(node.name)
+        self._enter("class")
+        for stmt in node.body:
+            self.visit(stmt)
+        self._leave()
+
+    def _comprehension(self, node: Any, results: Iterable[ast.AST]) -> None:
+        generators = node.generators
+        self.visit(generators[0].iter)  # evaluated in the enclosing scope
+        self._enter("comprehension")
+        for i, gen in enumerate(generators):
+            if i:
+                self.visit(gen.iter)
+            self.visit(gen.target)
+            for cond in gen.ifs:
+                self.visit(cond)
+        for expr in results:
+            self.visit(expr)
+        self._leave()
+
+    def visit_ListComp(self, node: ast.ListComp) -> None:
+        self._comprehension(node, [node.elt])
+
+    visit_SetComp = visit_ListComp
+    visit_GeneratorExp = visit_ListComp
+
+    def visit_DictComp(self, node: ast.DictComp) -> None:
+        self._comprehension(node, [node.key, node.value])
+
+
+def _analyse(code: str) -> _NameFinder | None:
+    try:
+        tree = ast.parse(code)
+    except (SyntaxError, ValueError):  # ValueError: source with NUL bytes
+        return None
+    finder = _NameFinder()
+    finder.visit(tree)
+    return finder
+
+
+def defined_names(code: str) -> frozenset[str]:
+    """Names a cell binds at module level: assignments (incl. augmented, walrus, for / with-as
+    targets), def / class, imports, `global` writes from functions, and the base name of
+    `x[...] = ...` / `x.attr = ...` (the cell changes x). A cell that does not parse: none."""
+    finder = _analyse(code)
+    if finder is None:
+        return frozenset()
+    return frozenset(finder.module.bound | finder.global_defs | finder.mutated)
+
+
+def used_names(code: str) -> frozenset[str]:
+    """Names a cell reads from the module namespace (including from inside its functions);
+    names local to a function, lambda or comprehension are not counted. Syntax error: none."""
+    finder = _analyse(code)
+    if finder is None:
+        return frozenset()
+    inner: set[str] = set()
+    for child in finder.module.children:
+        inner |= child.free()
+    return frozenset(finder.module.loads | inner)
+
+
+# ------------------------------------------------------------------------------ rerun planning
+
+
+def plan_reruns(cells: Sequence[Cell], last_ok: Sequence[str | None], policy: str) -> list[int]:
+    """Indices of the code cells to rerun after a save, sorted.
+
+    `last_ok[i]` is the hash of the code that last ran successfully at position i (None: never
+    ran, or failed). `linear`: the first cell that differs from last_ok and every cell after it.
+    `reactive`: changed (or never successfully run) cells, plus later cells that read a name one
+    of them defines, transitively. Cells are matched to `last_ok` by position for `linear`; for
+    `reactive` an inserted or deleted cell does not make the unchanged cells after it rerun
+    (old and new hashes are aligned with a sequence diff). Unchanged successful cells before the
+    edit never rerun.
+    """
+    if policy == "linear":
+        for i, cell in enumerate(cells):
+            if i >= len(last_ok) or last_ok[i] != cell.hash:
+                return list(range(i, len(cells)))
+        return []
+    if policy != "reactive":
+        raise ValueError(f"unknown rerun policy {policy!r} (linear or reactive)")
+    unchanged = _aligned_unchanged([c.hash for c in cells], last_ok)
+    plan: list[int] = []
+    dirty: set[str] = set()
+    for i, cell in enumerate(cells):
+        if i not in unchanged or (dirty and used_names(cell.code) & dirty):
+            plan.append(i)
+            dirty |= defined_names(cell.code)
+    return plan
+
+
+def _aligned_unchanged(new: list[str], old: Sequence[str | None]) -> set[int]:
+    """Positions in `new` whose hash lines up with a successful run of the same code."""
+    old_keys: list[Any] = [h if h is not None else object() for h in old]
+    matcher = difflib.SequenceMatcher(None, old_keys, new, autojunk=False)
+    unchanged: set[int] = set()
+    for block in matcher.get_matching_blocks():
+        unchanged.update(range(block.b, block.b + block.size))
+    return unchanged
