@@ -1,0 +1,444 @@
+"""The receiving end of a sync, inside the target (stdlib only, Python 3.8+).
+
+`receive ROOT` reads a tar stream on stdin whose first member is a control JSON:
+    {"v": 1, "full": bool, "deletes": [REL...], "chmod": {REL: MODE},
+     "entries": {REL: [size, mtime_ns, mode, sha256, link]}}
+`entries` is the complete new manifest when `full`, else only the paths sent or re-moded.
+Every other member is a file or symlink named in `entries`. Each file is written to a temp name
+in its own folder and renamed over the old one, so a running cell never reads half a file.
+Absolute paths, `..`, and symlinks that leave ROOT are refused (nothing is written then);
+folders on the way that are links leaving ROOT are refused too. Only paths devloop itself synced
+(ROOT/.devloop/manifest.json) are ever deleted or re-moded: what a run wrote stays.
+One JSON line answers: {"ok": true, "files": N, "bytes": N, "deleted": N} or {"ok": false, "error": TEXT}.
+
+`manifest ROOT` prints the stored manifest as {"version": 1, "files": {REL: [size, mtime_ns,
+mode, sha256, link]}}, keeping only paths whose file on disk still matches what was written
+(so a file changed or lost remotely is sent again), or `null` when nothing was synced there.
+
+The stored manifest is a base file plus an append-only journal, so a one-file sync appends one
+line instead of rewriting the record of a 100,000-file tree.
+"""
+import json
+import os
+import stat
+import sys
+import tarfile
+
+CONTROL_NAME = ".devloop-control.json"
+STATE_DIR = ".devloop"
+BASE = "manifest.json"
+JOURNAL = "manifest.log"
+CHUNK = 1 << 20
+COMPACT_JOURNAL_BYTES = 1 << 20
+
+
+class Refused(Exception):
+    """The stream asks for something unsafe or impossible; the message says what and why."""
+
+
+# -- stored manifest -----------------------------------------------------------------------------
+
+def _state_path(root, name):
+    return os.path.join(root, STATE_DIR, name)
+
+
+def load_stored(root):
+    """{rel: [size, mtime_ns, mode, sha256, link, remote_size, remote_mtime_ns]} or None."""
+    try:
+        with open(_state_path(root, BASE), "r", encoding="utf-8") as f:
+            files = json.load(f)["files"]
+    except (OSError, ValueError, KeyError, TypeError):
+        files = None
+    try:
+        with open(_state_path(root, JOURNAL), "r", encoding="utf-8") as f:
+            for line in f:
+                try:
+                    rec = json.loads(line)
+                except ValueError:
+                    break  # a torn last line: what came before it is good
+                if files is None:
+                    files = {}
+                for rel in rec.get("del", ()):
+                    files.pop(rel, None)
+                files.update(rec.get("set", {}))
+    except OSError:
+        pass
+    return files
+
+
+def _write_base(root, files):
+    os.makedirs(os.path.join(root, STATE_DIR), exist_ok=True)
+    path = _state_path(root, BASE)
+    tmp = path + ".%d.tmp" % os.getpid()
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump({"version": 1, "files": files}, f, separators=(",", ":"))
+    os.replace(tmp, path)
+    try:
+        os.unlink(_state_path(root, JOURNAL))
+    except OSError:
+        pass
+
+
+def _append_journal(root, sets, dels):
+    os.makedirs(os.path.join(root, STATE_DIR), exist_ok=True)
+    line = json.dumps({"set": sets, "del": dels}, separators=(",", ":")) + "\n"
+    with open(_state_path(root, JOURNAL), "a", encoding="utf-8") as f:
+        f.write(line)
+        size = f.tell()
+    return size
+
+
+def _verified(root, rel, rec):
+    """Does the file on disk still hold what devloop wrote there?"""
+    try:
+        st = os.lstat(os.path.join(root, rel))
+    except OSError:
+        return False
+    link = rec[4]
+    if link is not None:
+        if not stat.S_ISLNK(st.st_mode):
+            return False
+        try:
+            return os.readlink(os.path.join(root, rel)) == link
+        except OSError:
+            return False
+    if not stat.S_ISREG(st.st_mode) or rec[5] is None:
+        return False
+    return st.st_size == rec[5] and st.st_mtime_ns == rec[6] and stat.S_IMODE(st.st_mode) & 0o777 == rec[2]
+
+
+# -- path safety ------------------------------------------------------------------------------
+
+def check_relpath(rel):
+    if not isinstance(rel, str) or not rel:
+        raise Refused("refused: empty or non-text path in the sync stream")
+    if "\x00" in rel:
+        raise Refused("refused: path with a NUL byte in the sync stream")
+    if rel.startswith("/") or (len(rel) > 1 and rel[1] == ":"):
+        raise Refused("refused: absolute path %r in the sync stream (only paths inside the workdir are written)" % rel)
+    parts = rel.split("/")
+    if ".." in parts:
+        raise Refused("refused: path %r contains '..' (it would leave the workdir)" % rel)
+    if any(p in ("", ".") for p in parts):
+        raise Refused("refused: path %r is not a clean relative path" % rel)
+    if parts[0] == STATE_DIR:
+        raise Refused("refused: path %r is inside devloop's own state folder %s/" % (rel, STATE_DIR))
+
+
+def check_link(rel, target):
+    if not isinstance(target, str) or not target or "\x00" in target:
+        raise Refused("refused: symlink %r has an empty or invalid target" % rel)
+    if target.startswith("/"):
+        raise Refused(
+            "refused: symlink %r -> %r is absolute, so it leaves the workdir; "
+            "make it relative or add it to .devloopignore" % (rel, target))
+    depth = len(rel.split("/")) - 1
+    for part in target.split("/"):
+        if part == "..":
+            depth -= 1
+            if depth < 0:
+                raise Refused(
+                    "refused: symlink %r -> %r leaves the workdir; "
+                    "add it to .devloopignore or [sync].exclude" % (rel, target))
+        elif part not in ("", "."):
+            depth += 1
+
+
+class Writer:
+    """Writes files under root, never through a folder that leads outside it."""
+
+    def __init__(self, root):
+        self.root = root
+        self._safe_dirs = {""}
+        self._counter = 0
+
+    def _inside(self, path):
+        real = os.path.realpath(path)
+        return real == self.root or real.startswith(self.root + os.sep)
+
+    def prepare_dir(self, dir_rel):
+        if dir_rel in self._safe_dirs:
+            return
+        parent = dir_rel.rpartition("/")[0]
+        self.prepare_dir(parent)
+        path = os.path.join(self.root, dir_rel)
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            os.mkdir(path)
+        else:
+            if stat.S_ISLNK(st.st_mode):
+                if not self._inside(path):
+                    raise Refused("refused: folder %r is a symlink that leads outside the workdir" % dir_rel)
+            elif not stat.S_ISDIR(st.st_mode):
+                raise Refused("cannot create folder %r on the target: a file devloop did not sync is in the way" % dir_rel)
+        self._safe_dirs.add(dir_rel)
+
+    def _tmp(self, dir_path):
+        self._counter += 1
+        return os.path.join(dir_path, ".devloop-tmp-%d-%d" % (os.getpid(), self._counter))
+
+    def write_file(self, rel, src, size, mode, mtime_ns):
+        dir_rel = rel.rpartition("/")[0]
+        self.prepare_dir(dir_rel)
+        dest = os.path.join(self.root, rel)
+        tmp = self._tmp(os.path.dirname(dest))
+        try:
+            with open(tmp, "wb") as out:
+                remaining = size
+                while remaining > 0:
+                    block = src.read(min(CHUNK, remaining))
+                    if not block:
+                        raise Refused("the sync stream ended inside %r" % rel)
+                    out.write(block)
+                    remaining -= len(block)
+                os.fchmod(out.fileno(), mode)
+            os.utime(tmp, ns=(mtime_ns, mtime_ns))
+            st = os.stat(tmp)
+            _replace(tmp, dest, rel)
+        except BaseException:
+            _unlink_quiet(tmp)
+            raise
+        return st
+
+    def write_link(self, rel, target):
+        dir_rel = rel.rpartition("/")[0]
+        self.prepare_dir(dir_rel)
+        dest = os.path.join(self.root, rel)
+        tmp = self._tmp(os.path.dirname(dest))
+        os.symlink(target, tmp)
+        try:
+            _replace(tmp, dest, rel)
+        except BaseException:
+            _unlink_quiet(tmp)
+            raise
+
+
+def _replace(tmp, dest, rel):
+    try:
+        os.replace(tmp, dest)
+    except IsADirectoryError:
+        raise Refused("cannot write %r on the target: a folder with files devloop did not sync is in the way" % rel)
+    except OSError as exc:
+        raise Refused("cannot write %r on the target: %s" % (rel, exc.strerror or exc))
+
+
+def _unlink_quiet(path):
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
+def _remove_synced(root, rel):
+    """Delete one synced file/link, then the folders it leaves empty (never ROOT)."""
+    path = os.path.join(root, rel)
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return False
+    if stat.S_ISDIR(st.st_mode):
+        return False
+    os.unlink(path)
+    parent = rel.rpartition("/")[0]
+    while parent:
+        try:
+            os.rmdir(os.path.join(root, parent))
+        except OSError:
+            break
+        parent = parent.rpartition("/")[0]
+    return True
+
+
+# -- receive -----------------------------------------------------------------------------------
+
+def _drain(stream):
+    while stream.read(CHUNK):
+        pass
+
+
+def receive(root, stream):
+    os.makedirs(root, exist_ok=True)
+    root = os.path.realpath(root)
+    tf = tarfile.open(fileobj=stream, mode="r|", bufsize=CHUNK)
+    first = tf.next()
+    if first is None or first.name != CONTROL_NAME:
+        raise Refused("the sync stream does not start with devloop's control record")
+    control = json.loads(tf.extractfile(first).read().decode("utf-8"))
+    full = bool(control.get("full"))
+    entries = control.get("entries") or {}
+    deletes = control.get("deletes") or []
+    chmods = control.get("chmod") or {}
+    # validate everything before touching anything
+    for rel in list(entries) + list(deletes) + list(chmods):
+        check_relpath(rel)
+    for rel, rec in entries.items():
+        if rec[4] is not None:
+            check_link(rel, rec[4])
+
+    stored = load_stored(root) if (full or deletes or chmods) else None
+    synced = stored or {}
+    writer = Writer(root)
+    deleted = 0
+    gone = []
+    for rel in deletes:
+        if rel in synced:
+            if _remove_synced(root, rel):
+                deleted += 1
+            gone.append(rel)
+    for rel, mode in chmods.items():
+        if rel in synced and rel in entries and entries[rel][4] is None:
+            try:
+                os.chmod(os.path.join(root, rel), mode)
+            except OSError:
+                pass
+
+    written = {}
+    nbytes = 0
+    while True:
+        member = tf.next()
+        if member is None:
+            break
+        rel = member.name
+        rec = entries.get(rel)
+        if rec is None or rel in written:
+            check_relpath(rel)
+            raise Refused("refused: %r is in the sync stream but not in its control record" % rel)
+        if member.issym():
+            if member.linkname != rec[4]:
+                raise Refused("refused: symlink %r does not match its control record" % rel)
+            writer.write_link(rel, rec[4])
+            written[rel] = None
+        elif member.isreg():
+            src = tf.extractfile(member)
+            st = writer.write_file(rel, src, member.size, int(rec[2]) & 0o777, int(rec[1]))
+            written[rel] = (st.st_size, st.st_mtime_ns)
+            nbytes += member.size
+        else:
+            raise Refused("refused: %r is neither a file nor a symlink" % rel)
+
+    # record what is now there
+    def record(rel, rec):
+        if rel in written:
+            rs = written[rel]
+            return list(rec[:5]) + ([rs[0], rs[1]] if rs else [None, None])
+        old = synced.get(rel)
+        if old is not None and old[3] == rec[3] and old[4] == rec[4] and old[0] == rec[0]:
+            if rel in chmods:
+                try:
+                    st = os.lstat(os.path.join(root, rel))
+                    return list(rec[:5]) + [st.st_size, st.st_mtime_ns]
+                except OSError:
+                    return list(rec[:5]) + [None, None]
+            return list(rec[:5]) + list(old[5:7])
+        return list(rec[:5]) + [None, None]  # not verified: sent again next time
+
+    if full:
+        _write_base(root, {rel: record(rel, rec) for rel, rec in entries.items()})
+    else:
+        size = _append_journal(root, {rel: record(rel, rec) for rel, rec in entries.items()}, gone)
+        if size > COMPACT_JOURNAL_BYTES:
+            _write_base(root, load_stored(root) or {})
+    return {"ok": True, "files": len(written), "bytes": nbytes, "deleted": deleted}
+
+
+def _answer(obj):
+    sys.stdout.write(json.dumps(obj) + "\n")
+    sys.stdout.flush()
+
+
+class FramedReader:
+    """One sync out of a persistent stream: 4-byte big-endian length + data chunks, a zero length
+    ends the sync (so one receiver process serves many syncs without a new start each time)."""
+
+    def __init__(self, stream):
+        self.stream = stream
+        self.left = 0
+        self.done = False
+        self.eof = False
+
+    def _next_chunk(self):
+        head = _read_exact(self.stream, 4)
+        if len(head) < 4:
+            self.done = self.eof = True
+            return
+        self.left = int.from_bytes(head, "big")
+        if self.left == 0:
+            self.done = True
+
+    def read(self, n=-1):
+        while not self.done and self.left == 0:
+            self._next_chunk()
+        if self.done:
+            return b""
+        if n is None or n < 0 or n > self.left:
+            n = self.left
+        data = self.stream.read(n)
+        if not data:
+            self.done = self.eof = True
+            return b""
+        self.left -= len(data)
+        return data
+
+
+def _read_exact(stream, n):
+    parts = []
+    while n > 0:
+        block = stream.read(n)
+        if not block:
+            break
+        parts.append(block)
+        n -= len(block)
+    return b"".join(parts)
+
+
+def _receive_answer(root, stream):
+    try:
+        result = receive(root, stream)
+    except Refused as exc:
+        result = {"ok": False, "error": str(exc)}
+    except (tarfile.TarError, ValueError, KeyError, TypeError, IndexError) as exc:
+        result = {"ok": False, "error": "the sync stream is damaged: %s" % exc}
+    except OSError as exc:
+        result = {"ok": False, "error": "writing on the target failed: %s" % exc}
+    _drain(stream)
+    _answer(result)
+    return result
+
+
+def receive_main(argv):
+    """`receive ROOT`: one tar stream until EOF. `receive ROOT --serve`: framed syncs, one
+    answer line each, until stdin closes."""
+    if len(argv) not in (1, 2) or (len(argv) == 2 and argv[1] != "--serve"):
+        sys.stderr.write("usage: receive ROOT [--serve] (a sync tar stream on stdin)\n")
+        return 2
+    stream = sys.stdin.buffer
+    if len(argv) == 1:
+        return 0 if _receive_answer(argv[0], stream)["ok"] else 1
+    while True:
+        reader = FramedReader(stream)
+        reader._next_chunk()
+        if reader.eof:
+            return 0
+        _receive_answer(argv[0], reader)
+        if reader.eof:
+            return 0
+
+
+def manifest_main(argv):
+    if len(argv) != 1:
+        sys.stderr.write("usage: manifest ROOT\n")
+        return 2
+    root = os.path.realpath(argv[0])
+    files = load_stored(root)
+    if files is None:
+        _answer(None)
+        return 0
+    if os.path.exists(_state_path(root, JOURNAL)):
+        try:
+            _write_base(root, files)
+        except OSError:
+            pass
+    good = {rel: rec[:5] for rel, rec in files.items() if _verified(root, rel, rec)}
+    _answer({"version": 1, "files": good})
+    return 0

@@ -1,0 +1,250 @@
+"""What the project tree holds: path -> (size, mtime, mode, content hash, link target).
+
+`Scanner` walks the tree with the ignore rules and keeps a stat cache (size, mtime_ns, inode,
+mode) so a rescan hashes only files whose stat changed; `update(paths)` rescans only the paths
+the watcher named. The cache can be kept on disk (`.devloop/statcache.json`) so a fresh
+`devloop sync` does not hash the whole project again.
+
+Per profile, the manifest devloop last synced is kept under `.devloop/manifests/<profile>.json`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable
+
+from devloop.core.sync.ignore import IgnoreRules
+
+__all__ = [
+    "Entry", "Manifest", "IgnoreRules", "Scanner", "hash_file", "load_local_manifest",
+    "save_local_manifest", "manifest_to_json", "manifest_from_json",
+]
+
+CHUNK = 1 << 20
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One synced path. Files: mode is 0o755 or 0o644 (only the executable bit travels, as in
+    git). Symlinks: `link` is the target, `sha256` is empty, mode 0o777."""
+
+    size: int
+    mtime_ns: int
+    mode: int
+    sha256: str
+    link: str | None = None
+
+
+Manifest = dict[str, Entry]
+
+
+def hash_file(path: str) -> str:
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def file_mode(st_mode: int) -> int:
+    return 0o755 if st_mode & 0o111 else 0o644
+
+
+def manifest_to_json(manifest: Manifest) -> dict[str, list]:
+    return {rel: [e.size, e.mtime_ns, e.mode, e.sha256, e.link] for rel, e in manifest.items()}
+
+
+def manifest_from_json(files: dict) -> Manifest:
+    return {rel: Entry(int(v[0]), int(v[1]), int(v[2]), str(v[3]), v[4]) for rel, v in files.items()}
+
+
+# -- per-profile record of what was last synced ------------------------------------------------
+
+def _manifest_path(root: Path | str, profile: str) -> Path:
+    return Path(root) / ".devloop" / "manifests" / f"{profile}.json"
+
+
+def _write_json_atomic(path: Path, data: object) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(data, f, separators=(",", ":"))
+    os.replace(tmp, path)
+
+
+def load_local_manifest(root: Path | str, profile: str) -> Manifest | None:
+    """The manifest last synced to `profile` from this project, or None (never synced/unreadable)."""
+    try:
+        with open(_manifest_path(root, profile), encoding="utf-8") as f:
+            data = json.load(f)
+        return manifest_from_json(data["files"])
+    except (OSError, ValueError, KeyError, TypeError, IndexError):
+        return None
+
+
+def save_local_manifest(root: Path | str, profile: str, manifest: Manifest) -> None:
+    _write_json_atomic(_manifest_path(root, profile), {"version": 1, "files": manifest_to_json(manifest)})
+
+
+# -- the scanner -------------------------------------------------------------------------------
+
+class Scanner:
+    """Walks `root` with `rules`; unchanged files (same size, mtime_ns, inode, mode) keep their
+    previous Entry, so only changed files are read and hashed."""
+
+    def __init__(self, root: Path | str, rules: IgnoreRules, cache_file: Path | str | None = None) -> None:
+        self.root = str(Path(root).resolve())
+        self.rules = rules
+        self.cache_file = Path(cache_file) if cache_file else None
+        # relpath -> (size, mtime_ns, inode, st_mode, Entry)
+        self._stat: dict[str, tuple[int, int, int, int, Entry]] = {}
+        self._manifest: Manifest = {}
+        self._ignore_files: dict[str, tuple[int, int]] = {}
+        self.hashed = 0  # files hashed by the last scan/update (for tests and -v)
+        if self.cache_file is not None:
+            self._load_cache()
+
+    @property
+    def manifest(self) -> Manifest:
+        return self._manifest
+
+    # stat cache on disk ------------------------------------------------------------------------
+    def _load_cache(self) -> None:
+        try:
+            with open(self.cache_file, encoding="utf-8") as f:  # type: ignore[arg-type]
+                data = json.load(f)
+            if data.get("root") != self.root:
+                return
+            for rel, (size, mtime, ino, st_mode, mode, sha, link) in data["files"].items():
+                self._stat[rel] = (size, mtime, ino, st_mode, Entry(size, mtime, mode, sha, link))
+        except (OSError, ValueError, KeyError, TypeError):
+            self._stat.clear()
+
+    def save_cache(self) -> None:
+        if self.cache_file is None:
+            return
+        files = {rel: [s, m, i, sm, e.mode, e.sha256, e.link] for rel, (s, m, i, sm, e) in self._stat.items()}
+        _write_json_atomic(self.cache_file, {"version": 1, "root": self.root, "files": files})
+
+    # one path ----------------------------------------------------------------------------------
+    def _entry(self, rel: str, path: str, st: os.stat_result) -> Entry | None:
+        st_mode = st.st_mode
+        cached = self._stat.get(rel)
+        if (cached is not None and cached[0] == st.st_size and cached[1] == st.st_mtime_ns
+                and cached[2] == st.st_ino and cached[3] == st_mode):
+            return cached[4]
+        if stat.S_ISLNK(st_mode):
+            try:
+                target = os.readlink(path)
+            except OSError:
+                return None
+            entry = Entry(len(target), st.st_mtime_ns, 0o777, "", target)
+        elif stat.S_ISREG(st_mode):
+            try:
+                digest = hash_file(path)
+            except OSError:  # vanished or unreadable: the next event names it again
+                return None
+            self.hashed += 1
+            if cached is not None and cached[4].sha256 == digest and cached[4].mode == file_mode(st_mode) \
+                    and cached[4].size == st.st_size and cached[4].mtime_ns == st.st_mtime_ns:
+                entry = cached[4]
+            else:
+                entry = Entry(st.st_size, st.st_mtime_ns, file_mode(st_mode), digest, None)
+        else:  # fifo, socket, device: not synced
+            return None
+        self._stat[rel] = (st.st_size, st.st_mtime_ns, st.st_ino, st_mode, entry)
+        return entry
+
+    # walks -------------------------------------------------------------------------------------
+    def _walk(self, top_rel: str, out: Manifest, seen_ignore: dict[str, tuple[int, int]]) -> None:
+        rules = self.rules
+        stack = [top_rel]
+        root = self.root
+        while stack:
+            dir_rel = stack.pop()
+            dir_path = os.path.join(root, dir_rel) if dir_rel else root
+            try:
+                it = os.scandir(dir_path)
+            except OSError:
+                continue
+            with it:
+                for de in it:
+                    name = de.name
+                    rel = f"{dir_rel}/{name}" if dir_rel else name
+                    try:
+                        is_dir = de.is_dir(follow_symlinks=False)
+                    except OSError:
+                        continue
+                    if rules.matches_child(dir_rel, name, is_dir):
+                        continue
+                    if is_dir:
+                        stack.append(rel)
+                        continue
+                    try:
+                        st = de.stat(follow_symlinks=False)
+                    except OSError:
+                        continue
+                    if name in (".gitignore", ".devloopignore"):
+                        seen_ignore[rel] = (st.st_size, st.st_mtime_ns)
+                    entry = self._entry(rel, de.path, st)
+                    if entry is not None:
+                        out[rel] = entry
+
+    def scan(self) -> Manifest:
+        """A full walk. Rescans once more if an ignore file changed since the last walk."""
+        self.hashed = 0
+        for _ in range(2):
+            out: Manifest = {}
+            seen: dict[str, tuple[int, int]] = {}
+            self._walk("", out, seen)
+            changed = seen != self._ignore_files
+            self._ignore_files = seen
+            if changed and self._manifest:
+                self.rules.reload()
+                self._manifest = {}
+                continue
+            break
+        self._manifest = out
+        for rel in [r for r in self._stat if r not in out]:
+            del self._stat[rel]
+        return out
+
+    def update(self, paths: Iterable[str]) -> Manifest:
+        """Rescan only `paths` (posix relpaths the watcher named): a file changed, appeared or
+        went away, a folder appeared (walked) or went away (its entries dropped). A changed
+        ignore file means a full rescan."""
+        self.hashed = 0
+        paths = set(paths)
+        if any(IgnoreRules.is_ignore_file(p) for p in paths):
+            self.rules.reload()
+            return self.scan()
+        out = dict(self._manifest)
+        for rel in sorted(paths):
+            rel = rel.strip("/")
+            if not rel:
+                continue
+            path = os.path.join(self.root, rel)
+            try:
+                st = os.lstat(path)
+            except OSError:
+                st = None
+            is_dir = st is not None and stat.S_ISDIR(st.st_mode)
+            if st is None or self.rules.matches(rel, is_dir) or is_dir:
+                # gone, excluded, or a folder: drop what was known under it
+                out.pop(rel, None)
+                self._stat.pop(rel, None)
+                prefix = rel + "/"
+                for old in [k for k in out if k.startswith(prefix)]:
+                    del out[old]
+                if st is not None and is_dir and not self.rules.matches(rel, True):
+                    self._walk(rel, out, {})
+                continue
+            entry = self._entry(rel, path, st)
+            if entry is None:
+                out.pop(rel, None)
+            else:
+                out[rel] = entry
+        self._manifest = out
+        return out

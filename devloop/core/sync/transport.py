@@ -1,0 +1,261 @@
+"""Send a sync plan to a target as one tar stream into the agent's `receive` mode.
+
+The stream is built while it is sent (1 MiB writes, never the whole tar in memory): first a
+control record (deletes, mode changes, manifest entries to store remotely), then each file and
+symlink of the plan. The first sync through a target object carries the complete manifest (the
+remote replaces its record); later ones carry only what changed (the remote appends to it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import tarfile
+import time
+import weakref
+from typing import TYPE_CHECKING, Callable
+
+from devloop.core.sync.manifest import Entry, Manifest, manifest_from_json
+from devloop.core.targets.base import SyncStats, TargetError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from devloop.core.sync.plan import SyncPlan
+    from devloop.core.targets.base import Channel, Target
+
+CONTROL_NAME = ".devloop-control.json"
+BLOCK = 512
+SEND_BYTES = 1 << 20
+
+ProgressFn = Callable[[int, int, int, int], None]
+
+# targets that already hold a complete record from this process: send deltas to them
+_full_sent: "weakref.WeakKeyDictionary[Target, str]" = weakref.WeakKeyDictionary()
+
+
+def _header(name: str, size: int = 0, mode: int = 0o644, mtime: int = 0, link: str | None = None) -> bytes:
+    info = tarfile.TarInfo(name)
+    info.size = 0 if link is not None else size
+    info.mode = mode
+    info.mtime = mtime
+    if link is not None:
+        info.type = tarfile.SYMTYPE
+        info.linkname = link
+    return info.tobuf(format=tarfile.PAX_FORMAT, encoding="utf-8", errors="surrogateescape")
+
+
+def _pad(size: int) -> bytes:
+    return b"\0" * (-size % BLOCK)
+
+
+def control_record(plan: "SyncPlan", full: bool) -> bytes:
+    new = plan.new_manifest
+    if full:
+        names = new.keys()
+    else:
+        names = [*plan.copies, *plan.mode_changes]
+    entries = {rel: [e.size, e.mtime_ns, e.mode, e.sha256, e.link] for rel in names for e in (new[rel],)}
+    control = {
+        "v": 1,
+        "full": full,
+        "deletes": list(plan.deletes),
+        "chmod": {rel: new[rel].mode for rel in plan.mode_changes},
+        "entries": entries,
+    }
+    return json.dumps(control, separators=(",", ":")).encode("utf-8")
+
+
+class _Sender:
+    """Batches tar bytes into ~1 MiB writes on the channel and reports progress."""
+
+    def __init__(self, channel: "Channel", files_total: int, bytes_total: int,
+                 on_progress: ProgressFn | None, framed: bool = False) -> None:
+        self.channel = channel
+        self.framed = framed
+        self.buf = bytearray()
+        self.files_total = files_total
+        self.bytes_total = bytes_total
+        self.files_done = 0
+        self.bytes_done = 0
+        self.on_progress = on_progress
+
+    async def add(self, data: bytes) -> None:
+        self.buf += data
+        if len(self.buf) >= SEND_BYTES:
+            await self.flush()
+
+    async def flush(self) -> None:
+        if self.buf:
+            data = (len(self.buf).to_bytes(4, "big") + self.buf) if self.framed else bytes(self.buf)
+            self.buf.clear()
+            await self.channel.send(data)
+            if self.on_progress is not None:
+                self.on_progress(self.files_done, self.files_total, self.bytes_done, self.bytes_total)
+
+
+async def _stream_plan(sender: _Sender, plan: "SyncPlan", root: str, full: bool) -> None:
+    control = control_record(plan, full)
+    await sender.add(_header(CONTROL_NAME, len(control)) + control + _pad(len(control)))
+    new = plan.new_manifest
+    for rel in plan.copies:
+        entry: Entry = new[rel]
+        if entry.link is not None:
+            await sender.add(_header(rel, link=entry.link, mode=0o777))
+            sender.files_done += 1
+            continue
+        path = os.path.join(root, rel)
+        try:
+            f = open(path, "rb")
+        except OSError:
+            # gone since the scan: send it empty; the watcher's next event deletes or resends it
+            await sender.add(_header(rel, 0, entry.mode, entry.mtime_ns // 1_000_000_000))
+            sender.files_done += 1
+            continue
+        with f:
+            size = os.fstat(f.fileno()).st_size
+            await sender.add(_header(rel, size, entry.mode, entry.mtime_ns // 1_000_000_000))
+            remaining = size
+            while remaining > 0:
+                block = f.read(min(SEND_BYTES, remaining))
+                if not block:  # shrank while read: pad to the announced size
+                    block = b"\0" * remaining
+                await sender.add(block)
+                remaining -= len(block)
+                sender.bytes_done += len(block)
+            await sender.add(_pad(size))
+        sender.files_done += 1
+    await sender.add(b"\0" * (2 * BLOCK))
+    await sender.flush()
+
+
+def _workdir(target: "Target") -> str:
+    try:
+        return target.info.workdir
+    except TargetError:
+        raise
+    except Exception as exc:  # noqa: BLE001
+        raise TargetError(f"the {target.kind} target has no workdir yet", hint="start() it first") from exc
+
+
+async def _read_answer(channel: "Channel", what: str) -> object:
+    line = await channel.readline()
+    code = await channel.wait()
+    if not line:
+        tail = channel.stderr_tail().strip().splitlines()
+        raise TargetError(
+            f"the devloop agent's {what} mode exited ({code}) without answering"
+            + (f": {tail[-1]}" if tail else ""),
+            hint="run with -v to see the agent's messages",
+        )
+    try:
+        return json.loads(line)
+    except ValueError as exc:
+        raise TargetError(f"the devloop agent's {what} mode answered garbage: {line[:200]!r}") from exc
+
+
+# persistent receivers (`receive ROOT --serve`), one per target object, for the watch loop
+_receivers: "weakref.WeakKeyDictionary[Target, tuple[str, Channel]]" = weakref.WeakKeyDictionary()
+
+
+async def close_receiver(target: "Target") -> None:
+    """Stop the persistent receiver `sync_via_agent(..., keep_open=True)` left running."""
+    held = _receivers.pop(target, None)
+    if held is not None:
+        channel = held[1]
+        try:
+            await channel.close_stdin()
+            await asyncio.wait_for(channel.wait(), 5)
+        except (OSError, asyncio.TimeoutError):
+            await channel.kill()
+
+
+def _refused(target: "Target", answer: object) -> TargetError:
+    message = answer.get("error") if isinstance(answer, dict) else repr(answer)
+    return TargetError(f"sync to {target.kind} target refused: {message}",
+                       hint="fix or exclude the path named (.devloopignore or [sync].exclude)")
+
+
+async def sync_via_agent(target: "Target", plan: "SyncPlan", source_root: str,
+                         on_progress: ProgressFn | None = None, *, full: bool | None = None,
+                         keep_open: bool = False) -> SyncStats:
+    """Stream `plan` into the target's agent `receive` mode; the receiver's counts.
+
+    `full` (default: the first sync through this target object) sends the complete manifest so
+    the remote replaces its record; otherwise only the changed entries are sent.
+    `keep_open` keeps one receiver process running for the next syncs (no process start per
+    save: what the watch loop wants); `close_receiver(target)` ends it."""
+    started = time.perf_counter()
+    workdir = _workdir(target)
+    if full is None:
+        full = _full_sent.get(target) != workdir
+    if keep_open:
+        answer = await _sync_kept(target, workdir, plan, str(source_root), full, on_progress)
+    else:
+        channel = await target.spawn(target.agent_argv("receive", workdir))
+        sender = _Sender(channel, len(plan.copies), plan.bytes_total, on_progress)
+        try:
+            await _stream_plan(sender, plan, str(source_root), full)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the receiver stopped early: its answer says why
+        except BaseException:
+            await channel.kill()
+            raise
+        try:
+            await channel.close_stdin()
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        answer = await _read_answer(channel, "receive")
+    if not isinstance(answer, dict) or not answer.get("ok"):
+        raise _refused(target, answer)
+    try:
+        _full_sent[target] = workdir
+    except TypeError:
+        pass
+    return SyncStats(files=int(answer.get("files", 0)), bytes=int(answer.get("bytes", 0)),
+                     deleted=int(answer.get("deleted", 0)), ms=(time.perf_counter() - started) * 1000)
+
+
+async def _sync_kept(target: "Target", workdir: str, plan: "SyncPlan", root: str, full: bool,
+                     on_progress: ProgressFn | None) -> object:
+    held = _receivers.get(target)
+    if held is None or held[0] != workdir:
+        if held is not None:
+            await close_receiver(target)
+        channel = await target.spawn(target.agent_argv("receive", workdir, "--serve"))
+        _receivers[target] = (workdir, channel)
+    else:
+        channel = held[1]
+    sender = _Sender(channel, len(plan.copies), plan.bytes_total, on_progress, framed=True)
+    try:
+        await _stream_plan(sender, plan, root, full)
+        await channel.send(b"\0\0\0\0")
+        line = await channel.readline()
+    except (BrokenPipeError, ConnectionResetError):
+        line = b""
+    except BaseException:
+        _receivers.pop(target, None)
+        await channel.kill()
+        raise
+    if not line:
+        _receivers.pop(target, None)
+        await channel.kill()
+        tail = channel.stderr_tail().strip().splitlines()
+        raise TargetError("the devloop agent's receiver stopped without answering"
+                          + (f": {tail[-1]}" if tail else ""),
+                          hint="the target may have restarted; the next sync starts a new receiver")
+    try:
+        return json.loads(line)
+    except ValueError as exc:
+        raise TargetError(f"the devloop agent's receive mode answered garbage: {line[:200]!r}") from exc
+
+
+async def fetch_remote_manifest(target: "Target") -> Manifest | None:
+    """What the remote holds from earlier syncs (checked against its disk), or None."""
+    channel = await target.spawn(target.agent_argv("manifest", _workdir(target)))
+    await channel.close_stdin()
+    answer = await _read_answer(channel, "manifest")
+    if answer is None:
+        return None
+    if not isinstance(answer, dict) or "files" not in answer:
+        raise TargetError(f"the devloop agent's manifest mode answered an unknown shape: {str(answer)[:200]}")
+    return manifest_from_json(answer["files"])
