@@ -1,0 +1,588 @@
+"""The kernel: runs cells and scripts inside the target and speaks the agent protocol.
+
+Requests arrive as JSON lines on the original stdin, events leave as JSON lines on the original
+stdout (see "Agent protocol" in docs/ARCHITECTURE.md). Both are dup()ed to private fds at start;
+fd 0 becomes /dev/null and fd 1/2 become pipes that forwarder threads turn into `out` events, so
+nothing the user's code (or a C extension, or a child process) writes can corrupt the protocol.
+
+Threads: the main thread runs user code (signals, and so KeyboardInterrupt, land there); a
+reader thread parses requests (handling interrupt/gpu/shutdown at once, queueing the rest); one
+forwarder thread per pipe. Stdlib only, Python 3.8+.
+"""
+
+import builtins
+import codecs
+import io
+import json
+import linecache
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import time
+import traceback
+import types
+
+CHUNK = 64 * 1024          # largest `out` read from a pipe at once
+KILL_GRACE_S = 2.0         # SIGINT/SIGTERM to a `run` child, then SIGKILL after this long
+_AGENT_DIR = os.path.dirname(os.path.abspath(__file__))
+
+
+def _is_agent_file(filename):
+    """True for frames of the agent itself (dropped from the user's tracebacks)."""
+    return bool(filename) and os.path.abspath(filename).startswith(_AGENT_DIR + os.sep)
+
+
+def installed_packages():
+    """{canonical name: version} of the importable distributions, from dist-info names (fast)."""
+    try:
+        from importlib import metadata
+    except ImportError:  # pragma: no cover - Python < 3.8
+        return {}
+    found = {}
+    for dist in metadata.distributions():
+        name = version = None
+        base = os.path.basename(str(getattr(dist, "_path", "") or ""))
+        if base.endswith(".dist-info") and "-" in base:
+            name, version = base[: -len(".dist-info")].split("-", 1)
+        else:
+            try:
+                name, version = dist.metadata["Name"], dist.version
+            except Exception:  # noqa: BLE001 - a broken distribution is skipped, not fatal
+                continue
+        if not name or not version:
+            continue
+        key = "-".join(name.replace("_", "-").replace(".", "-").lower().split("-"))
+        found.setdefault(key, version)  # the first on sys.path is the one imported
+    return found
+
+
+class Protocol:
+    """Writes events as JSON lines on the private protocol fd, one whole line at a time."""
+
+    def __init__(self, fd, on_broken):
+        self.fd = fd
+        self.lock = threading.Lock()
+        self.on_broken = on_broken
+
+    def emit(self, event):
+        line = json.dumps(event, ensure_ascii=False, separators=(",", ":")) + "\n"
+        data = line.encode("utf-8", "backslashreplace")  # a lone surrogate becomes a \\u escape
+        with self.lock:
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(self.fd, view):]
+            except OSError:
+                self.on_broken()
+
+    def log(self, level, message):
+        self.emit({"type": "log", "level": level, "message": message})
+
+
+class Forwarder:
+    """Reads one of the user's pipes (fd 1 or 2) and emits its bytes as `out` events.
+
+    `drain()` marks a point in the stream with a sentinel and waits until the thread has read
+    up to it, so every byte written before the mark is on the protocol before `done` (children
+    that keep the pipe open cannot hold `done` up: nothing waits for EOF).
+    """
+
+    def __init__(self, stream, read_fd, write_fd, token, proto, current_id):
+        self.stream = stream
+        self.read_fd = read_fd
+        self.write_fd = write_fd  # private, non-inheritable writer for the sentinel
+        self.prefix = b"\x00devloop-drain-" + token + b"-"
+        self.proto = proto
+        self.current_id = current_id
+        self.decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self.seen = 0
+        self.cond = threading.Condition()
+        self.thread = threading.Thread(target=self._loop, name="devloop-" + stream, daemon=True)
+
+    def start(self):
+        self.thread.start()
+
+    def drain(self, seq):
+        os.write(self.write_fd, self.prefix + str(seq).encode() + b"\x00")
+        with self.cond:
+            while self.seen < seq and self.thread.is_alive():
+                self.cond.wait(0.5)
+
+    def _send(self, data, final=False):
+        text = self.decoder.decode(data, final)
+        if text:
+            self.proto.emit({"type": "out", "id": self.current_id(), "stream": self.stream,
+                             "data": text})
+
+    def _loop(self):
+        carry = b""
+        while True:
+            try:
+                data = os.read(self.read_fd, CHUNK)
+            except InterruptedError:  # pragma: no cover - PEP 475 retries already
+                continue
+            except OSError:
+                data = b""
+            if not data:
+                self._send(carry, final=True)
+                with self.cond:
+                    self.cond.notify_all()
+                return
+            carry = self._consume(carry + data)
+
+    def _consume(self, buf):
+        """Forward `buf` up to any sentinel; return the tail that may start a sentinel."""
+        while True:
+            i = buf.find(self.prefix)
+            if i < 0:
+                break
+            start = i + len(self.prefix)
+            end = buf.find(b"\x00", start)
+            if end < 0:
+                if len(buf) - start <= 20:  # the rest of the sentinel is on its way
+                    self._send(buf[:i])
+                    return buf[i:]
+                self._send(buf[:start])  # looked like one, is not
+                buf = buf[start:]
+                continue
+            digits = buf[start:end]
+            if not digits.isdigit():
+                self._send(buf[:start])
+                buf = buf[start:]
+                continue
+            self._send(buf[:i], final=True)
+            with self.cond:
+                self.seen = max(self.seen, int(digits))
+                self.cond.notify_all()
+            buf = buf[end + 1:]
+        keep = 0  # longest tail of buf that is a head of the sentinel prefix
+        tail_has_nul = b"\x00" in buf[-len(self.prefix):]
+        for k in range(min(len(self.prefix) - 1, len(buf)) if tail_has_nul else 0, 0, -1):
+            if buf.endswith(self.prefix[:k]):
+                keep = k
+                break
+        self._send(buf[:len(buf) - keep])
+        return buf[len(buf) - keep:]
+
+
+class Kernel:
+    """The kernel's state: namespace, the request queue, the running cell or child."""
+
+    def __init__(self):
+        self.cwd = os.getcwd()
+        self.requests = queue.Queue()
+        self.current = None            # id of the request being processed (tags `out`)
+        self.cell_running = False      # user code runs in the main thread right now
+        self.generation = 0            # counts requests: an interrupt targets one of them
+        self.interrupt_for = -1        # generation an interrupt was sent for
+        self.interrupted = False       # the current request was interrupted by the client
+        self.child = None              # the `run` child process, if any
+        self.child_lock = threading.Lock()
+        self.run_epoch = 0             # counts `run` requests received: newer ones win
+        self.shutting_down = False
+        self.sampler = None
+        self.drain_seq = 0
+        self.main_ident = threading.get_ident()
+        self.namespace = self._fresh_namespace()
+
+    # -- startup -----------------------------------------------------------------------------
+
+    def setup_fds(self):
+        """Move the protocol off fd 0/1 and point the user's fd 0/1/2 at /dev/null and pipes."""
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except Exception:  # noqa: BLE001
+                pass
+        proto_fd = os.dup(1)          # os.dup gives non-inheritable fds: children never see them
+        self.request_fd = os.dup(0)
+        self.crash_fd = os.dup(2)     # the channel's stderr: where a segfault's traceback goes
+        null = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(null, 0)
+        os.close(null)
+        self.proto = Protocol(proto_fd, self._client_gone)
+        token = os.urandom(8).hex().encode()
+        self.forwarders = []
+        for fd, stream in ((1, "stdout"), (2, "stderr")):
+            read_fd, write_fd = os.pipe()
+            os.dup2(write_fd, fd)     # inheritable: print, C code and child processes write here
+            self.forwarders.append(
+                Forwarder(stream, read_fd, write_fd, token, self.proto, lambda: self.current))
+        sys.stdout = io.open(1, "w", buffering=1, encoding="utf-8", errors="backslashreplace",
+                             closefd=False)  # buffering=1: line buffered, so print() shows up
+        sys.stderr = io.open(2, "w", buffering=1, encoding="utf-8", errors="backslashreplace",
+                             closefd=False)
+        sys.stdin = io.open(0, "r", encoding="utf-8", closefd=False)
+        try:
+            import faulthandler
+            self.crash_file = io.open(self.crash_fd, "w", closefd=False)
+            faulthandler.enable(file=self.crash_file, all_threads=True)
+        except Exception:  # noqa: BLE001 - crash tracebacks are a nicety
+            pass
+        for forwarder in self.forwarders:
+            forwarder.start()
+
+    def _fresh_namespace(self):
+        module = types.ModuleType("__main__")
+        module.__dict__["__builtins__"] = builtins
+        sys.modules["__main__"] = module  # pickle finds classes defined in cells here
+        return module.__dict__
+
+    def install_signals(self):
+        signal.signal(signal.SIGINT, self._on_sigint)
+        signal.signal(signal.SIGTERM, self._on_sigterm)
+
+    def _on_sigint(self, signum, frame):
+        if self.cell_running and self.interrupt_for == self.generation:
+            raise KeyboardInterrupt
+
+    def _on_sigterm(self, signum, frame):
+        self._stop_child(signal.SIGKILL, 0)
+        os._exit(128 + signum)
+
+    def _client_gone(self):
+        """The protocol stream is closed: nobody listens, so stop everything and leave."""
+        self._stop_child(signal.SIGKILL, 0)
+        os._exit(0)
+
+    # -- requests ----------------------------------------------------------------------------
+
+    def read_requests(self):
+        """Reader thread: parse request lines; interrupt/gpu/shutdown act now, the rest queue."""
+        stream = io.open(self.request_fd, "rb", closefd=False)
+        for raw in iter(stream.readline, b""):
+            if not raw.strip():
+                continue
+            try:
+                req = json.loads(raw.decode("utf-8", "replace"))
+                if not isinstance(req, dict):
+                    raise ValueError("not a JSON object")
+            except ValueError as exc:
+                self.proto.log("warning", "bad request line ignored (%s): %.200r" % (exc, raw))
+                continue
+            op = req.get("op")
+            if op == "interrupt":
+                self.interrupt()
+            elif op == "gpu":
+                self.gpu(req)
+            elif op == "shutdown":
+                self.shutdown_now()
+            else:
+                if op == "run":
+                    with self.child_lock:
+                        self.run_epoch += 1
+                        req["_epoch"] = self.run_epoch
+                    self._stop_child(signal.SIGTERM, KILL_GRACE_S)  # a new run replaces the old
+                self.requests.put(req)
+        self.shutdown_now()  # EOF: the client is gone
+
+    def interrupt(self):
+        with self.child_lock:
+            child = self.child
+        if child is not None:
+            self.interrupted = True
+            self._signal_group(child, signal.SIGINT)
+            threading.Thread(target=self._kill_later, args=(child, KILL_GRACE_S),
+                             daemon=True).start()
+        elif self.cell_running:
+            self.interrupted = True
+            self.interrupt_for = self.generation
+            signal.pthread_kill(self.main_ident, signal.SIGINT)  # lands in the main thread
+
+    def shutdown_now(self):
+        """Stop sampling and the `run` child; exit at once if user code is busy, else cleanly."""
+        if self.sampler is not None:
+            try:
+                self.sampler.stop()
+            except Exception:  # noqa: BLE001
+                pass
+        self.shutting_down = True
+        self._stop_child(signal.SIGTERM, 0.5)
+        if self.cell_running:
+            with self.proto.lock:  # never leave half a line behind
+                os._exit(0)
+        self.requests.put({"op": "shutdown"})
+
+    def serve(self):
+        """Main thread: process queued requests one by one until shutdown."""
+        while True:
+            req = self.requests.get()
+            op = req.get("op")
+            if op == "shutdown" or self.shutting_down:
+                self._finish_request()
+                return 0
+            handler = {"exec": self.exec_cell, "run": self.run_script, "reset": self.reset,
+                       "purge": self.purge}.get(op)
+            if handler is None:
+                self.proto.log("warning", "unknown request op %r ignored" % (op,))
+                continue
+            self.generation += 1
+            self.interrupted = False
+            self.current = req.get("id")
+            started = time.monotonic()
+            try:
+                ok, exit_code = handler(req)
+            except Exception as exc:  # noqa: BLE001 - a kernel bug must not kill the kernel
+                self.proto.log("warning", "agent error in %s: %s" % (op, "".join(
+                    traceback.format_exception_only(type(exc), exc)).strip()))
+                ok, exit_code = False, None
+            self._finish_request()
+            if op in ("exec", "run") or req.get("id") is not None:
+                self.proto.emit({"type": "done", "id": req.get("id"), "ok": ok,
+                                 "ms": round((time.monotonic() - started) * 1000.0, 3),
+                                 "exit_code": exit_code})
+            self.current = None
+
+    def _finish_request(self):
+        """Flush Python's buffers, then drain both pipes: every `out` precedes `done`."""
+        for stream in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
+            try:
+                stream.flush()
+            except Exception:  # noqa: BLE001 - user code may have closed or replaced them
+                pass
+        self.drain_seq += 1
+        for forwarder in self.forwarders:
+            forwarder.drain(self.drain_seq)
+        signal.signal(signal.SIGINT, self._on_sigint)  # user code may have replaced it
+
+    # -- exec --------------------------------------------------------------------------------
+
+    def exec_cell(self, req):
+        rid = req.get("id")
+        code = req.get("code") or ""
+        filename = req.get("filename") or "<cell>"
+        first_line = max(int(req.get("first_line") or 1), 1)
+        path = os.path.join(self.cwd, filename)
+        self.namespace["__file__"] = path
+        self.namespace["__name__"] = "__main__"
+        self._remember_source(filename, path, code, first_line)
+        try:
+            compiled = compile("\n" * (first_line - 1) + code, filename, "exec", dont_inherit=True)
+        except (SyntaxError, ValueError, OverflowError) as exc:
+            self._report(rid, exc)
+            return False, None
+        try:
+            try:
+                self.cell_running = True
+                exec(compiled, self.namespace)
+            finally:
+                self.cell_running = False
+        except BaseException as exc:  # noqa: BLE001 - SystemExit/KeyboardInterrupt are reported too
+            self._report(rid, exc)
+            return False, None
+        return True, None
+
+    def _remember_source(self, filename, path, code, first_line):
+        """Let linecache show the cell's lines even when the synced file is older or missing."""
+        try:
+            with io.open(path, encoding="utf-8", errors="replace") as fh:
+                lines = fh.readlines()
+        except OSError:
+            lines = []
+        cell = code.splitlines(True)
+        if cell and not cell[-1].endswith("\n"):
+            cell[-1] += "\n"
+        lines = lines + ["\n"] * max(0, first_line - 1 + len(cell) - len(lines))
+        lines[first_line - 1:first_line - 1 + len(cell)] = cell
+        linecache.cache[filename] = (sum(map(len, lines)), None, lines, filename)
+
+    def _report(self, rid, exc):
+        """Emit `error`: the exception, the user's frames only, and the formatted traceback."""
+        tb = _strip_agent_frames(exc.__traceback__)
+        exc.__traceback__ = tb
+        frames = [{"file": f.filename, "line": f.lineno, "name": f.name}
+                  for f in traceback.extract_tb(tb)]
+        if isinstance(exc, SyntaxError) and exc.filename:
+            frames.append({"file": exc.filename, "line": exc.lineno, "name": "<module>"})
+        if isinstance(exc, SystemExit):
+            message = "" if exc.code is None else str(exc.code)
+        elif isinstance(exc, SyntaxError) and exc.msg:
+            message = str(exc.msg)  # the location is in frames already
+        else:
+            message = _safe_str(exc)
+        try:
+            text = "".join(traceback.format_exception(type(exc), exc, tb))
+        except Exception:  # noqa: BLE001 - a broken __str__ must not hide the error
+            text = "%s: %s\n" % (type(exc).__name__, message)
+        self.proto.emit({"type": "error", "id": rid, "etype": type(exc).__name__,
+                         "message": message, "frames": frames, "traceback": text})
+
+    # -- run ---------------------------------------------------------------------------------
+
+    def run_script(self, req):
+        rid = req.get("id")
+        argv = [str(a) for a in (req.get("argv") or [])]
+        with self.child_lock:
+            superseded = req.get("_epoch", 0) < self.run_epoch
+        if superseded:  # a newer run is queued behind this one: never start it
+            self.proto.log("info", "run %r skipped: a newer run replaced it" % (rid,))
+            return False, None
+        env = dict(os.environ)
+        env.update({str(k): str(v) for k, v in (req.get("env") or {}).items()})
+        try:
+            child = subprocess.Popen(argv, cwd=self.cwd, env=env, stdin=subprocess.DEVNULL,
+                                     start_new_session=True)
+        except (OSError, ValueError) as exc:
+            self._report(rid, exc)
+            return False, None
+        with self.child_lock:
+            self.child = child
+            superseded = req.get("_epoch", 0) < self.run_epoch
+        if superseded:  # a newer run arrived while this one was starting
+            self._stop_child(signal.SIGTERM, KILL_GRACE_S)
+        try:
+            code = child.wait()
+        finally:
+            with self.child_lock:
+                self.child = None
+        if self.interrupted:
+            self.proto.emit({"type": "error", "id": rid, "etype": "KeyboardInterrupt",
+                             "message": "", "frames": [], "traceback": "KeyboardInterrupt\n"})
+        return code == 0, code
+
+    def _signal_group(self, child, sig):
+        try:
+            os.killpg(child.pid, sig)  # the child leads its own group (start_new_session)
+        except OSError:
+            pass
+
+    def _kill_later(self, child, grace):
+        try:
+            child.wait(grace)
+        except subprocess.TimeoutExpired:
+            self._signal_group(child, signal.SIGKILL)
+
+    def _stop_child(self, sig, grace):
+        """Stop the `run` child's whole process group: `sig`, then SIGKILL after `grace` s."""
+        with self.child_lock:
+            child = self.child
+        if child is None:
+            return
+        if sig != signal.SIGKILL:
+            self._signal_group(child, sig)
+            try:
+                child.wait(grace)
+            except subprocess.TimeoutExpired:
+                pass
+        self._signal_group(child, signal.SIGKILL)
+        try:
+            child.wait(5)
+        except subprocess.TimeoutExpired:  # pragma: no cover - SIGKILL does not fail
+            pass
+
+    # -- reset, purge, gpu -------------------------------------------------------------------
+
+    def reset(self, req):
+        self.namespace = self._fresh_namespace()
+        return True, None
+
+    def purge(self, req):
+        """Drop modules whose file is one of the synced paths, so the next import reloads them."""
+        import importlib
+        import importlib.util
+        wanted = set(os.path.realpath(os.path.join(self.cwd, p)) for p in req.get("paths") or [])
+        for path in (p for p in wanted if p.endswith(".py")):
+            # a same-size edit within the same second would otherwise load the stale .pyc
+            try:
+                os.remove(importlib.util.cache_from_source(path))
+            except (OSError, ValueError, NotImplementedError):
+                pass
+        dropped = []
+        for name, module in list(sys.modules.items()):
+            file = getattr(module, "__file__", None)
+            if file and os.path.realpath(file) in wanted:
+                del sys.modules[name]
+                dropped.append(name)
+        importlib.invalidate_caches()
+        linecache.checkcache()
+        if dropped:
+            self.proto.log("debug", "purged modules: " + ", ".join(sorted(dropped)))
+        return True, None
+
+    def gpu(self, req):
+        try:
+            interval = float(req.get("interval") or 0)
+        except (TypeError, ValueError):
+            interval = 0.0
+        if self.sampler is not None:
+            self.sampler.stop()
+            self.sampler = None
+        if interval <= 0:
+            return
+        try:
+            from . import gpu
+            sampler_class = gpu.Sampler
+        except Exception:  # noqa: BLE001 - ImportError, or a gpu module without Sampler
+            self.proto.emit({"type": "gpu", "available": False,
+                             "reason": "gpu sampler not available"})
+            return
+        try:
+            self.sampler = sampler_class(interval, self._emit_gpu)
+            self.sampler.start()
+        except Exception as exc:  # noqa: BLE001
+            self.sampler = None
+            self.proto.emit({"type": "gpu", "available": False,
+                             "reason": "gpu sampler failed: %s" % _safe_str(exc)})
+
+    def _emit_gpu(self, event):
+        event = dict(event)
+        event["type"] = "gpu"
+        self.proto.emit(event)
+
+
+def _strip_agent_frames(tb):
+    """The traceback chain without the agent's own frames (exec wrapper, SIGINT handler)."""
+    kept = []
+    while tb is not None:
+        if not _is_agent_file(tb.tb_frame.f_code.co_filename):
+            kept.append(tb)
+        tb = tb.tb_next
+    for first, second in zip(kept, kept[1:]):
+        first.tb_next = second
+    if kept:
+        kept[-1].tb_next = None
+        return kept[0]
+    return None
+
+
+def _safe_str(exc):
+    try:
+        return str(exc)
+    except Exception:  # noqa: BLE001
+        return "<unprintable %s>" % type(exc).__name__
+
+
+def main(argv=None):
+    """`python3 agent.pyz kernel`: serve the protocol until shutdown or EOF; exit code 0."""
+    kernel = Kernel()
+    try:
+        kernel.setup_fds()
+        kernel.install_signals()
+        if kernel.cwd not in sys.path[:1]:
+            sys.path.insert(0, kernel.cwd)
+        kernel.proto.emit({"type": "ready", "pid": os.getpid(),
+                           "python": "%d.%d.%d" % sys.version_info[:3], "cwd": kernel.cwd,
+                           "packages": installed_packages()})
+    except Exception:  # noqa: BLE001 - fd 2 may be a pipe already: say why on the real stderr
+        text = "devloop agent: kernel failed to start\n" + traceback.format_exc()
+        os.write(getattr(kernel, "crash_fd", 2), text.encode("utf-8", "replace"))
+        return 1
+    threading.Thread(target=kernel.read_requests, name="devloop-requests", daemon=True).start()
+    code = kernel.serve()
+    kernel._stop_child(signal.SIGKILL, 0)
+    main_thread = threading.main_thread()
+    if any(t is not main_thread and not t.daemon and t.is_alive() for t in threading.enumerate()):
+        # a thread a cell started would keep the interpreter waiting forever: run the
+        # user's atexit handlers ourselves and leave without joining it
+        import atexit
+        getattr(atexit, "_run_exitfuncs", lambda: None)()
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except Exception:  # noqa: BLE001
+                pass
+        os._exit(code)
+    return code
