@@ -250,7 +250,9 @@ async def _sync_kept(target: "Target", workdir: str, plan: "SyncPlan", root: str
 
 
 async def fetch_remote_manifest(target: "Target") -> Manifest | None:
-    """What the remote holds from earlier syncs (checked against its disk), or None."""
+    """What the remote holds from earlier syncs (checked against its disk), or None.
+    Asking marks a (re)connect: the next sync sends the complete manifest again."""
+    _full_sent.pop(target, None)
     channel = await target.spawn(target.agent_argv("manifest", _workdir(target)))
     await channel.close_stdin()
     answer = await _read_answer(channel, "manifest")

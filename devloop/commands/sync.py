@@ -1,0 +1,173 @@
+"""`devloop sync`: send the project to the profile's workdir once (only what differs) and exit."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import time
+from pathlib import Path
+
+from devloop.commands._common import UsageError, add_json_arg, add_target_args, fail, resolve, run_async
+
+NAME = "sync"
+ORDER = 30
+HELP = "send the project to the profile's workdir (only what changed) and exit"
+DESCRIPTION = (
+    "Scan the project (honouring .gitignore, .devloopignore and [sync].exclude), ask the target "
+    "what it already holds, and send only the difference: changed and new files, deletions of "
+    "files devloop itself synced earlier. Files a run wrote on the target are never deleted."
+)
+LISTED = 20  # paths listed by name without -v
+PROGRESS_EVERY_S = 0.25
+PROGRESS_AFTER_S = 0.5
+
+
+def register(parser: argparse.ArgumentParser) -> None:
+    add_target_args(parser, file=False)
+    parser.add_argument("--dry-run", action="store_true",
+                        help="print what would be sent and deleted, compared with what devloop last "
+                             "synced to this profile; change nothing and start no target")
+    add_json_arg(parser)
+
+
+def _size(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} GB"  # pragma: no cover
+
+
+class _Progress:
+    """Progress for long syncs: a redrawn line on a terminal, `sync_progress` events with --json."""
+
+    def __init__(self, as_json: bool) -> None:
+        self.as_json = as_json
+        self.tty = sys.stderr.isatty()
+        self.started = time.monotonic()
+        self.last = 0.0
+        self.drawn = False
+
+    def __call__(self, files_done: int, files_total: int, bytes_done: int, bytes_total: int) -> None:
+        now = time.monotonic()
+        elapsed = now - self.started
+        if elapsed < PROGRESS_AFTER_S or now - self.last < PROGRESS_EVERY_S:
+            return
+        self.last = now
+        rate = bytes_done / elapsed if elapsed > 0 else 0.0
+        eta = (bytes_total - bytes_done) / rate if rate > 0 else None
+        if self.as_json:
+            from devloop.core.events import SyncProgress
+
+            print(json.dumps(SyncProgress(files_done, files_total, bytes_done, bytes_total,
+                                          round(rate, 1), None if eta is None else round(eta, 2)).to_json()),
+                  flush=True)
+        elif self.tty:
+            left = f", {eta:.0f} s left" if eta is not None else ""
+            sys.stderr.write(f"\r  {files_done}/{files_total} files, {_size(bytes_done)}/{_size(bytes_total)}"
+                             f", {_size(rate)}/s{left}\x1b[K")
+            sys.stderr.flush()
+            self.drawn = True
+
+    def clear(self) -> None:
+        if self.drawn:
+            sys.stderr.write("\r\x1b[K")
+            sys.stderr.flush()
+
+
+def _print_plan(plan, verbose: int, dry: bool) -> None:
+    verb = "would send" if dry else "sending"
+    print(f"{verb} {len(plan.copies)} files ({_size(plan.bytes_total)}), "
+          f"{'would delete' if dry else 'deleting'} {len(plan.deletes)}"
+          + (f", {len(plan.mode_changes)} mode changes" if plan.mode_changes else ""))
+    for mark, paths in (("+", plan.copies), ("-", plan.deletes), ("m", plan.mode_changes)):
+        shown = paths if verbose or len(paths) <= LISTED else paths[:LISTED]
+        for p in shown:
+            print(f"  {mark} {p}")
+        if len(shown) < len(paths):
+            print(f"  {mark} ... and {len(paths) - len(shown)} more (-v lists them all)")
+    if plan.dependency_files:
+        print(f"dependency files changed: {', '.join(plan.dependency_files)}")
+
+
+def _uses_agent_receiver(target) -> bool:
+    """Targets whose sync is the tar stream into the agent: those get a progress callback."""
+    from devloop.core.targets.base import Target
+
+    return type(target).sync is Target.sync or type(target).__name__ == "LocalTarget"
+
+
+def run(args: argparse.Namespace) -> int:
+    from devloop.core.events import SyncDone
+    from devloop.core.sync.manifest import IgnoreRules, Scanner, load_local_manifest, save_local_manifest
+    from devloop.core.sync.plan import plan_sync
+    from devloop.core.sync.transport import sync_via_agent
+    from devloop.core.targets import create_target
+    from devloop.core.targets.base import TargetError
+
+    try:
+        config, profile, _ = resolve(args, need_file=False)
+    except UsageError as exc:
+        return fail(str(exc))
+    verbose = getattr(args, "verbose", 0) or 0
+    root = Path(config.root).resolve()
+    rules = IgnoreRules.load(root, tuple(config.sync.exclude or ()))
+    scanner = Scanner(root, rules, cache_file=root / ".devloop" / "statcache.json")
+
+    async def main(stop: asyncio.Event) -> int:
+        started = time.perf_counter()
+        target = create_target(profile, config)
+        if not getattr(target, "needs_sync", True):
+            if not args.json:
+                print(f"profile {profile.name!r} runs in place: nothing to sync")
+            else:
+                print(json.dumps(SyncDone(0, 0, 0, 0.0).to_json()))
+            return 0
+        manifest = await asyncio.to_thread(scanner.scan)
+        if args.dry_run:
+            plan = plan_sync(load_local_manifest(root, profile.name), manifest)
+            if args.json:
+                print(json.dumps({"event": "sync_plan", "dry_run": True, "copies": list(plan.copies),
+                                  "deletes": list(plan.deletes), "mode_changes": list(plan.mode_changes),
+                                  "bytes": plan.bytes_total, "dependencies_changed": list(plan.dependency_files)}))
+            else:
+                _print_plan(plan, verbose, dry=True)
+            await asyncio.to_thread(scanner.save_cache)
+            return 0
+        try:
+            await target.start()
+            remote = await target.remote_manifest()
+            plan = plan_sync(remote, manifest)
+            if not args.json:
+                if plan.empty:
+                    print(f"{profile.name}: up to date ({len(manifest)} files)")
+                else:
+                    _print_plan(plan, verbose, dry=False)
+            deleted = files = nbytes = 0
+            if not plan.empty:
+                progress = _Progress(args.json)
+                try:
+                    if _uses_agent_receiver(target):
+                        stats = await sync_via_agent(target, plan, str(root), progress)
+                    else:
+                        stats = await target.sync(plan, str(root))
+                finally:
+                    progress.clear()
+                files, nbytes, deleted = stats.files, stats.bytes, stats.deleted
+            save_local_manifest(root, profile.name, plan.new_manifest)
+            await asyncio.to_thread(scanner.save_cache)
+            ms = (time.perf_counter() - started) * 1000
+            done = SyncDone(files, nbytes, deleted, round(ms, 1), tuple(plan.dependency_files))
+            if args.json:
+                print(json.dumps(done.to_json()))
+            elif not plan.empty:
+                print(f"synced {files} files ({_size(nbytes)}), deleted {deleted} in {ms:.0f} ms")
+            return 0
+        except TargetError as exc:
+            return fail(str(exc))
+        finally:
+            await target.stop()
+
+    return run_async(main)
