@@ -1,0 +1,114 @@
+"""Pipeline -> GitHub Actions workflow (a plain dict, keys in a stable order).
+
+One job per stage, `needs` as in devloop.toml, each job running in the pinned image
+(`container:`) on the profile's `runs-on`. A job checks the code out at the pinned commit,
+downloads the outputs of the stages it needs, installs devloop and runs the stage with
+`devloop run --profile local FILE` (so failures become GitHub annotations pointing at the user's
+line), then uploads its outputs. A cell-range stage runs its extracted cells as a
+`shell: python` step (`devloop run` has no cell-range flag); shell-command stages run as plain
+`run:` steps.
+
+Artifact paths: upload-artifact roots an artifact at the common ancestor of its paths, so each
+upload also lists a marker file at the workspace root; downloading into `.` then restores the
+outputs at the paths the next stage expects.
+"""
+
+from __future__ import annotations
+
+import shlex
+from typing import Any
+
+from devloop.core.promote.model import Pipeline, PromoteError, Step
+
+CHECKOUT = "actions/checkout@v4"
+UPLOAD = "actions/upload-artifact@v4"
+DOWNLOAD = "actions/download-artifact@v4"
+ROOT_MARKER = ".devloop-artifact-root"
+
+
+def outputs_artifact(step: str) -> str:
+    return f"{step}-outputs"
+
+
+def stage_command(step: Step) -> str:
+    """The shell line a job runs for this stage."""
+    if step.file and step.command[:2] == ("python", step.file) and len(step.command) == 2:
+        return f"devloop run --profile local {shlex.quote(step.file)}"
+    if step.command[:2] == ("sh", "-c"):
+        return step.command[2]
+    return shlex.join(step.command)
+
+
+def _job(p: Pipeline, step: Step, producers: dict[str, Step]) -> dict[str, Any]:
+    job: dict[str, Any] = {"name": step.stage}
+    if step.needs:
+        job["needs"] = list(step.needs)
+    job["runs-on"] = list(p.runs_on) if isinstance(p.runs_on, tuple) else p.runs_on
+    container: dict[str, Any] = {"image": p.image}
+    if step.resources.gpus:
+        container["options"] = "--gpus all"
+    job["container"] = container
+    env: dict[str, str] = dict(step.env)
+    for ref in step.secret_env:
+        env[ref.env] = "${{ secrets.%s }}" % ref.env
+    if env:
+        job["env"] = env
+    steps: list[dict[str, Any]] = []
+    if p.code.repo_url:
+        steps.append({"name": "Check out the pinned commit", "uses": CHECKOUT,
+                      "with": {"ref": p.code.commit}})
+    else:
+        job["defaults"] = {"run": {"working-directory": p.workdir}}
+    for dep in step.needs:
+        if producers[dep].outputs:
+            steps.append({"name": f"Outputs of {producers[dep].stage}", "uses": DOWNLOAD,
+                          "with": {"name": outputs_artifact(dep), "path": "."}})
+    command = "" if step.script else stage_command(step)
+    if command.startswith("devloop run"):
+        steps.append({"name": "Install devloop",
+                      "run": f'python -m pip install "devloop=={p.provenance.devloop_version}"'})
+    if step.script:  # a cell range: the extracted cells, run by the image's python
+        steps.append({"name": f"Run {step.stage}", "shell": "python", "run": step.script})
+    else:
+        steps.append({"name": f"Run {step.stage}", "run": command})
+    if step.outputs:
+        steps.append({"name": "Mark the artifact root", "run": f"touch {ROOT_MARKER}"})
+        steps.append({"name": f"Upload outputs of {step.stage}", "uses": UPLOAD,
+                      "with": {"name": outputs_artifact(step.name),
+                               "path": "\n".join([ROOT_MARKER, *step.outputs]),
+                               "if-no-files-found": "error", "include-hidden-files": True}})
+    job["steps"] = steps
+    return job
+
+
+def to_workflow(p: Pipeline) -> dict[str, Any]:
+    """The GitHub Actions workflow for `p`; provenance goes into `env` of the workflow."""
+    producers = {s.name: s for s in p.steps}
+    pv = p.provenance
+    for s in p.steps:
+        if s.secret_env_from:
+            raise PromoteError(
+                f"whole secrets as env ({', '.join(s.secret_env_from)}) cannot be expressed in "
+                f"GitHub Actions", field="env_from_secrets",
+                hint="list each variable as {name: ENV, secret: S, key: K} "
+                     "(GitHub reads it from the repository secret ENV)")
+    return {
+        "name": p.name,
+        "on": {"workflow_dispatch": None},
+        "permissions": {"contents": "read"},
+        "env": {
+            "DEVLOOP_RUN_ID": pv.run_id,
+            "DEVLOOP_GIT_COMMIT": pv.git_commit,
+            "DEVLOOP_DIRTY": "true" if pv.dirty else "false",
+            **({"DEVLOOP_DIFF_SHA256": pv.diff_sha256} if pv.diff_sha256 else {}),
+            "DEVLOOP_IMAGE_DIGEST": pv.image_digest,
+            "DEVLOOP_PROFILE": pv.profile,
+            "DEVLOOP_VERSION": pv.devloop_version,
+            "DEVLOOP_PROMOTED_AT": pv.time,
+        },
+        "jobs": {s.name: _job(p, s, producers) for s in p.steps},
+    }
+
+
+HEADER = ("Generated by `devloop promote` -- edit devloop.toml / the profile and promote again.\n"
+          "`devloop promote --check` fails when this file no longer matches them.")
