@@ -146,6 +146,8 @@ class Profile:
     devices ("0", "1", "GPU-<uuid>"); None / 0 means none requested.
     `volumes`: docker -> "src:dst[:ro]" strings; kubernetes -> mappings {claim, mount_path,
     read_only}. `env_from_secrets`: strings (whole secret as env) or mappings {name, secret, key}.
+    `env_from_secrets` may also be written as a mapping {ENV: "secret/key"}; it is read into
+    the {name, secret, key} form. `workdir` on remote kinds is absolute or starts with "~".
     `docker` (ssh only): run inside a container on that host, same keys as a docker profile.
     """
 
@@ -179,7 +181,7 @@ class Profile:
     image_pull_secrets: tuple[str, ...] = ()
     env_from_secrets: tuple[Any, ...] = ()
     service_account: str | None = None
-    runs_on: str | None = None
+    runs_on: str | tuple[str, ...] | None = None  # GitHub runs-on label(s)
     snapshot_on_stop: bool = False
 
     def to_dict(self, *, only_set: bool = False) -> dict[str, Any]:
@@ -205,6 +207,7 @@ class Config:
     ui: UiConfig = UiConfig()
     stages: tuple[Stage, ...] = ()
     promote: PromoteConfig = PromoteConfig()
+    profile_line: int | None = field(default=None, repr=False, compare=False)  # [project].profile
 
     @property
     def profiles_dir(self) -> Path:
@@ -221,8 +224,10 @@ class Config:
 
     def profile(self, name: str | None = None) -> Profile:
         """Load a profile: None -> [project].profile -> "local". Read fresh on every call."""
+        from_project = not name
         name = name or self.project.profile or "local"
         where = self.file or self.root
+        line = self.profile_line if from_project else None
         if not _PROFILE_NAME.match(name):
             raise ConfigError(
                 f"invalid profile name {name!r}",
@@ -237,6 +242,7 @@ class Config:
             raise ConfigError(
                 f"unknown profile {name!r}; available: {', '.join(available)}",
                 file=where,
+                line=line,
                 suggestion=nearest(name, available),
                 hint=f"create {PROFILES_DIR}/{name}.yaml (`devloop init` writes examples) "
                 "or pick one of the available profiles",
@@ -666,6 +672,7 @@ def _build_config(file: Path, text: str, data: Mapping[str, Any]) -> Config:
         ui=UiConfig(**ui),
         stages=stages,
         promote=PromoteConfig(**promote),
+        profile_line=src.lines.get(("project", "profile")),
     )
 
 
@@ -822,6 +829,29 @@ def _toleration(src: _Source, path: tuple, value: Any) -> Mapping[str, Any]:
     return MappingProxyType(_table(src, path, value, spec, what="a toleration"))
 
 
+def _env_from_secrets(src: _Source, path: tuple, value: Any) -> tuple[Any, ...]:
+    """A list of secret names / {name, secret, key}; or a mapping {ENV_NAME: "secret/key"}."""
+    if not isinstance(value, Mapping):
+        return _list_of(_env_from_secret)(src, path, value)
+    out = []
+    for env_name, ref in value.items():
+        where = path + (env_name,)
+        if not isinstance(env_name, str) or not _ENV_NAME.match(env_name):
+            raise src.error(where, f"invalid variable name {env_name!r} in env_from_secrets")
+        if not isinstance(ref, str) or ref.count("/") != 1 or not all(ref.split("/")):
+            raise src.error(where, f"'{_label(where)}' must be \"SECRET/KEY\", not "
+                            f"{_type_name(ref)}", hint=f"write {env_name}: my-secret/key")
+        secret, key = ref.split("/")
+        out.append(MappingProxyType({"name": env_name, "secret": secret, "key": key}))
+    return tuple(out)
+
+
+def _runs_on(src: _Source, path: tuple, value: Any) -> str | tuple[str, ...]:
+    if isinstance(value, list):
+        return _list_of(_nonempty_str)(src, path, value)
+    return _nonempty_str(src, path, value)
+
+
 def _env_from_secret(src: _Source, path: tuple, value: Any) -> str | Mapping[str, str]:
     if isinstance(value, str):
         return _nonempty_str(src, path, value)
@@ -835,7 +865,7 @@ def _env_from_secret(src: _Source, path: tuple, value: Any) -> str | Mapping[str
 
 _COMMON = {
     "kind": _choice(PROFILE_KINDS), "env": _env, "setup": _nonempty_str, "python": _nonempty_str,
-    "gpus": _gpus, "runs_on": _nonempty_str, "snapshot_on_stop": _bool,
+    "gpus": _gpus, "runs_on": _runs_on, "snapshot_on_stop": _bool,
 }
 _DOCKER_KEYS = {
     "workdir": _abs_posix, "keep": _bool, "image": _nonempty_str, "build": _docker_build,
@@ -874,7 +904,7 @@ PROFILE_KEYS: Mapping[str, Mapping[str, Validator]] = MappingProxyType({
         "cpu": _quantity("8"), "memory": _quantity("32Gi"), "context": _nonempty_str,
         "namespace": _nonempty_str, "node_selector": _str_map,
         "tolerations": _list_of(_toleration), "image_pull_secrets": _list_of(_nonempty_str),
-        "env_from_secrets": _list_of(_env_from_secret), "service_account": _nonempty_str,
+        "env_from_secrets": _env_from_secrets, "service_account": _nonempty_str,
     },
 })
 _ALL_PROFILE_KEYS = sorted({k for keys in PROFILE_KEYS.values() for k in keys})

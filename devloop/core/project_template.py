@@ -1,0 +1,236 @@
+"""The files `devloop init` writes: a commented devloop.toml and four example profiles.
+
+Kept as text (not generated from the dataclasses) so the comments read like documentation.
+tests/unit/test_init_command.py checks that every file loads, and that the repository's own
+profiles/ folder holds exactly these profiles.
+"""
+
+from __future__ import annotations
+
+DEVLOOP_TOML = """\
+# devloop.toml -- where devloop finds your project's settings.
+# Every key is optional; a commented value shows the default.
+# `devloop config` prints what devloop resolved; `devloop config --profile NAME` adds a profile.
+
+[project]
+name = {name}
+# The file `devloop up` / `watch` / `run` use when none is given on the command line.
+# entry = "train.py"
+# The profile (profiles/NAME.yaml) used when --profile is not given. "local" is built in.
+profile = "local"
+
+[sync]
+# Remote folder the project is synced into (default: the profile's workdir).
+# dest = "/workspace"
+# Extra ignore patterns (gitignore syntax), on top of .gitignore and .devloopignore.
+exclude = ["data/", "*.ckpt", "*.pt", "wandb/", ".venv/", "__pycache__/"]
+# Wait this long after the last save before syncing, in milliseconds.
+# debounce_ms = 50
+
+[run]
+# What a save reruns in a '# %%' file:
+#   "linear"   the first changed cell and every cell after it
+#   "reactive" the changed cells, plus the cells that read names they define
+# rerun = "linear"
+# Interpreter for the kernel (default: the profile's python, else python3).
+# python = "python3"
+
+[run.env]
+# Environment variables for your code, on every profile (values are strings).
+# PYTHONHASHSEED = "0"
+
+[gpu]
+# How often the GPU gauges sample, in milliseconds.
+# interval_ms = 1000
+
+[ui]
+# Log lines kept per cell in the app.
+# scrollback = 10000
+
+# Stages: what `devloop promote` turns into pipeline steps (an Argo DAG).
+# Uncomment and adapt; `needs` names earlier stages, `outputs` are paths the next stages read.
+#
+# [[stage]]
+# name = "prepare"
+# run = "python prepare.py"
+# outputs = ["data/processed/"]
+#
+# [[stage]]
+# name = "train"
+# run = "python train.py --epochs 10"
+# needs = ["prepare"]
+# outputs = ["checkpoints/"]
+# gpus = 1
+# cpu = "8"
+# memory = "32Gi"
+# [stage.env]
+# WANDB_MODE = "offline"
+
+[promote]
+# Where `devloop promote` writes pipelines: "argo" and/or "github".
+# targets = ["argo"]
+# out = "pipelines"
+# name = {name}
+"""
+
+LOCAL_YAML = """\
+# Profile "local": run on this machine, in the project folder itself.
+# It is also built into devloop; this file only overrides it.
+# Try the loop here first:  devloop up --profile local
+kind: local
+
+# Environment variables for your code (values are strings).
+env: {}
+
+# Runs before the first cell, and again whenever a dependency file changes
+# (requirements*.txt, pyproject.toml, uv.lock, environment.yml).
+# setup: pip install -r requirements.txt
+
+# Interpreter for the kernel (default: the Python that runs devloop).
+# python: .venv/bin/python
+
+# Copy the project into this folder and run there instead of in place.
+# workdir: /tmp/devloop-work
+"""
+
+DOCKER_GPU_YAML = """\
+# Profile "docker-gpu": a container on this machine's Docker engine (or the one at
+# docker_host), with the GPUs passed through (needs the NVIDIA Container Toolkit).
+#   devloop up --profile docker-gpu
+kind: docker
+
+# The image your pipeline runs: match production here. Or build one (see `build`).
+image: pytorch/pytorch:2.4.0-cuda12.1-cudnn9-runtime
+# build:
+#   context: .
+#   dockerfile: Dockerfile
+#   args: {PYTHON_VERSION: "3.11"}
+
+# "all", a count (2), or device ids ([0, 1]).
+gpus: all
+# PyTorch DataLoader workers share memory through /dev/shm; Docker's default is 64 MB.
+shm_size: 8Gi
+# cpu: "8"
+# memory: 32Gi
+
+# Where the project is synced inside the container, and where cells run.
+workdir: /workspace
+
+# Runs before the first cell and whenever a dependency file changes.
+setup: if [ -f requirements.txt ]; then pip install -r requirements.txt; fi
+
+env:
+  PYTHONUNBUFFERED: "1"
+
+# Extra mounts, "SOURCE:/path/in/container[:ro]".
+# volumes:
+#   - ~/datasets:/data:ro
+#   - ~/.cache/huggingface:/root/.cache/huggingface
+
+# network: host
+# user: "1000:1000"
+# docker_host: ssh://me@gpu-box          # another Docker engine
+# keep: false                            # keep the container after devloop stops
+# snapshot_on_stop: false                # `docker commit` the container when it stops
+"""
+
+SSH_GPU_YAML = """\
+# Profile "ssh-gpu": a GPU machine you reach over SSH.
+# Host keys are verified against known_hosts; an unknown host is refused (connect once
+# with `ssh` first). Settings from ~/.ssh/config (HostName, User, Port, IdentityFile) apply.
+#   devloop up --profile ssh-gpu
+kind: ssh
+
+host: gpu-box.example.com
+# port: 22
+# user: ubuntu
+# identity_file: ~/.ssh/id_ed25519
+# known_hosts: ~/.ssh/known_hosts
+
+# Where the project is synced on that machine, and where cells run.
+workdir: ~/devloop/project
+# Interpreter on that machine.
+python: python3
+setup: if [ -f requirements.txt ]; then python3 -m pip install --user -r requirements.txt; fi
+
+# gpus: [0]            # sets CUDA_VISIBLE_DEVICES
+
+# Run inside a container on that machine instead (same keys as a docker profile):
+# docker:
+#   image: pytorch/pytorch:2.4.0-cuda12.1-cudnn9-runtime
+#   gpus: all
+#   shm_size: 8Gi
+#   workdir: /workspace
+"""
+
+K8S_GPU_YAML = """\
+# Profile "k8s-gpu": a pod on a Kubernetes cluster, with GPUs from the NVIDIA device plugin.
+# Uses your kubeconfig (KUBECONFIG or ~/.kube/config).
+#   devloop up --profile k8s-gpu
+kind: kubernetes
+
+# The cluster must be able to pull this image (see image_pull_secrets).
+image: pytorch/pytorch:2.4.0-cuda12.1-cudnn9-runtime
+# context: my-cluster       # kubeconfig context (default: the current one)
+namespace: default
+
+# Requests and limits for the pod (nvidia.com/gpu for gpus).
+gpus: 1
+cpu: "8"
+memory: 32Gi
+shm_size: 8Gi
+
+workdir: /workspace
+setup: if [ -f requirements.txt ]; then pip install -r requirements.txt; fi
+
+# Most GPU node pools are tainted; tolerate the taint so the pod can land there.
+tolerations:
+  - key: nvidia.com/gpu
+    operator: Exists
+    effect: NoSchedule
+# node_selector:
+#   nvidia.com/gpu.product: NVIDIA-A100-SXM4-80GB
+
+# Secrets are referenced, never copied into the pod spec or a pipeline.
+# image_pull_secrets: [regcred]
+# env_from_secrets:
+#   - name: WANDB_API_KEY
+#     secret: wandb
+#     key: api-key
+# service_account: devloop
+
+# Persistent volume claims to mount.
+# volumes:
+#   - claim: datasets
+#     mount_path: /data
+#     read_only: true
+
+# keep: false               # keep the pod after devloop stops
+# runs_on: ubuntu-latest    # GitHub runner label for `devloop promote` (github target)
+"""
+
+PROFILES: dict[str, str] = {
+    "local.yaml": LOCAL_YAML,
+    "docker-gpu.yaml": DOCKER_GPU_YAML,
+    "ssh-gpu.yaml": SSH_GPU_YAML,
+    "k8s-gpu.yaml": K8S_GPU_YAML,
+}
+
+
+def toml_string(text: str) -> str:
+    """`text` as a TOML basic string."""
+    escaped = text.replace("\\", "\\\\").replace('"', '\\"')
+    escaped = "".join(c if c >= " " or c == "\t" else f"\\u{ord(c):04x}" for c in escaped)
+    return f'"{escaped}"'
+
+
+def devloop_toml(project_name: str) -> str:
+    """The commented devloop.toml for a project called `project_name`."""
+    return DEVLOOP_TOML.replace("{name}", toml_string(project_name))
+
+
+def project_files(project_name: str) -> dict[str, str]:
+    """Relative path -> text of every file `devloop init` writes."""
+    files = {"devloop.toml": devloop_toml(project_name)}
+    files.update({f"profiles/{name}": text for name, text in PROFILES.items()})
+    return files
