@@ -1,0 +1,539 @@
+"""`devloop up`: the full-screen app, a thin layer over the engine's events.
+
+Every change on screen comes from one path: the session's `emit` puts core events in an inbox,
+one `EventsPending` message drains it through `handle_event`, and `handle_event` updates the
+widgets. Tests feed fixed event sequences through the same path (no target, no clock); the real
+`Session` runs in workers on the app's event loop, so its `emit` is called on that loop too.
+
+Output is the hot path: a chunk is split into per-cell ring buffers (bounded by
+`[ui].scrollback`) and the log widget is told about new lines on a ~40 ms timer, rendering only
+the rows on screen. A drain handles at most `DRAIN_BUDGET` events before yielding, so a key
+press waits for one batch at most.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from collections import deque
+from pathlib import Path
+from typing import Any, Awaitable, Callable, Iterable
+
+from rich.text import Text
+from textual import on, work
+from textual.app import App, ComposeResult, SystemCommand
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Input
+from textual.worker import Worker, WorkerState
+
+from devloop.core import events as ev
+from devloop.ui.logstore import DEVLOOP, LogLine, LogStore
+from devloop.ui.messages import EventsPending
+from devloop.ui.widgets.cells import CellRow, CellsPanel, format_ms
+from devloop.ui.widgets.dialogs import ProfilePicker, PromoteDialog, PromoteRequest
+from devloop.ui.widgets.gpu import GpuPanel
+from devloop.ui.widgets.header import HeaderBar
+from devloop.ui.widgets.logview import LogView
+from devloop.ui.widgets.syncline import SyncLine
+
+FLUSH_INTERVAL = 0.04  # seconds between log repaints while output streams
+DRAIN_BUDGET = 2000  # events handled per drain before other messages (keys) get a turn
+SEARCH_LIMIT = 50_000  # matching lines kept for a search view
+
+SessionFactory = Callable[[str, ev.Emit], Any]
+"""(profile name, emit) -> a Session (devloop.core.session.Session or a stand-in)."""
+
+ACTIONS = (
+    # key, action, footer label, palette help
+    ("r", "rerun", "Rerun", "Rerun the selected cell and the cells that depend on it"),
+    ("a", "run_all", "Run all", "Run every code cell (or the script)"),
+    ("i", "interrupt", "Interrupt", "Interrupt the running cell; the kernel keeps its state"),
+    ("k", "restart_kernel", "Restart", "Restart the kernel (fresh namespace)"),
+    ("s", "sync", "Sync", "Sync the project to the target now"),
+    ("w", "toggle_watch", "Watch", "Turn rerun-on-save on or off"),
+    ("p", "promote", "Promote", "Promote the working setup to a pipeline"),
+    ("t", "switch_profile", "Profile", "Switch to another profile (restarts the target)"),
+    ("f", "filter_cell", "Filter", "Show only the selected cell's log (again: all cells)"),
+    ("slash", "search", "Search", "Search the log"),
+    ("q", "quit", "Quit", "Stop the target and quit"),
+)
+
+
+def project_name(config: Any) -> str:
+    project = getattr(config, "project", None)
+    name = getattr(project, "name", "") if project is not None else ""
+    if not name and getattr(config, "root", None) is not None:
+        name = Path(config.root).name
+    return name or "devloop"
+
+
+def profile_names(config: Any, current: str) -> list[str]:
+    names = []
+    getter = getattr(config, "profile_names", None)
+    if callable(getter):
+        names = list(getter())
+    if current and current not in names:
+        names.insert(0, current)
+    return names
+
+
+def scrollback_of(config: Any, default: int = 10_000) -> int:
+    ui = getattr(config, "ui", None)
+    return int(getattr(ui, "scrollback", default) or default)
+
+
+class DevloopApp(App[int]):
+    """The `devloop up` screen. Without a session factory it only renders fed events."""
+
+    CSS_PATH = "devloop.tcss"
+    TITLE = "devloop"
+    ENABLE_COMMAND_PALETTE = True
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (100, "-wide")]
+    BINDINGS = [
+        *(Binding(key, action, label, tooltip=help_) for key, action, label, help_ in ACTIONS),
+        Binding("escape", "clear_search", "Clear search", show=False),
+        Binding("ctrl+c", "quit", "Quit", show=False, priority=True),
+    ]
+
+    def __init__(
+        self,
+        *,
+        config: Any = None,
+        profile: str = "local",
+        file: Path | str | None = None,
+        session_factory: SessionFactory | None = None,
+        promote: Callable[..., Any] | None = None,
+        promote_targets: Iterable[str] = ("argo", "github"),
+        scrollback: int | None = None,
+        verbose: int = 0,
+    ) -> None:
+        super().__init__()
+        self.config = config
+        self.profile_name = profile
+        self.file = str(file) if file else ""
+        self.session_factory = session_factory
+        self.promote_fn = promote
+        self.promote_targets = list(promote_targets)
+        self.verbose = verbose
+        self.store = LogStore(scrollback if scrollback is not None else scrollback_of(config))
+        self.session: Any = None
+        self.watching = True
+        self.cell_states: dict[int, str] = {}
+        self.tracebacks: dict[int, list[LogLine]] = {}
+        self.filter_cell: int | None = None
+        self.search_query = ""
+        self._search_results: deque[LogLine] | None = None
+        self._inbox: deque[ev.Event] = deque()
+        self._drain_posted = False
+        self._log_dirty = False
+        self._watch_stop: asyncio.Event | None = None
+        self._closing = False
+        self.exit_code = 0
+
+    # -- layout --------------------------------------------------------------------------------
+
+    def compose(self) -> ComposeResult:
+        yield HeaderBar(project=project_name(self.config), profile=self.profile_name,
+                        file=self.file, id="header")
+        with Horizontal(id="main"):
+            with Vertical(id="side"):
+                yield CellsPanel(id="cells")
+                yield GpuPanel(id="gpu")
+            with Vertical(id="logpane"):
+                yield LogView(id="log")
+                yield Input(placeholder="search the log (enter: apply, esc: clear)", id="search")
+        yield SyncLine(id="syncline")
+        yield Footer(compact=True)
+
+    def on_mount(self) -> None:
+        self.query_one("#search", Input).cursor_blink = False
+        self.cells_panel.border_title = "cells"
+        self.log_view.border_title = "log"
+        self.gpu_panel.border_title = "GPU"
+        self.log_view.show(self.store.all, max_width=self.store.max_width)
+        self.set_interval(FLUSH_INTERVAL, self.flush_log)
+        self.cells_panel.focus()
+        if self.session_factory is not None:
+            self.start_session(self.profile_name)
+
+    @property
+    def cells_panel(self) -> CellsPanel:
+        return self.query_one("#cells", CellsPanel)
+
+    @property
+    def log_view(self) -> LogView:
+        return self.query_one("#log", LogView)
+
+    @property
+    def gpu_panel(self) -> GpuPanel:
+        return self.query_one("#gpu", GpuPanel)
+
+    @property
+    def sync_line(self) -> SyncLine:
+        return self.query_one("#syncline", SyncLine)
+
+    @property
+    def header_bar(self) -> HeaderBar:
+        return self.query_one("#header", HeaderBar)
+
+    # -- the one way events come in ------------------------------------------------------------
+
+    def emit(self, event: ev.Event) -> None:
+        """The session's `emit`: queue the event; one message drains the queue."""
+        self._inbox.append(event)
+        if not self._drain_posted:
+            self._drain_posted = True
+            self.post_message(EventsPending())
+
+    def feed(self, events: Iterable[ev.Event]) -> None:
+        """Handle events now (tests and snapshots), then repaint the log."""
+        for event in events:
+            self.handle_event(event)
+        self.flush_log()
+
+    def on_events_pending(self, message: EventsPending) -> None:
+        self._drain_posted = False
+        inbox, handle = self._inbox, self.handle_event
+        for _ in range(min(len(inbox), DRAIN_BUDGET)):
+            handle(inbox.popleft())
+        if inbox:
+            self._drain_posted = True
+            self.post_message(EventsPending())
+
+    def handle_event(self, event: ev.Event) -> None:
+        """Render one core event."""
+        if isinstance(event, ev.Output):
+            added = self.store.add_output(event.cell, event.stream, event.text)
+            if added:
+                self._note_new_lines(event.cell, added)
+            return
+        handler = getattr(self, f"_on_{type(event).__name__}", None)
+        if handler is not None:
+            handler(event)
+
+    def _note_new_lines(self, cell: int, count: int) -> None:
+        self._log_dirty = True
+        if self._search_results is not None:
+            ring = self.store.ring(cell)
+            query = self.search_query.lower()
+            if self.filter_cell is None or self.filter_cell == cell:
+                for index in range(len(ring) - min(count, len(ring)), len(ring)):
+                    if query in ring[index].text.lower():
+                        self._search_results.append(ring[index])
+
+    def _log(self, text: str, *, cell: int = DEVLOOP, stream: str = "info") -> list[LogLine]:
+        lines = self.store.add_lines(cell, stream, text)
+        self._note_new_lines(cell, len(lines))
+        return lines
+
+    def flush_log(self) -> None:
+        """Repaint the log if lines arrived since the last flush (the ~40 ms timer)."""
+        if self._log_dirty:
+            self._log_dirty = False
+            self.log_view.sync(self.store.max_width)
+
+    # -- per-event rendering -------------------------------------------------------------------
+
+    def _on_FileParsed(self, event: ev.FileParsed) -> None:
+        rows = [CellRow(int(c.get("cell", i)), str(c.get("title") or f"cell {i}"), int(c.get("line", 0)),
+                        state=self.cell_states.get(int(c.get("cell", i)), "pending"))
+                for i, c in enumerate(event.cells)]
+        if event.is_script and not rows:
+            rows = [CellRow(0, "(script)", 1, state=self.cell_states.get(0, "pending"))]
+        self.cells_panel.set_cells(rows)
+        self.store.set_cell_count(len(rows))
+        if event.file:
+            self.header_bar.set_file(event.file)
+
+    def _on_CellState(self, event: ev.CellState) -> None:
+        self.cell_states[event.cell] = event.state
+        self.cells_panel.set_state(event.cell, event.state)
+
+    def _on_CellsPlanned(self, event: ev.CellsPlanned) -> None:
+        cells = ", ".join(str(c) for c in event.cells) or "none"
+        reason = f" ({event.reason})" if event.reason else ""
+        self.sync_line.set_status(Text(f"plan: cells {cells}{reason}", style="cyan"))
+
+    def _on_CellStart(self, event: ev.CellStart) -> None:
+        self.cell_states[event.cell] = "running"
+        self.cells_panel.set_state(event.cell, "running")
+        self.tracebacks.pop(event.cell, None)
+        title = f" {event.title}" if event.title else ""
+        self._log(f"── cell {event.cell}{title} (line {event.line}) ──", cell=event.cell)
+        self.sync_line.set_status(Text(f"running cell {event.cell}", style="yellow"))
+
+    def _on_CellDone(self, event: ev.CellDone) -> None:
+        self.store.finish_cell(event.cell)
+        self._log_dirty = True
+        self.cells_panel.set_time(event.cell, event.ms)
+        if self.cell_states.get(event.cell) in (None, "running", "pending"):
+            state = "ok" if event.ok else "failed"
+            self.cell_states[event.cell] = state
+            self.cells_panel.set_state(event.cell, state)
+
+    def _on_CellError(self, event: ev.CellError) -> None:
+        self.store.finish_cell(event.cell)
+        where = f"{event.file}:{event.line}" if event.file else ""
+        text = event.traceback.rstrip("\n") or f"{event.type}: {event.message}"
+        lines = self._log(f"{text}\n{event.type}: {event.message}  at {where}" if where and
+                          event.message not in text else text, cell=event.cell, stream="traceback")
+        self.tracebacks[event.cell] = lines
+        self.cell_states[event.cell] = "failed"
+        self.cells_panel.set_state(event.cell, "failed")
+
+    def _on_RunDone(self, event: ev.RunDone) -> None:
+        took = format_ms(event.ms)
+        if event.ok:
+            status = Text(f"✓ run ok · {event.cells_run} cells · {took}", style="green")
+        else:
+            status = Text(f"✗ run failed (exit {event.exit_code}) · {event.cells_run} cells · {took}"
+                          " · enter on the failed cell shows its traceback", style="bold red")
+        self.sync_line.set_status(status)
+
+    def _on_SyncProgress(self, event: ev.SyncProgress) -> None:
+        self.sync_line.set_progress(event.files_done, event.files_total, event.bytes_done,
+                                    event.bytes_total)
+
+    def _on_SyncDone(self, event: ev.SyncDone) -> None:
+        self.sync_line.set_sync(event.files, event.bytes, event.deleted, event.ms)
+        if event.dependencies_changed:
+            self._log("dependencies changed: " + ", ".join(event.dependencies_changed)
+                      + " (the profile's setup ran)")
+
+    def _on_TargetState(self, event: ev.TargetState) -> None:
+        if event.profile:
+            self.profile_name = event.profile
+        self.header_bar.set_target(event.state, event.message, event.profile, event.kind)
+        if event.state in ("kernel_died", "failed", "reconnecting"):
+            self._log(f"target {event.state}: {event.message}".rstrip(": "),
+                      stream="stderr" if event.state != "reconnecting" else "info")
+
+    def _on_KernelReady(self, event: ev.KernelReady) -> None:
+        self.header_bar.set_kernel(event.python, event.pid)
+
+    def _on_GpuSample(self, event: ev.GpuSample) -> None:
+        self.gpu_panel.show_sample(event.available, tuple(event.gpus), event.reason)
+
+    def _on_GpuSummary(self, event: ev.GpuSummary) -> None:
+        for gpu in event.gpus:
+            parts = [f"{k}={v}" for k, v in gpu.items() if k != "index"]
+            self._log(f"GPU{gpu.get('index', '?')} summary: " + " ".join(parts))
+
+    def _on_Diagnostic(self, event: ev.Diagnostic) -> None:
+        if event.level == "warning" or self.verbose >= (2 if event.level == "debug" else 1):
+            self._log(f"{event.level}: {event.message}",
+                      stream="stderr" if event.level == "warning" else "info")
+
+    # -- the session, in workers ---------------------------------------------------------------
+
+    @work(group="session", exclusive=True, exit_on_error=False)
+    async def start_session(self, profile: str) -> None:
+        """Close the current session (if any), start one on `profile`, run all, then watch."""
+        await self._close_session()
+        self.profile_name = profile
+        self.header_bar.set_target("starting", "", profile)
+        session = self.session = self.session_factory(profile, self.emit)
+        session.watching = self.watching
+        try:
+            await session.start()
+            await session.run_all()
+            self._watch_stop = asyncio.Event()
+            await session.watch(self._watch_stop)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # the target failed to start: say so on screen, keep the app
+            self.handle_event(ev.TargetState("failed", _one_line(exc), profile))
+            self.flush_log()
+
+    async def _close_session(self) -> None:
+        session, self.session = self.session, None
+        if self._watch_stop is not None:
+            self._watch_stop.set()
+        if session is not None:
+            try:
+                await session.close()
+            except Exception as exc:  # cleanup failed: tell, but keep going
+                self._log(f"closing the target failed: {_one_line(exc)}", stream="stderr")
+
+    def _session_call(self, label: str, call: Callable[[Any], Awaitable[Any]], group: str) -> None:
+        """Run `call(session)` in a worker; failures land in the log, never kill the app."""
+        session = self.session
+        if session is None:
+            self.sync_line.set_status(Text(f"{label}: no session running", style="yellow"))
+            return
+
+        async def runner() -> None:
+            try:
+                await call(session)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self._log(f"{label} failed: {_one_line(exc)}", stream="stderr")
+                self.flush_log()
+
+        self.run_worker(runner(), name=label, group=group, exit_on_error=False)
+
+    # -- actions (keys and command palette) ----------------------------------------------------
+
+    def action_rerun(self) -> None:
+        cell = self.cells_panel.selected_cell
+        if cell is None:
+            self.sync_line.set_status(Text("no cell selected", style="yellow"))
+            return
+        self._session_call(f"rerun cell {cell}", lambda s: s.rerun_cell(cell), "run")
+
+    def action_run_all(self) -> None:
+        self._session_call("run all", lambda s: s.run_all(), "run")
+
+    def action_interrupt(self) -> None:
+        self._session_call("interrupt", lambda s: s.interrupt(), "control")
+
+    def action_restart_kernel(self) -> None:
+        self._session_call("restart kernel", lambda s: s.restart_kernel(), "control")
+
+    def action_sync(self) -> None:
+        self._session_call("sync", lambda s: s.sync_now(), "control")
+
+    def action_toggle_watch(self) -> None:
+        self.watching = not self.watching
+        if self.session is not None:
+            self.session.watching = self.watching
+        self.sync_line.set_watch(self.watching)
+
+    def action_filter_cell(self) -> None:
+        if self.filter_cell is None:
+            cell = self.cells_panel.selected_cell
+            if cell is None:
+                return
+            self.filter_cell = cell
+        else:
+            self.filter_cell = None
+        self._show_log()
+
+    def action_search(self) -> None:
+        search = self.query_one("#search", Input)
+        search.add_class("-visible")
+        search.focus()
+
+    @on(Input.Submitted, "#search")
+    def _search_submitted(self, event: Input.Submitted) -> None:
+        self.search_query = event.value.strip()
+        self._show_log()
+        self.log_view.focus()
+
+    def action_clear_search(self) -> None:
+        search = self.query_one("#search", Input)
+        search.value = ""
+        search.remove_class("-visible")
+        self.search_query = ""
+        self._show_log()
+        self.cells_panel.focus()
+
+    def _show_log(self, *, keep_marks: bool = False) -> None:
+        base = self.store.all if self.filter_cell is None else self.store.ring(self.filter_cell)
+        if not keep_marks:
+            self.log_view.marked = set()
+        view = "log: all cells" if self.filter_cell is None else f"log: cell {self.filter_cell}"
+        if self.search_query:
+            query = self.search_query.lower()
+            self._search_results = deque((line for line in base.lines if query in line.text.lower()),
+                                         maxlen=SEARCH_LIMIT)
+            self.log_view.show(self._search_results, max_width=self.store.max_width,
+                               search=self.search_query)
+            view += f" · /{self.search_query}: {len(self._search_results)} lines"
+        else:
+            self._search_results = None
+            self.log_view.show(base, max_width=self.store.max_width)
+        self.sync_line.set_view(view)
+
+    @on(DataTable.RowSelected, "#cells")
+    def _cell_chosen(self, event: DataTable.RowSelected) -> None:
+        """Enter on a failed cell: show that cell's log at its traceback."""
+        cell = int(event.row_key.value)
+        lines = self.tracebacks.get(cell)
+        if self.cell_states.get(cell) != "failed" or not lines:
+            return
+        self.search_query = ""
+        self.query_one("#search", Input).remove_class("-visible")
+        self.filter_cell = cell
+        self._show_log()
+        self.log_view.mark({line.seq for line in lines})
+        self.log_view.jump_to(lines[0])
+
+    def action_promote(self) -> None:
+        note = "" if self.promote_fn is not None else "promote is unavailable in this build"
+        name = project_name(self.config).lower().replace("_", "-")
+        self.push_screen(PromoteDialog(self.promote_targets, name, note), self._promote_chosen)
+
+    def _promote_chosen(self, request: PromoteRequest | None) -> None:
+        if request is None:
+            return
+        if self.promote_fn is None:
+            self._log("promote unavailable: devloop.core.promote has no promote() yet", stream="stderr")
+            self.flush_log()
+            return
+        self._promote(request)
+
+    @work(group="promote", exclusive=True, exit_on_error=False)
+    async def _promote(self, request: PromoteRequest) -> None:
+        self._log(f"promoting to {request.target} as {request.name!r}"
+                  + (" and committing" if request.commit else ""))
+        try:
+            result = self.promote_fn(self.config, self.profile_name, request.target, request.name,
+                                     None, request.commit, False, False)
+            if inspect.isawaitable(result):
+                result = await result
+        except Exception as exc:
+            self._log(f"promote failed: {_one_line(exc)}", stream="stderr")
+        else:
+            self._log(f"promoted: {result}")
+        self.flush_log()
+
+    def action_switch_profile(self) -> None:
+        names = profile_names(self.config, self.profile_name)
+        self.push_screen(ProfilePicker(names, self.profile_name), self._profile_chosen)
+
+    def _profile_chosen(self, profile: str | None) -> None:
+        if profile is None or profile == self.profile_name and self.session is not None:
+            return
+        self.header_bar.set_target("stopping", f"switching to {profile}")
+        self.cell_states.clear()
+        self.tracebacks.clear()
+        self.store.clear()
+        self.filter_cell = None
+        self._show_log()
+        if self.session_factory is None:
+            self.profile_name = profile
+            self.header_bar.set_target("stopped", "", profile)
+            return
+        self.start_session(profile)
+
+    async def action_quit(self) -> None:
+        """Quit: the target is cleaned up first, as on Ctrl-C."""
+        if self._closing:
+            return
+        self._closing = True
+        self.header_bar.set_target("stopping", "cleaning up the target")
+        self.workers.cancel_group(self, "session")
+        await self._close_session()
+        self.exit(self.exit_code)
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        yield from super().get_system_commands(screen)
+        for key, action, label, help_ in ACTIONS:
+            if action == "quit":
+                continue
+            shown = "/" if key == "slash" else key
+            yield SystemCommand(f"{label} ({shown})", help_, getattr(self, f"action_{action}"))
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        if event.state == WorkerState.ERROR and event.worker.error is not None:
+            self._log(f"{event.worker.name} failed: {_one_line(event.worker.error)}", stream="stderr")
+            self.flush_log()
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__

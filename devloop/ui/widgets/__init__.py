@@ -1,0 +1,1 @@
+"""Widgets of the `devloop up` screen, each rendering one slice of the core events."""

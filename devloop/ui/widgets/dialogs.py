@@ -1,0 +1,111 @@
+"""Modal dialogs: promote (target, name, commit or not) and the profile picker."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.screen import ModalScreen
+from textual.widgets import Button, Checkbox, Input, Label, OptionList, Select
+from textual.widgets.option_list import Option
+
+
+@dataclass(frozen=True)
+class PromoteRequest:
+    target: str
+    name: str
+    commit: bool
+
+
+class PromoteDialog(ModalScreen[PromoteRequest | None]):
+    """Ask where to promote the working setup; dismissed with a PromoteRequest or None."""
+
+    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+
+    def __init__(self, targets: list[str], name: str, note: str = "") -> None:
+        super().__init__()
+        self.targets = targets or ["argo"]
+        self.default_name = name
+        self.note = note
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="promote-box", classes="dialog"):
+            yield Label("Promote the working setup to a pipeline", classes="dialog-title")
+            yield Label("Target", classes="field-label")
+            yield Select(
+                [(t, t) for t in self.targets], value=self.targets[0], allow_blank=False,
+                id="promote-target",
+            )
+            yield Label("Pipeline name", classes="field-label")
+            yield Input(self.default_name, id="promote-name", placeholder="DNS-1123 name")
+            yield Checkbox("Commit the pipeline file to git", value=False, id="promote-commit")
+            if self.note:
+                yield Label(self.note, classes="dialog-note")
+            with Horizontal(classes="dialog-buttons"):
+                yield Button("Promote", variant="primary", id="promote-ok")
+                yield Button("Cancel", id="promote-cancel")
+
+    def on_mount(self) -> None:
+        name = self.query_one("#promote-name", Input)
+        name.cursor_blink = False
+        name.focus()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        self._submit()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        if event.button.id == "promote-ok":
+            self._submit()
+        else:
+            self.dismiss(None)
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+    def _submit(self) -> None:
+        name = self.query_one("#promote-name", Input).value.strip()
+        if not name:
+            self.notify("A pipeline name is needed", severity="error")
+            return
+        self.dismiss(
+            PromoteRequest(
+                target=str(self.query_one("#promote-target", Select).value),
+                name=name,
+                commit=self.query_one("#promote-commit", Checkbox).value,
+            )
+        )
+
+
+class ProfilePicker(ModalScreen[str | None]):
+    """Pick the profile to switch to; dismissed with its name or None."""
+
+    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+
+    def __init__(self, profiles: list[str], current: str) -> None:
+        super().__init__()
+        self.profiles = profiles
+        self.current = current
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="profile-box", classes="dialog"):
+            yield Label("Switch profile (the target is stopped and a new one started)",
+                        classes="dialog-title")
+            yield OptionList(
+                *[Option(f"{name}  (current)" if name == self.current else name, id=name)
+                  for name in self.profiles],
+                id="profile-list",
+            )
+
+    def on_mount(self) -> None:
+        options = self.query_one(OptionList)
+        if self.current in self.profiles:
+            options.highlighted = self.profiles.index(self.current)
+        options.focus()
+
+    def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
+        self.dismiss(event.option.id)
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
