@@ -217,7 +217,9 @@ class SmiSource(object):
         if not path:
             raise SourceUnavailable("nvidia-smi not found on PATH")
         self.path = path
-        self.read()  # fail now, with nvidia-smi's own words, if it cannot talk to the driver
+        # fail now, with nvidia-smi's own words, if it cannot talk to the driver; the answer is
+        # the first sample
+        self._first = self._read()
 
     def empty_reason(self):
         return "nvidia-smi sees no GPU: start the target with GPUs"
@@ -242,6 +244,10 @@ class SmiSource(object):
         return text
 
     def read(self):
+        first, self._first = self._first, None
+        return first if first is not None else self._read()
+
+    def _read(self):
         text = self._run("--query-gpu=" + SMI_GPU_FIELDS, "--format=csv,noheader,nounits")
         gpus = []
         for row in csv.reader(text.splitlines(), skipinitialspace=True):
