@@ -1,0 +1,229 @@
+"""A process in a container through `docker exec`, as a target Channel.
+
+The exec's hijacked socket carries stdin one way and docker's multiplexed stdout/stderr frames
+(8-byte header: stream, 3 zero bytes, big-endian length) the other, because the exec has no tty.
+One reader thread per channel demultiplexes the frames (the SDK's socket is blocking, and TLS or
+ssh engines give no selectable fd); stdout lines reach asyncio through `call_soon_threadsafe`.
+
+The process is started through `sh -c 'echo $$; exec "$@"'`, so the first stdout line is its pid
+inside the container (docker only reports the host pid): `kill()` sends SIGKILL to that process
+group with another exec. Docker exec processes lead their own session, so the group is exactly
+the process and what it started.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import socket
+import struct
+import threading
+from typing import Any, Sequence
+
+from devloop.core.targets.base import Channel, ConnectionLost
+
+_HEADER = struct.Struct(">BxxxL")
+PID_WRAPPER = ["/bin/sh", "-c", 'echo $$; exec "$@"', "devloop"]
+
+
+def _raw_socket(sock: Any) -> Any:
+    """The socket under the SDK's SocketIO wrapper (unix/tcp); TLS/npipe objects as they are."""
+    return getattr(sock, "_sock", sock)
+
+
+class DockerExecChannel(Channel):
+    def __init__(self, api: Any, container_id: str, exec_id: str, sock: Any) -> None:
+        self._api = api
+        self._container_id = container_id
+        self._exec_id = exec_id
+        self._holder = sock  # keeps the SDK's response (and so a TLS socket) alive
+        self._sock = _raw_socket(sock)
+        try:
+            self._sock.settimeout(None)  # the client's API timeout must not end an idle kernel
+        except (AttributeError, OSError):
+            pass
+        self._loop = asyncio.get_running_loop()
+        self._lines: collections.deque[bytes] = collections.deque()
+        self._wakeup = asyncio.Event()
+        self._eof = False
+        self._stderr: collections.deque[str] = collections.deque(maxlen=64)
+        self._send_lock = threading.Lock()
+        self._stdin_closed = False
+        self._closed = False
+        self.pid: int | None = None
+        self._pid_seen = asyncio.Event()
+        self._exit_code: int | None = None
+        self._lost = False
+        self._reader = threading.Thread(target=self._read_frames, name="devloop-docker-exec", daemon=True)
+        self._reader.start()
+
+    # ------------------------------------------------------------ reader thread
+    def _recv_exact(self, n: int) -> bytes:
+        buf = bytearray()
+        while len(buf) < n:
+            try:
+                chunk = self._sock.recv(n - len(buf))
+            except (OSError, ValueError):  # closed by kill() or by the engine
+                return b""
+            if not chunk:
+                return b""
+            buf += chunk
+        return bytes(buf)
+
+    def _read_frames(self) -> None:
+        pending = bytearray()
+        first = True
+        while True:
+            header = self._recv_exact(_HEADER.size)
+            if len(header) < _HEADER.size:
+                break
+            stream, size = _HEADER.unpack(header)
+            data = self._recv_exact(size)
+            if len(data) < size:
+                break
+            if stream == 2:
+                self._stderr.append(data.decode("utf-8", "replace"))
+                continue
+            pending += data
+            lines = []
+            start = 0
+            while True:
+                nl = pending.find(b"\n", start)
+                if nl < 0:
+                    break
+                lines.append(bytes(pending[start:nl + 1]))
+                start = nl + 1
+            del pending[:start]
+            if first and lines:
+                first = False
+                head = lines[0].strip()
+                if head.isdigit():
+                    self.pid = int(head)
+                    lines.pop(0)
+                self._loop.call_soon_threadsafe(self._pid_seen.set)
+            if lines:
+                self._loop.call_soon_threadsafe(self._push, lines, False)
+        tail = [bytes(pending)] if pending else []
+        try:
+            self._loop.call_soon_threadsafe(self._push, tail, True)
+            self._loop.call_soon_threadsafe(self._pid_seen.set)
+        except RuntimeError:  # the loop closed first (interpreter shutting down)
+            pass
+
+    def _push(self, lines: list[bytes], eof: bool) -> None:
+        self._lines.extend(lines)
+        if eof:
+            self._eof = True
+        self._wakeup.set()
+
+    # ------------------------------------------------------------ Channel
+    async def readline(self) -> bytes:
+        while not self._lines:
+            if self._eof:
+                if await self._container_gone():
+                    raise ConnectionLost("the container was removed while devloop was using it")
+                return b""
+            self._wakeup.clear()
+            await self._wakeup.wait()
+        return self._lines.popleft()
+
+    async def send(self, data: bytes) -> None:
+        if self._stdin_closed:
+            raise BrokenPipeError("stdin of the container process is closed")
+        await asyncio.to_thread(self._send_sync, data)
+
+    def _send_sync(self, data: bytes) -> None:
+        with self._send_lock:
+            self._sock.sendall(data)
+
+    async def close_stdin(self) -> None:
+        if self._stdin_closed:
+            return
+        self._stdin_closed = True
+        await asyncio.to_thread(self._shutdown_write)
+
+    def _shutdown_write(self) -> None:
+        with self._send_lock:
+            try:
+                self._sock.shutdown(socket.SHUT_WR)
+            except (OSError, AttributeError):
+                pass
+
+    async def wait(self) -> int:
+        while not self._eof:
+            self._wakeup.clear()
+            await self._wakeup.wait()
+        if self._exit_code is None:
+            self._exit_code = await asyncio.to_thread(self._exit_code_sync)
+        if self._exit_code is None:
+            raise ConnectionLost("the container was removed while devloop was using it")
+        self._close_socket()
+        return self._exit_code
+
+    def _exit_code_sync(self) -> int | None:
+        """ExitCode from exec_inspect; it may lag the stream's end by a few ms."""
+        import time
+
+        import docker.errors
+
+        for _ in range(200):
+            try:
+                info = self._api.exec_inspect(self._exec_id)
+            except docker.errors.NotFound:
+                self._lost = True
+                return None
+            except docker.errors.DockerException:
+                return None
+            if not info.get("Running") and info.get("ExitCode") is not None:
+                return int(info["ExitCode"])
+            time.sleep(0.01)
+        return None
+
+    async def _container_gone(self) -> bool:
+        if self._exit_code is None and not self._lost:
+            self._exit_code = await asyncio.to_thread(self._exit_code_sync)
+        return self._lost
+
+    async def kill(self) -> None:
+        if self._closed:
+            return
+        if not self._eof:
+            if self.pid is None:  # the wrapper's first line is a few ms away at most
+                try:
+                    await asyncio.wait_for(self._pid_seen.wait(), 2)
+                except asyncio.TimeoutError:
+                    pass
+            await asyncio.to_thread(self._kill_sync)
+        self._close_socket()
+
+    def _kill_sync(self) -> None:
+        import docker.errors
+
+        if self.pid is None:
+            return
+        try:
+            eid = self._api.exec_create(
+                self._container_id, ["/bin/sh", "-c", "kill -KILL -$0 2>/dev/null || kill -KILL $0",
+                                     str(self.pid)], user="root")["Id"]
+            self._api.exec_start(eid)
+        except docker.errors.DockerException:
+            pass  # the container is gone: so is the process
+
+    def _close_socket(self) -> None:
+        self._closed = True
+        try:
+            self._sock.close()
+        except OSError:
+            pass
+        try:
+            self._holder.close()
+        except (OSError, AttributeError):
+            pass
+
+    def stderr_tail(self) -> str:
+        return "".join(self._stderr)[-4096:]
+
+
+def wrap_argv(argv: Sequence[str]) -> list[str]:
+    """argv behind the pid-reporting shell wrapper (see the module docstring)."""
+    return [*PID_WRAPPER, *argv]
