@@ -96,7 +96,7 @@ env: {}
 DOCKER_GPU_YAML = """\
 # Profile "docker-gpu": a container on this machine's Docker engine (or the one at
 # docker_host), with the GPUs passed through (needs the NVIDIA Container Toolkit).
-#   devloop up --profile docker-gpu
+# Use it: devloop up --profile docker-gpu
 kind: docker
 
 # The image your pipeline runs: match production here. Or build one (see `build`).
@@ -138,7 +138,7 @@ SSH_GPU_YAML = """\
 # Profile "ssh-gpu": a GPU machine you reach over SSH.
 # Host keys are verified against known_hosts; an unknown host is refused (connect once
 # with `ssh` first). Settings from ~/.ssh/config (HostName, User, Port, IdentityFile) apply.
-#   devloop up --profile ssh-gpu
+# Use it: devloop up --profile ssh-gpu
 kind: ssh
 
 host: gpu-box.example.com
@@ -166,7 +166,7 @@ setup: if [ -f requirements.txt ]; then python3 -m pip install --user -r require
 K8S_GPU_YAML = """\
 # Profile "k8s-gpu": a pod on a Kubernetes cluster, with GPUs from the NVIDIA device plugin.
 # Uses your kubeconfig (KUBECONFIG or ~/.kube/config).
-#   devloop up --profile k8s-gpu
+# Use it: devloop up --profile k8s-gpu
 kind: kubernetes
 
 # The cluster must be able to pull this image (see image_pull_secrets).
