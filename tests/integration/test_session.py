@@ -1,0 +1,213 @@
+"""The Session API the front ends call, on the real local target with a real kernel."""
+
+from __future__ import annotations
+
+import asyncio
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from devloop.core import events as ev
+from devloop.core.config import load_config
+from devloop.core.session import Session
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.events: list[ev.Event] = []
+
+    def __call__(self, event: ev.Event) -> None:
+        self.events.append(event)
+
+    def of(self, kind: type) -> list:
+        return [e for e in self.events if isinstance(e, kind)]
+
+    def started(self) -> list[int]:
+        return [e.cell for e in self.of(ev.CellStart)]
+
+    def text(self) -> str:
+        return "".join(e.text for e in self.of(ev.Output))
+
+    def clear(self) -> None:
+        self.events.clear()
+
+
+async def make(tmp_path: Path, source: str, toml: str = "") -> tuple[Session, Recorder, Path]:
+    if toml:
+        (tmp_path / "devloop.toml").write_text(toml)
+    f = tmp_path / "nb.py"
+    f.write_text(textwrap.dedent(source))
+    config = load_config(tmp_path)
+    rec = Recorder()
+    s = Session(config, config.profile(None), f, rec)
+    await s.start()
+    return s, rec, f
+
+
+REACTIVE = """\
+    # %% a
+    a = 1
+    # %% b
+    b = 10
+    # %% uses a
+    print("a+1 =", a + 1)
+    # %% uses b
+    print("b+1 =", b + 1)
+    """
+
+
+async def test_reactive_policy_reruns_only_dependents(tmp_path: Path) -> None:
+    s, rec, f = await make(tmp_path, REACTIVE, '[run]\nrerun = "reactive"\n')
+    try:
+        await s.run_all()
+        assert rec.started() == [0, 1, 2, 3]
+        rec.clear()
+        f.write_text(textwrap.dedent(REACTIVE).replace("a = 1", "a = 5"))
+        await s.on_changes({"nb.py"})
+        assert rec.started() == [0, 2]
+        assert "a+1 = 6" in rec.text() and "b+1" not in rec.text()
+    finally:
+        await s.close()
+
+
+async def test_linear_rerun_of_a_selected_cell_runs_it_and_what_follows(tmp_path: Path) -> None:
+    s, rec, f = await make(tmp_path, REACTIVE)
+    try:
+        await s.run_all()
+        rec.clear()
+        await s.rerun_cell(1)
+        assert rec.started() == [1, 2, 3]
+    finally:
+        await s.close()
+
+
+async def test_interrupt_stops_a_running_cell_and_the_kernel_survives(tmp_path: Path) -> None:
+    s, rec, f = await make(tmp_path, """\
+        # %%
+        x = 7
+        # %%
+        import time
+        print("start", flush=True)
+        time.sleep(600)
+        """)
+    try:
+        task = asyncio.create_task(s.run_all())
+        for _ in range(200):
+            if "start" in rec.text():
+                break
+            await asyncio.sleep(0.05)
+        await s.interrupt()
+        done = await asyncio.wait_for(task, 10)
+        assert done is not None and not done.ok
+        assert [e.type for e in rec.of(ev.CellError)] == ["KeyboardInterrupt"]
+        rec.clear()
+        f.write_text("# %%\nx = 7\n# %%\nprint('x is still', x)\n")
+        await s.on_changes({"nb.py"})
+        assert rec.started() == [1]
+        assert "x is still 7" in rec.text()
+    finally:
+        await s.close()
+
+
+async def test_restart_kernel_marks_everything_stale_and_reruns_all(tmp_path: Path) -> None:
+    s, rec, f = await make(tmp_path, REACTIVE)
+    try:
+        await s.run_all()
+        pid1 = rec.of(ev.KernelReady)[0].pid
+        rec.clear()
+        await s.restart_kernel()
+        assert {e.state for e in rec.of(ev.CellState)} == {"stale"}
+        assert rec.of(ev.KernelReady)[0].pid != pid1
+        rec.clear()
+        await s.run_changed()
+        assert rec.started() == [0, 1, 2, 3]
+    finally:
+        await s.close()
+
+
+async def test_edited_helper_module_is_reimported_and_its_importers_rerun(tmp_path: Path) -> None:
+    (tmp_path / "helper.py").write_text("VALUE = 1\n")
+    s, rec, f = await make(tmp_path, """\
+        # %% slow
+        data = list(range(3))
+        # %% uses helper
+        import helper
+        print("value", helper.VALUE)
+        # %% plot
+        print("plot", len(data))
+        """)
+    try:
+        await s.run_all()
+        rec.clear()
+        (tmp_path / "helper.py").write_text("VALUE = 2\n")
+        await s.on_changes({"helper.py"})
+        assert rec.started() == [1, 2]
+        assert "value 2" in rec.text()
+    finally:
+        await s.close()
+
+
+async def test_a_save_to_an_earlier_cell_interrupts_the_stale_pass(tmp_path: Path) -> None:
+    src = "# %%\nn = 1\n# %%\nimport time\nprint('n', n, flush=True)\ntime.sleep(600)\n"
+    s, rec, f = await make(tmp_path, src)
+    try:
+        first = asyncio.create_task(s.run_all())
+        for _ in range(200):
+            if "n 1" in rec.text():
+                break
+            await asyncio.sleep(0.05)
+        f.write_text(src.replace("n = 1", "n = 2").replace("time.sleep(600)", "pass"))
+        result = await asyncio.wait_for(s.on_changes({"nb.py"}), 20)
+        await asyncio.wait_for(first, 5)
+        assert result is not None and result.ok
+        assert "n 2" in rec.text()
+    finally:
+        await s.close()
+
+
+async def test_setup_runs_when_a_dependency_file_changes(tmp_path: Path) -> None:
+    remote = tmp_path / "remote"
+    proj = tmp_path / "proj"
+    (proj / "profiles").mkdir(parents=True)
+    (proj / "profiles" / "mirror.yaml").write_text(
+        f"kind: local\nworkdir: {remote}\nsetup: echo installing $(cat requirements.txt)\n")
+    (proj / "requirements.txt").write_text("numpy==1.0\n")
+    f = proj / "nb.py"
+    f.write_text("# %%\nprint('hi')\n")
+    config = load_config(proj)
+    rec = Recorder()
+    s = Session(config, config.profile("mirror"), f, rec)
+    await s.start()
+    try:
+        rec.clear()
+        (proj / "requirements.txt").write_text("numpy==2.0\n")
+        await s.on_changes({"requirements.txt"})
+        assert "installing numpy==2.0" in rec.text()
+        assert [e.state for e in rec.of(ev.TargetState)][:1] == ["setup"]
+    finally:
+        await s.close()
+
+
+async def test_watch_off_remembers_saves_until_turned_on(tmp_path: Path) -> None:
+    s, rec, f = await make(tmp_path, REACTIVE)
+    stop = asyncio.Event()
+    watcher = asyncio.create_task(s.watch(stop))
+    try:
+        await s.run_all()
+        await asyncio.sleep(0.3)
+        s.set_watching(False)
+        rec.clear()
+        f.write_text(textwrap.dedent(REACTIVE).replace('"b+1 ="', '"b plus one ="'))
+        await asyncio.sleep(1.0)
+        assert rec.started() == []
+        s.set_watching(True)
+        for _ in range(100):
+            if rec.of(ev.RunDone):
+                break
+            await asyncio.sleep(0.05)
+        assert rec.started() == [3]
+    finally:
+        stop.set()
+        watcher.cancel()
+        await s.close()
