@@ -88,7 +88,8 @@ def parse_cells(source: str) -> ParsedFile:
     all_cells: list[Cell] = []
     index = 0
     head, head_line = _trim(lines[: markers[0] - 1], 1)
-    if head.strip():
+    if any(line.strip() and not line.lstrip().startswith("#") for line in head.splitlines()):
+        # a header of comments only (a licence, a description) is not a cell to run
         all_cells.append(_make_cell(index, "", 1, head_line, head, {}, "code"))
         index += 1
     for k, marker in enumerate(markers):
