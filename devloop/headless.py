@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from typing import IO, Any
+from typing import IO
 
 from devloop.core import events as ev
 
@@ -146,19 +146,10 @@ class Reporter:
             if self.verbose:
                 self.err.write(f"devloop: kernel pid {event.pid}, python {event.python}, cwd {event.cwd}\n")
         elif isinstance(event, ev.GpuSummary):
-            for g in event.gpus:
-                w(_format_gpu_summary(g) + "\n")
+            from devloop.core.gpu import format_summary
+
+            for line in format_summary(event.gpus):
+                w(line + "\n")
         elif isinstance(event, ev.Diagnostic):
             self.err.write(f"devloop [{event.level}]: {event.message}\n")
         self.out.flush()
-
-
-def _format_gpu_summary(g: dict[str, Any]) -> str:
-    def val(key: str, fmt: str) -> str:
-        v = g.get(key)
-        return "n/a" if v is None or isinstance(v, str) else fmt.format(v)
-
-    peak_mem = g.get("peak_mem")
-    mem = "n/a" if not isinstance(peak_mem, (int, float)) else _human_bytes(peak_mem)
-    return (f"gpu {g.get('index', '?')} {g.get('name', '')}: peak memory {mem}, "
-            f"utilisation mean {val('mean_util', '{:.0f}%')} peak {val('peak_util', '{:.0f}%')}")

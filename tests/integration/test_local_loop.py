@@ -373,3 +373,27 @@ def test_watch_after_kernel_death_next_save_starts_fresh(tmp_path: Path) -> None
         assert "x is 41" in outputs(evs)
     finally:
         w.stop()
+
+
+def test_run_sigint_interrupts_a_never_ending_cell_and_cleans_up(tmp_path: Path) -> None:
+    (tmp_path / "forever.py").write_text("# %%\nprint('spinning', flush=True)\nwhile True:\n    pass\n")
+    w = Watch.__new__(Watch)
+    w.proc = subprocess.Popen(DEVLOOP + ["run", "forever.py", "--json"], cwd=tmp_path, stdout=subprocess.PIPE,
+                              stderr=subprocess.DEVNULL, bufsize=0)
+    w.seen, w._buf = [], b""
+    w.until(lambda e: e["event"] == "output" and "spinning" in e["text"])
+    kernel_pid = [e for e in w.seen if e["event"] == "ready"][0]["pid"]
+    assert w.stop(signal.SIGINT) == 130
+    deadline = time.monotonic() + 5
+    while _alive(kernel_pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _alive(kernel_pid)
+
+
+def test_malformed_profile_yaml_names_file_and_line(tmp_path: Path) -> None:
+    (tmp_path / "profiles").mkdir()
+    (tmp_path / "profiles" / "box.yaml").write_text("kind: ssh\nhost: [unclosed\n")
+    (tmp_path / "nb.py").write_text(CELLS)
+    res = devloop("run", "nb.py", "--profile", "box", cwd=tmp_path)
+    assert res.returncode == 2
+    assert "box.yaml:" in res.stderr and "Traceback" not in res.stderr
