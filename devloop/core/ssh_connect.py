@@ -23,10 +23,11 @@ class Unreachable(TargetError):
 
 
 class UnknownHostKey(TargetError):
-    def __init__(self, message: str, *, hint: str, name: str, key: paramiko.PKey) -> None:
+    def __init__(self, message: str, *, hint: str, name: str, key: paramiko.PKey, file: str) -> None:
         super().__init__(message, hint=hint)
         self.name = name
         self.key = key
+        self.file = file  # the known_hosts file `devloop trust` adds it to
 
 
 class HostKeyChanged(TargetError):
@@ -156,14 +157,14 @@ def check_host_key(ep: Endpoint, key: paramiko.PKey, known: list[KnownKey], prof
             f"intercepting the connection (man-in-the-middle), or the host was reinstalled. "
             f"devloop refuses to connect",
             hint=(f"only if you know the change is legitimate: ssh-keygen -R '{name}' -f "
-                  f"{old[0].file}  then  devloop trust --profile {profile}"),
+                  f"{old[0].file}  then  devloop trust {profile}"),
             name=name, key=key, known=old,
         )
     raise UnknownHostKey(
         f"unknown host key for {name}: {key.get_name()} {fp} (not in {', '.join(ep.known_hosts_files)})",
         hint=(f"check the fingerprint with the host's owner (ssh-keygen -lf /etc/ssh/ssh_host_*.pub "
-              f"there), then run: devloop trust --profile {profile}  (adds it to {kh_file})"),
-        name=name, key=key,
+              f"there), then run: devloop trust {profile}  (adds it to {kh_file})"),
+        name=name, key=key, file=kh_file,
     )
 
 
