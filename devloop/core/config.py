@@ -464,6 +464,25 @@ def _quantity(example: str) -> Validator:
     return check
 
 
+_DOCKER_MEMORY = re.compile(r"^(\d+(?:\.\d+)?)(?:([mgtMGTkK])[bB]|([mgt])|([bB]))$")
+
+
+def _memory(example: str) -> Validator:
+    """A memory size: Kubernetes quantities ("16Gi", "8G"), plus Docker's "16g", "512m", "8GB",
+    which are binary units and are rewritten to the Kubernetes form ("16Gi") here."""
+    k8s = _quantity(example)
+
+    def check(src: _Source, path: tuple, value: Any) -> str:
+        if isinstance(value, str):
+            m = _DOCKER_MEMORY.match(value.strip())
+            if m:
+                number, two_letter, one_letter, _bytes = m.groups()
+                unit = (two_letter or one_letter or "").upper()
+                return f"{number}{unit}i" if unit else number
+        return k8s(src, path, value)
+    return check
+
+
 _GPU_ID = re.compile(r"^(\d+|(GPU|MIG)-[A-Za-z0-9/-]+)$")
 _GPUS_HINT = "use 'all', a count (gpus: 2) or device ids (gpus: [0, 1] or \"device=0,1\")"
 
@@ -567,7 +586,7 @@ _UI = {"scrollback": _int_at_least(100)}
 _STAGE = {
     "name": _nonempty_str, "run": _nonempty_str, "needs": _list_of(_str, allow_single=True),
     "outputs": _list_of(_str, allow_single=True), "gpus": _stage_gpus,
-    "cpu": _quantity("4"), "memory": _quantity("16Gi"), "env": _env,
+    "cpu": _quantity("4"), "memory": _memory("16Gi"), "env": _env,
 }
 _PROMOTE = {"targets": _list_of(_choice(PROMOTE_TARGETS), allow_single=True),
             "out": _nonempty_str, "name": _nonempty_str}
@@ -869,9 +888,9 @@ _COMMON = {
 }
 _DOCKER_KEYS = {
     "workdir": _abs_posix, "keep": _bool, "image": _nonempty_str, "build": _docker_build,
-    "shm_size": _quantity("8Gi"), "volumes": _list_of(_docker_volume), "network": _nonempty_str,
+    "shm_size": _memory("8Gi"), "volumes": _list_of(_docker_volume), "network": _nonempty_str,
     "user": _nonempty_str, "docker_host": _nonempty_str, "cpu": _quantity("8"),
-    "memory": _quantity("32Gi"),
+    "memory": _memory("32Gi"),
 }
 # what a `docker:` block inside an ssh profile may hold: the container on that host
 _SSH_DOCKER_KEYS = {k: v for k, v in _DOCKER_KEYS.items() if k != "docker_host"} | {
@@ -900,8 +919,8 @@ PROFILE_KEYS: Mapping[str, Mapping[str, Validator]] = MappingProxyType({
     },
     "kubernetes": _COMMON | {
         "workdir": _abs_posix, "keep": _bool, "image": _nonempty_str,
-        "shm_size": _quantity("8Gi"), "volumes": _list_of(_kube_volume),
-        "cpu": _quantity("8"), "memory": _quantity("32Gi"), "context": _nonempty_str,
+        "shm_size": _memory("8Gi"), "volumes": _list_of(_kube_volume),
+        "cpu": _quantity("8"), "memory": _memory("32Gi"), "context": _nonempty_str,
         "namespace": _nonempty_str, "node_selector": _str_map,
         "tolerations": _list_of(_toleration), "image_pull_secrets": _list_of(_nonempty_str),
         "env_from_secrets": _env_from_secrets, "service_account": _nonempty_str,

@@ -579,3 +579,15 @@ def test_parse_quantity(text, value):
 def test_parse_quantity_rejects_garbage():
     with pytest.raises(ValueError):
         parse_quantity("16 GB")
+
+
+@pytest.mark.parametrize("raw, normalised", [
+    ("16g", "16Gi"), ("512m", "512Mi"), ("8GB", "8Gi"), ("1.5g", "1.5Gi"), ("2tb", "2Ti"),
+    ("100b", "100"), ("16Gi", "16Gi"), ("8G", "8G"), (1073741824, "1073741824"),
+])
+def test_memory_accepts_docker_units_and_rewrites_them(tmp_path, raw, normalised):
+    write(tmp_path / "profiles" / "d.yaml",
+          f"kind: docker\nimage: i\nmemory: {json.dumps(raw)}\nshm_size: {json.dumps(raw)}\n")
+    p = load_config(tmp_path).profile("d")
+    assert p.memory == normalised and p.shm_size == normalised
+    parse_quantity(p.memory)  # what the targets do with it
