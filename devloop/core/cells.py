@@ -149,9 +149,9 @@ def _metadata_value(text: str) -> Any:
 def _lines_inside_strings(source: str) -> set[int]:
     """Lines whose column 0 lies inside a string that started on an earlier line.
 
-    Tokenizing stops at the first error (an unfinished edit); lines after it count as code, so
-    a broken cell never hides the markers that follow it -- except a string left open, which is
-    what Python would see too.
+    Tokenizing stops at the first error (an unfinished edit: an unclosed bracket or a triple
+    quote left open); the lines after it count as code, so a half-typed cell never swallows the
+    markers that follow it.
     """
     inside: set[int] = set()
     fstring_starts: list[tuple[int, int]] = []

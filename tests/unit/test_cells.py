@@ -163,6 +163,11 @@ def test_broken_code_still_splits_into_cells():
     assert [c.marker_line for c in parsed.cells] == [1, 3, 5]
 
 
+def test_unclosed_triple_quote_mid_edit_does_not_swallow_later_cells():
+    parsed = parse_cells('# %%\nx = """\n# %%\ny = 2\n# %%\nz = 3\n')
+    assert [c.marker_line for c in parsed.cells] == [1, 3, 5]
+
+
 def test_parse_takes_str():
     """Decoding (and non-UTF-8 bytes) is the caller's job: parse_cells works on text."""
     text = b"# %%\nname = '\xe9'\n".decode("latin-1")
