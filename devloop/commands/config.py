@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -32,10 +34,11 @@ def run(args: argparse.Namespace) -> int:
     data = config.to_dict()
     data["profile"] = profile.to_dict()
     data["profiles"] = config.profile_names()
-    if args.json:
-        print(json.dumps(data, indent=2))
-    else:
-        print(render_text(data, _kind_fields(profile)))
+    text = json.dumps(data, indent=2) if args.json else render_text(data, _kind_fields(profile))
+    try:
+        print(text, flush=True)
+    except BrokenPipeError:  # `devloop config | head`: the reader left, which is fine
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return 0
 
 
