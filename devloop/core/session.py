@@ -161,6 +161,12 @@ class Session:
             except Exception as exc:  # noqa: BLE001 - closing must go on
                 self._log(f"kernel shutdown: {exc}")
         try:
+            from devloop.core.sync.transport import close_receiver
+
+            await close_receiver(self.target)
+        except Exception as exc:  # noqa: BLE001 - closing must go on
+            self._log(f"closing the sync receiver: {exc}")
+        try:
             await self.target.stop()
         finally:
             self.emit(ev.TargetState(state="stopped", profile=self.profile.name, kind=self.profile.kind))
@@ -213,6 +219,12 @@ class Session:
                 await asyncio.sleep(delay)
                 delay *= 2
         self._synced = None
+        try:
+            from devloop.core.sync.transport import close_receiver
+
+            await close_receiver(self.target)
+        except Exception:  # noqa: BLE001 - the old receiver went with the old connection
+            pass
         await self._initial_sync()
         self.emit(ev.TargetState(state="ready", profile=self.profile.name, kind=self.profile.kind,
                                  message="reconnected: files resynced; the kernel is fresh, so earlier "
@@ -287,7 +299,8 @@ class Session:
             return None
         self._log(f"sync plan: {len(plan.copies)} to copy ({plan.bytes_total} bytes), "
                   f"{len(plan.deletes)} to delete, {len(plan.mode_changes)} mode changes")
-        stats = await self.target.sync(plan, str(self.root))
+        stats = await self.target.sync(plan, str(self.root), self._progress_reporter(),
+                                       keep_open=paths is not None)
         self._synced = plan.new_manifest
         self._save_manifest(plan.new_manifest)
         self.emit(ev.SyncDone(files=stats.files, bytes=stats.bytes, deleted=stats.deleted,
@@ -296,6 +309,24 @@ class Session:
         if plan.dependency_files and self.profile.setup:
             await self._run_setup(plan.dependency_files)
         return plan
+
+    def _progress_reporter(self) -> Any:
+        """SyncProgress events, at most ~5 a second, for a sync long enough to need them."""
+        t0 = time.perf_counter()
+        last = [0.0]
+
+        def report(files_done: int, files_total: int, bytes_done: int, bytes_total: int) -> None:
+            now = time.perf_counter()
+            if now - t0 < 0.5 or now - last[0] < 0.2:
+                return
+            last[0] = now
+            rate = bytes_done / (now - t0)
+            eta = (bytes_total - bytes_done) / rate if rate > 0 else None
+            self.emit(ev.SyncProgress(files_done=files_done, files_total=files_total, bytes_done=bytes_done,
+                                      bytes_total=bytes_total, rate_bps=round(rate, 1),
+                                      eta_s=round(eta, 1) if eta is not None else None))
+
+        return report
 
     def _save_manifest(self, manifest: Any) -> None:
         try:

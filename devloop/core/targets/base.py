@@ -128,11 +128,15 @@ class Target(abc.ABC):
     def agent_argv(self, mode: str, *args: str) -> list[str]:
         """argv that runs the agent bundle in `mode` ("kernel", "receive", "manifest") there."""
 
-    async def sync(self, plan: "SyncPlan", source_root: str) -> SyncStats:
-        """Send a sync plan: default is a tar stream into the agent's `receive` mode."""
+    async def sync(self, plan: "SyncPlan", source_root: str, on_progress: Any = None,
+                   keep_open: bool = False) -> SyncStats:
+        """Send a sync plan: default is a tar stream into the agent's `receive` mode.
+
+        `on_progress(files_done, files_total, bytes_done, bytes_total)` is called as it goes;
+        `keep_open` keeps one receiver running for the next syncs (the watch loop)."""
         from devloop.core.sync.transport import sync_via_agent
 
-        return await sync_via_agent(self, plan, source_root)
+        return await sync_via_agent(self, plan, source_root, on_progress, keep_open=keep_open)
 
     async def remote_manifest(self) -> dict | None:
         """The manifest the remote says it has (None when it has none): used to resend only

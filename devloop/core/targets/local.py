@@ -156,10 +156,11 @@ class LocalTarget(Target):
             ) from exc
         return ProcessChannel(proc)
 
-    async def sync(self, plan: "SyncPlan", source_root: str) -> SyncStats:
+    async def sync(self, plan: "SyncPlan", source_root: str, on_progress=None,
+                   keep_open: bool = False) -> SyncStats:
         if self.in_place:
             return SyncStats(files=0, bytes=0, deleted=0, ms=0.0)
-        return await super().sync(plan, source_root)
+        return await super().sync(plan, source_root, on_progress, keep_open=keep_open)
 
     async def stop(self) -> None:
         return None
