@@ -135,6 +135,11 @@ def test_blank_text_before_the_first_marker_is_not_a_cell():
     assert len(parsed.cells) == 1 and parsed.cells[0].marker_line == 4
 
 
+def test_comment_only_header_before_the_first_marker_is_not_a_cell():
+    parsed = parse_cells("#!/usr/bin/env python\n# Licence: MIT\n\n# %%\nx = 1\n")
+    assert len(parsed.cells) == 1 and parsed.cells[0].marker_line == 4
+
+
 def test_code_line_skips_leading_blank_lines():
     parsed = parse_cells("# %%\n\n\nx = 1\n\n\n# %%\n")
     first, empty = parsed.cells
