@@ -84,6 +84,7 @@ class SshChannel(Channel):
         self.pid_seen = threading.Event()
         self.lost = False
         self.killed = False
+        self.remote_killed = False  # the kill command reached the host
         self.exit_code: int | None = None
         self._reader = asyncio.StreamReader(limit=STREAM_LIMIT, loop=loop)
         self._finished = loop.create_future()
@@ -216,6 +217,7 @@ class SshChannel(Channel):
             if self.pid and self.pid > 0:
                 try:
                     await asyncio.to_thread(run_command, self.conn, kill_command(self.pid), None, 10.0)
+                    self.remote_killed = True
                 except (TargetError, OSError, paramiko.SSHException, EOFError):
                     pass
         try:
@@ -319,7 +321,8 @@ class SshTarget(Target):
         """The old transport is gone: what it ran on the host is remembered, to be killed."""
         assert self.conn is not None
         for ch in self._channels:
-            if ch.pid and ch.pid > 0 and not ch.killed:
+            exited = ch._finished.done() and not ch.lost
+            if ch.pid and ch.pid > 0 and not exited and not ch.remote_killed:
                 self._orphans.append(ch.pid)
         self._channels.clear()
         self.conn.close()
@@ -427,7 +430,7 @@ class SshTarget(Target):
 
         chan = await asyncio.to_thread(open_exec)
         channel = SshChannel(chan, conn, asyncio.get_running_loop())
-        self._channels = [c for c in self._channels if not c._finished.done()] + [channel]
+        self._channels = [c for c in self._channels if not c._finished.done() or c.lost] + [channel]
         return channel
 
     async def alive(self) -> bool:

@@ -1,0 +1,222 @@
+"""End to end over SSH through the real CLI: `devloop run` gives the same events as on `local`,
+`devloop watch` reruns the edited cell, and killing the server-side sshd process mid-cell leads to
+a reconnect, a resync of only the difference (nothing deleted) and a fresh kernel."""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.ssh
+
+DEVLOOP = [sys.executable, "-m", "devloop.cli"]
+
+CELLS = textwrap.dedent("""\
+    # %% load
+    import os, sys
+    data = [1, 2, 3]
+    print("loaded", len(data))
+    os.write(1, b"raw fd write\\n")
+    print("to stderr", file=sys.stderr)
+
+    # %% double
+    doubled = [x * 2 for x in data]
+    print("doubled", doubled)
+
+    # %% total
+    print("total", sum(doubled))
+    """)
+
+
+def devloop(*args: str, cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k != "GITHUB_ACTIONS"}
+    return subprocess.run(DEVLOOP + list(args), cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def events(stdout: str) -> list[dict]:
+    return [json.loads(line) for line in stdout.splitlines() if line.startswith("{")]
+
+
+def observable(evs: list[dict]) -> list[tuple]:
+    """What the user sees, independent of timing and of where it ran."""
+    out: list[tuple] = []
+    text: dict[tuple, str] = {}
+    for e in evs:
+        kind = e["event"]
+        if kind == "cell_start":
+            out.append(("start", e["cell"], e["line"], e["title"]))
+        elif kind == "output":
+            text[(e["cell"], e["stream"])] = text.get((e["cell"], e["stream"]), "") + e["text"]
+        elif kind == "error":
+            out.append(("error", e["cell"], e["type"], e["file"], e["line"], e["message"]))
+        elif kind == "cell_done":
+            out.append(("done", e["cell"], e["ok"]))
+        elif kind == "run_done":
+            out.append(("run_done", e["ok"], e["exit_code"], e["cells_run"]))
+    out.append(("text", sorted(text.items())))
+    return out
+
+
+@pytest.mark.parametrize("source, name, code", [
+    (CELLS, "nb.py", 0),
+    ("# %%\nx = 1\n# %% boom\ny = 2\nz = y / 0\n# %%\nprint('never')\n", "bad.py", 1),
+    ("import sys\nprint('hello from script')\nsys.exit(3)\n", "script.py", 3),
+])
+def test_run_over_ssh_gives_the_same_events_as_local(ssh_project: Path, source: str, name: str, code: int) -> None:
+    (ssh_project / name).write_text(source)
+    local = devloop("run", name, "--json", cwd=ssh_project)
+    remote = devloop("run", name, "--profile", "ssh-test", "--json", cwd=ssh_project)
+    assert local.returncode == code, local.stderr
+    assert remote.returncode == code, remote.stderr
+    assert observable(events(remote.stdout)) == observable(events(local.stdout))
+    ready = [e for e in events(remote.stdout) if e["event"] == "ready"][0]
+    assert ready["cwd"] != str(ssh_project)  # it really ran in the synced remote workdir
+    assert (Path(ready["cwd"]) / name).read_text() == source
+
+
+class Watch:
+    """A `devloop watch --json` process read line by line."""
+
+    def __init__(self, cwd: Path, *args: str) -> None:
+        self.proc = subprocess.Popen(DEVLOOP + ["watch", *args, "--json"], cwd=cwd, stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, bufsize=0)
+        self.seen: list[dict] = []
+        self._buf = b""
+
+    def until(self, pred, timeout: float = 60) -> list[dict]:
+        got: list[dict] = []
+        assert self.proc.stdout is not None
+        fd = self.proc.stdout.fileno()
+        deadline = time.monotonic() + timeout
+        while True:
+            while b"\n" in self._buf:
+                line, self._buf = self._buf.split(b"\n", 1)
+                if line.startswith(b"{"):
+                    e = json.loads(line)
+                    got.append(e)
+                    self.seen.append(e)
+                    if pred(e):
+                        return got
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([fd], [], [], left)[0]:
+                break
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                break
+            self._buf += chunk
+        raise AssertionError(f"timed out; got {got!r}")
+
+    def stop(self) -> int:
+        self.proc.send_signal(signal.SIGINT)
+        try:
+            return self.proc.wait(timeout=30)
+        finally:
+            if self.proc.poll() is None:
+                self.proc.kill()
+
+
+def alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().split(") ")[-1][0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def parent_of(pid: int) -> int:
+    with open(f"/proc/{pid}/stat") as fh:
+        return int(fh.read().split(") ")[-1].split()[1])
+
+
+def cmdline(pid: int) -> str:
+    with open(f"/proc/{pid}/cmdline", "rb") as fh:
+        return fh.read().replace(b"\0", b" ").decode()
+
+
+def wait_dead(pid: int, seconds: float = 10) -> bool:
+    deadline = time.monotonic() + seconds
+    while alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return not alive(pid)
+
+
+def test_watch_over_ssh_reruns_only_the_edited_cell(ssh_project: Path) -> None:
+    (ssh_project / "nb.py").write_text(CELLS)
+    w = Watch(ssh_project, "nb.py", "--profile", "ssh-test")
+    try:
+        first = w.until(lambda e: e["event"] == "run_done")
+        assert [e["cell"] for e in first if e["event"] == "cell_start"] == [0, 1, 2]
+        time.sleep(0.3)
+        (ssh_project / "nb.py").write_text(CELLS.replace('print("total", sum(doubled))', 'print("sum is", sum(doubled))'))
+        second = w.until(lambda e: e["event"] == "run_done")
+        assert [e["cell"] for e in second if e["event"] == "cell_start"] == [2]
+        assert "".join(e["text"] for e in second if e["event"] == "output") == "sum is 12\n"
+        synced = [e for e in second if e["event"] == "sync"]
+        assert synced and synced[0]["files"] == 1
+    finally:
+        assert w.stop() == 0
+
+
+SLOW = textwrap.dedent("""\
+    # %% load
+    import helper
+    state = helper.VALUE
+    print("loaded", state, flush=True)
+
+    # %% wait
+    import time
+    print("waiting", flush=True)
+    time.sleep(600)
+    """)
+
+
+def test_killing_the_server_side_process_mid_cell_reconnects_and_resyncs(ssh_project: Path) -> None:
+    (ssh_project / "helper.py").write_text("VALUE = 41\n")
+    (ssh_project / "keep_me.txt").write_text("unchanged\n")
+    (ssh_project / "nb.py").write_text(SLOW)
+    w = Watch(ssh_project, "nb.py", "--profile", "ssh-test")
+    try:
+        w.until(lambda e: e["event"] == "output" and "waiting" in e["text"])
+        ready = [e for e in w.seen if e["event"] == "ready"][0]
+        kernel_pid, workdir = ready["pid"], Path(ready["cwd"])
+        sshd_session = parent_of(kernel_pid)
+        assert "sshd" in cmdline(sshd_session), cmdline(sshd_session)
+        # only the remote side (stray files there) survives: nothing may delete them
+        (workdir / "remote_only.txt").write_text("made on the host\n")
+        os.kill(sshd_session, signal.SIGKILL)  # the connection dies mid-cell
+
+        died = w.until(lambda e: e["event"] == "run_done")
+        err = [e for e in died if e["event"] == "error"]
+        assert err and err[0]["type"] == "KernelDied" and "connection" in err[0]["message"]
+
+        # the next save reconnects, resends only the difference, and runs on a fresh kernel
+        time.sleep(0.3)
+        (ssh_project / "helper.py").write_text("VALUE = 42\n")
+        (ssh_project / "nb.py").write_text(SLOW.replace("time.sleep(600)", "print('done waiting')"))
+        evs = w.until(lambda e: e["event"] == "run_done" and e["ok"])
+        states = [e for e in evs if e["event"] == "target"]
+        assert any(s["state"] == "reconnecting" for s in states)
+        assert any(s["state"] == "ready" and "state was lost" in s["message"] for s in states)
+        syncs = [e for e in evs if e["event"] == "sync"]
+        assert syncs and sum(s["files"] for s in syncs) == 2 and all(s["deleted"] == 0 for s in syncs)
+        assert [e["cell"] for e in evs if e["event"] == "cell_start"] == [0, 1]
+        text = "".join(e["text"] for e in evs if e["event"] == "output")
+        assert "loaded 42" in text and "done waiting" in text
+        new_ready = [e for e in evs if e["event"] == "ready"][-1]
+        assert new_ready["pid"] != kernel_pid
+        assert (workdir / "helper.py").read_text() == "VALUE = 42\n"
+        assert (workdir / "keep_me.txt").read_text() == "unchanged\n"
+        assert (workdir / "remote_only.txt").read_text() == "made on the host\n"
+        assert (ssh_project / "keep_me.txt").exists()
+        assert wait_dead(kernel_pid), "the kernel of the lost connection was left running"
+    finally:
+        assert w.stop() == 0
