@@ -209,3 +209,31 @@ def test_gpu_mode_bad_arguments_exit_2(fake_nvml):
                           env=fake_nvml.env(), capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2
     assert "usage: gpu [--interval SECONDS] [--count N]" in proc.stderr
+
+
+def test_kernel_gpu_op_streams_samples_fake_nvml(fake_nvml):
+    """The path `devloop up` uses: `{"op":"gpu"}` to the agent's kernel starts the Sampler and
+    its samples arrive as `gpu` events on the protocol stream."""
+    fake_nvml.script([gpu(util=[5, 6, 7])])
+    proc = subprocess.Popen([sys.executable, str(fake_nvml.bundle()), "kernel"], env=fake_nvml.env(),
+                            cwd=fake_nvml.workdir, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        proc.stdin.write('{"op":"gpu","interval":0.01}\n')
+        proc.stdin.flush()
+        samples = []
+        for line in proc.stdout:
+            event = json.loads(line)
+            if event["type"] == "gpu":
+                samples.append(event)
+                if len(samples) == 3:
+                    break
+        proc.stdin.write('{"op":"gpu","interval":0}\n{"op":"shutdown"}\n')
+        proc.stdin.flush()
+        assert proc.wait(60) == 0
+    finally:
+        proc.kill()
+        proc.wait()
+    assert [s["gpus"][0]["util"] for s in samples] == [5, 6, 7]
+    assert all(s["available"] and s["source"] == "nvml" for s in samples)
+    assert fake_nvml.calls() == ["nvmlInitWithFlags"]
