@@ -62,6 +62,6 @@ def plan_sync(old: Manifest | None, new: Manifest) -> SyncPlan:
     deletes = [rel for rel in old if rel not in new]
     copies.sort()
     modes.sort()
-    deletes.sort(reverse=True)  # deepest first: emptied folders can go after their files
+    deletes.sort(key=lambda p: (-p.count("/"), p))  # deepest first: folders empty before their parents
     deps = sorted(p for p in (*copies, *deletes) if is_dependency_file(p))
     return SyncPlan(tuple(copies), tuple(deletes), tuple(modes), tuple(deps), new, size)

@@ -1,0 +1,145 @@
+"""Scanner + ignore rules on real temporary trees."""
+
+import os
+
+from devloop.core.sync.manifest import (IgnoreRules, Scanner, load_local_manifest, save_local_manifest)
+
+
+def write(root, rel, data="x", mode=None):
+    p = root / rel
+    p.parent.mkdir(parents=True, exist_ok=True)
+    p.write_text(data)
+    if mode is not None:
+        os.chmod(p, mode)
+    return p
+
+
+def scan(root, extra=()):
+    return Scanner(root, IgnoreRules.load(root, extra)).scan()
+
+
+def test_gitignore_any_depth_with_negation(tmp_path):
+    write(tmp_path, ".gitignore", "*.log\ndata/\n")
+    write(tmp_path, "a.log")
+    write(tmp_path, "data/big.bin")
+    write(tmp_path, "sub/.gitignore", "!keep.log\n")
+    write(tmp_path, "sub/keep.log")
+    write(tmp_path, "sub/other.log")
+    write(tmp_path, "sub/deeper/.gitignore", "secret.txt\n")
+    write(tmp_path, "sub/deeper/secret.txt")
+    write(tmp_path, "secret.txt")
+    m = scan(tmp_path)
+    assert set(m) == {".gitignore", "sub/.gitignore", "sub/keep.log", "sub/deeper/.gitignore", "secret.txt"}
+
+
+def test_devloopignore_exclude_and_always_excluded(tmp_path):
+    write(tmp_path, ".devloopignore", "checkpoints/\n")
+    write(tmp_path, ".gitignore", ".env\n")
+    write(tmp_path, ".git/HEAD")
+    write(tmp_path, ".devloop/manifests/x.json")
+    write(tmp_path, "checkpoints/c1.pt")
+    write(tmp_path, "notes.md")
+    write(tmp_path, "train.py")
+    write(tmp_path, "train.py.swp")
+    write(tmp_path, "train.py~")
+    write(tmp_path, "4913")
+    write(tmp_path, "__pycache__/train.cpython-311.pyc")
+    m = scan(tmp_path, ["*.md", "!.git/"])
+    assert set(m) == {".devloopignore", ".gitignore", "train.py"}
+
+
+def test_devloopignore_can_reinclude_what_gitignore_excludes(tmp_path):
+    write(tmp_path, ".gitignore", "*.csv\n")
+    write(tmp_path, ".devloopignore", "!labels.csv\n")
+    write(tmp_path, "labels.csv")
+    write(tmp_path, "other.csv")
+    assert "labels.csv" in scan(tmp_path) and "other.csv" not in scan(tmp_path)
+
+
+def test_matches_checks_folders_above(tmp_path):
+    write(tmp_path, ".gitignore", "checkpoints/\n")
+    rules = IgnoreRules.load(tmp_path, ["outputs/"])
+    assert rules.matches("checkpoints/epoch1/model.pt")
+    assert rules.matches("outputs/x")
+    assert rules.matches(".git/objects/ab")
+    assert not rules.matches("src/model.py")
+
+
+def test_modes_links_and_hashes(tmp_path):
+    write(tmp_path, "run.sh", "#!/bin/sh\n", mode=0o755)
+    write(tmp_path, "a.py", "print(1)\n")
+    os.symlink("a.py", tmp_path / "link.py")
+    m = scan(tmp_path)
+    assert m["run.sh"].mode == 0o755 and m["a.py"].mode == 0o644
+    assert m["link.py"].link == "a.py" and m["link.py"].sha256 == ""
+    assert len(m["a.py"].sha256) == 64 and m["a.py"].size == 9
+
+
+def test_stat_cache_hashes_only_changed_files(tmp_path):
+    for i in range(20):
+        write(tmp_path, f"f{i}.py", str(i))
+    sc = Scanner(tmp_path, IgnoreRules.load(tmp_path))
+    first = sc.scan()
+    assert sc.hashed == 20
+    again = sc.scan()
+    assert sc.hashed == 0 and again == first and again["f1.py"] is first["f1.py"]
+    write(tmp_path, "f3.py", "changed")
+    third = sc.scan()
+    assert sc.hashed == 1 and third["f3.py"] != first["f3.py"]
+
+
+def test_stat_cache_survives_on_disk(tmp_path):
+    proj = tmp_path / "p"
+    for i in range(5):
+        write(proj, f"f{i}.py", str(i))
+    cache = proj / ".devloop" / "statcache.json"
+    sc = Scanner(proj, IgnoreRules.load(proj), cache_file=cache)
+    first = sc.scan()
+    sc.save_cache()
+    sc2 = Scanner(proj, IgnoreRules.load(proj), cache_file=cache)
+    assert sc2.scan() == first and sc2.hashed == 0
+
+
+def test_update_names_only_what_changed(tmp_path):
+    write(tmp_path, "a.py", "1")
+    write(tmp_path, "pkg/b.py", "2")
+    write(tmp_path, ".gitignore", "out/\n")
+    sc = Scanner(tmp_path, IgnoreRules.load(tmp_path))
+    base = sc.scan()
+    write(tmp_path, "a.py", "changed")
+    write(tmp_path, "new/c.py", "3")
+    write(tmp_path, "out/ckpt", "4")
+    m = sc.update(["a.py", "new", "out/ckpt"])
+    assert sc.hashed == 2
+    assert set(m) == set(base) | {"new/c.py"}
+    (tmp_path / "pkg" / "b.py").unlink()
+    (tmp_path / "pkg").rmdir()
+    m2 = sc.update(["pkg"])
+    assert "pkg/b.py" not in m2 and "a.py" in m2
+
+
+def test_update_reloads_when_an_ignore_file_changes(tmp_path):
+    write(tmp_path, "a.log")
+    write(tmp_path, "b.py")
+    sc = Scanner(tmp_path, IgnoreRules.load(tmp_path))
+    assert "a.log" in sc.scan()
+    write(tmp_path, ".gitignore", "*.log\n")
+    m = sc.update([".gitignore"])
+    assert "a.log" not in m and ".gitignore" in m
+
+
+def test_full_scan_notices_a_changed_ignore_file(tmp_path):
+    write(tmp_path, "sub/a.log")
+    sc = Scanner(tmp_path, IgnoreRules.load(tmp_path))
+    assert "sub/a.log" in sc.scan()
+    write(tmp_path, "sub/.gitignore", "*.log\n")
+    assert "sub/a.log" not in sc.scan()
+
+
+def test_local_manifest_per_profile(tmp_path):
+    write(tmp_path, "a.py")
+    m = scan(tmp_path)
+    assert load_local_manifest(tmp_path, "gpu") is None
+    save_local_manifest(tmp_path, "gpu", m)
+    assert load_local_manifest(tmp_path, "gpu") == m
+    assert (tmp_path / ".devloop" / "manifests" / "gpu.json").exists()

@@ -1,0 +1,81 @@
+"""The watcher on a real folder (inotify through watchfiles): batches, ignores, editor saves."""
+
+import asyncio
+import os
+
+from devloop.core.sync.ignore import IgnoreRules
+from devloop.core.watch import watch_changes
+
+
+async def collect(root, rules, action, settle=0.6):
+    """Start watching, run `action`, gather batches until `settle` seconds pass quietly."""
+    stop = asyncio.Event()
+    batches = []
+
+    async def watcher():
+        async for batch in watch_changes(root, rules, 50, stop):
+            batches.append(batch)
+
+    task = asyncio.create_task(watcher())
+    await asyncio.sleep(0.3)  # let inotify watches be set up
+    await asyncio.to_thread(action)
+    await asyncio.sleep(settle)
+    stop.set()
+    await asyncio.wait_for(task, 10)
+    return batches
+
+
+async def test_ignored_paths_trigger_nothing(tmp_path):
+    (tmp_path / ".gitignore").write_text("checkpoints/\n")
+    (tmp_path / "checkpoints").mkdir()
+    rules = IgnoreRules.load(tmp_path)
+
+    def run_writes_checkpoints():
+        for i in range(1000):
+            (tmp_path / "checkpoints" / f"step{i}.pt").write_bytes(b"w")
+        (tmp_path / ".git").mkdir()
+        (tmp_path / ".git" / "index").write_bytes(b"x")
+
+    assert await collect(tmp_path, rules, run_writes_checkpoints) == []
+
+
+async def test_vim_style_save_is_one_batch_naming_the_file(tmp_path):
+    target = tmp_path / "train.py"
+    target.write_text("a = 1\n")
+    rules = IgnoreRules.load(tmp_path)
+
+    def vim_save():
+        probe = tmp_path / "4913"
+        probe.write_text("")
+        probe.unlink()
+        (tmp_path / ".train.py.swp").write_bytes(b"swap")
+        os.rename(target, tmp_path / "train.py~")
+        target.write_text("a = 2\n")
+        (tmp_path / "train.py~").unlink()
+        (tmp_path / ".train.py.swp").unlink()
+
+    assert await collect(tmp_path, rules, vim_save) == [{"train.py"}]
+
+
+async def test_temp_then_rename_save_is_one_batch(tmp_path):
+    target = tmp_path / "pkg" / "model.py"
+    target.parent.mkdir()
+    target.write_text("x\n")
+    rules = IgnoreRules.load(tmp_path)
+
+    def atomic_save():
+        tmp = tmp_path / "pkg" / ".model.py.tmp1234"
+        tmp.write_text("y\n")
+        os.replace(tmp, target)
+
+    assert await collect(tmp_path, rules, atomic_save) == [{"pkg/model.py"}]
+
+
+async def test_exclude_patterns_and_new_ignore_rules_apply(tmp_path):
+    rules = IgnoreRules.load(tmp_path, ["*.log"])
+
+    def edits():
+        (tmp_path / "run.log").write_text("x")
+        (tmp_path / "a.py").write_text("x")
+
+    assert await collect(tmp_path, rules, edits) == [{"a.py"}]
