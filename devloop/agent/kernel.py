@@ -216,6 +216,7 @@ class Kernel:
         sys.stderr = io.open(2, "w", buffering=1, encoding="utf-8", errors="backslashreplace",
                              closefd=False)
         sys.stdin = io.open(0, "r", encoding="utf-8", closefd=False)
+        self.wrappers = (sys.stdout, sys.stderr)  # flushed at every drain, even if replaced
         try:
             import faulthandler
             self.crash_file = io.open(self.crash_fd, "w", closefd=False)
@@ -233,20 +234,31 @@ class Kernel:
 
     def install_signals(self):
         signal.signal(signal.SIGINT, self._on_sigint)
-        signal.signal(signal.SIGTERM, self._on_sigterm)
 
     def _on_sigint(self, signum, frame):
+        """KeyboardInterrupt only in the cell an `interrupt` was meant for (a SIGINT from
+        elsewhere, or one that arrives as the cell ends, is ignored). A cell may install its
+        own SIGINT handler: `interrupt` then calls that one, e.g. for a graceful stop."""
         if self.cell_running and self.interrupt_for == self.generation:
             raise KeyboardInterrupt
 
     def _on_sigterm(self, signum, frame):
-        self._stop_child(signal.SIGKILL, 0)
+        """Only while a `run` child lives (the main thread then waits in waitpid, so this runs
+        at once): take its process group down too. Otherwise SIGTERM keeps its default action,
+        which a Python handler would defer until a long C call in a cell returns."""
+        self._kill_group_now()
         os._exit(128 + signum)
 
     def _client_gone(self):
         """The protocol stream is closed: nobody listens, so stop everything and leave."""
-        self._stop_child(signal.SIGKILL, 0)
+        self._kill_group_now()
         os._exit(0)
+
+    def _kill_group_now(self):
+        """SIGKILL the `run` child's group without waiting (the process is about to exit)."""
+        child = self.child
+        if child is not None:
+            self._signal_group(child, signal.SIGKILL)
 
     # -- requests ----------------------------------------------------------------------------
 
@@ -294,12 +306,8 @@ class Kernel:
 
     def shutdown_now(self):
         """Stop sampling and the `run` child; exit at once if user code is busy, else cleanly."""
-        if self.sampler is not None:
-            try:
-                self.sampler.stop()
-            except Exception:  # noqa: BLE001
-                pass
-        self.shutting_down = True
+        self._stop_sampler()
+        self.shutting_down = True  # set before looking at cell_running / child: see exec_cell
         self._stop_child(signal.SIGTERM, 0.5)
         if self.cell_running:
             with self.proto.lock:  # never leave half a line behind
@@ -325,7 +333,8 @@ class Kernel:
             started = time.monotonic()
             try:
                 ok, exit_code = handler(req)
-            except Exception as exc:  # noqa: BLE001 - a kernel bug must not kill the kernel
+            except (Exception, KeyboardInterrupt) as exc:  # noqa: BLE001 - a kernel bug (or a
+                # stray SIGINT under a handler a cell installed) must not kill the kernel
                 self.proto.log("warning", "agent error in %s: %s" % (op, "".join(
                     traceback.format_exception_only(type(exc), exc)).strip()))
                 ok, exit_code = False, None
@@ -338,7 +347,7 @@ class Kernel:
 
     def _finish_request(self):
         """Flush Python's buffers, then drain both pipes: every `out` precedes `done`."""
-        for stream in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
+        for stream in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__) + self.wrappers:
             try:
                 stream.flush()
             except Exception:  # noqa: BLE001 - user code may have closed or replaced them
@@ -346,7 +355,6 @@ class Kernel:
         self.drain_seq += 1
         for forwarder in self.forwarders:
             forwarder.drain(self.drain_seq)
-        signal.signal(signal.SIGINT, self._on_sigint)  # user code may have replaced it
 
     # -- exec --------------------------------------------------------------------------------
 
@@ -356,6 +364,8 @@ class Kernel:
         filename = req.get("filename") or "<cell>"
         first_line = max(int(req.get("first_line") or 1), 1)
         path = os.path.join(self.cwd, filename)
+        if len(sys.argv) == 1:  # argparse in a cell sees the user's file, not the agent's argv
+            sys.argv[0] = path
         self.namespace["__file__"] = path
         self.namespace["__name__"] = "__main__"
         self._remember_source(filename, path, code, first_line)
@@ -367,6 +377,8 @@ class Kernel:
         try:
             try:
                 self.cell_running = True
+                if self.shutting_down:  # shutdown came as this cell was about to start
+                    return False, None
                 exec(compiled, self.namespace)
             finally:
                 self.cell_running = False
@@ -421,7 +433,11 @@ class Kernel:
             self.proto.log("info", "run %r skipped: a newer run replaced it" % (rid,))
             return False, None
         env = dict(os.environ)
-        env.update({str(k): str(v) for k, v in (req.get("env") or {}).items()})
+        for key, value in (req.get("env") or {}).items():
+            if value is None:
+                env.pop(str(key), None)  # null unsets a variable
+            else:
+                env[str(key)] = str(value)
         try:
             child = subprocess.Popen(argv, cwd=self.cwd, env=env, stdin=subprocess.DEVNULL,
                                      start_new_session=True)
@@ -430,7 +446,8 @@ class Kernel:
             return False, None
         with self.child_lock:
             self.child = child
-            superseded = req.get("_epoch", 0) < self.run_epoch
+            superseded = req.get("_epoch", 0) < self.run_epoch or self.shutting_down
+        previous_sigterm = signal.signal(signal.SIGTERM, self._on_sigterm)
         if superseded:  # a newer run arrived while this one was starting
             self._stop_child(signal.SIGTERM, KILL_GRACE_S)
         try:
@@ -438,6 +455,7 @@ class Kernel:
         finally:
             with self.child_lock:
                 self.child = None
+            signal.signal(signal.SIGTERM, previous_sigterm)
         if self.interrupted:
             self.proto.emit({"type": "error", "id": rid, "etype": "KeyboardInterrupt",
                              "message": "", "frames": [], "traceback": "KeyboardInterrupt\n"})
@@ -507,9 +525,7 @@ class Kernel:
             interval = float(req.get("interval") or 0)
         except (TypeError, ValueError):
             interval = 0.0
-        if self.sampler is not None:
-            self.sampler.stop()
-            self.sampler = None
+        self._stop_sampler()
         if interval <= 0:
             return
         try:
@@ -526,6 +542,19 @@ class Kernel:
             self.sampler = None
             self.proto.emit({"type": "gpu", "available": False,
                              "reason": "gpu sampler failed: %s" % _safe_str(exc)})
+
+    def _stop_sampler(self):
+        """Stop sampling without holding the reader up for long (nvidia-smi may hang)."""
+        sampler, self.sampler = self.sampler, None
+        if sampler is None:
+            return
+        try:
+            try:
+                sampler.stop(timeout=1.0)
+            except TypeError:  # a sampler whose stop() takes no timeout
+                sampler.stop()
+        except Exception:  # noqa: BLE001
+            pass
 
     def _emit_gpu(self, event):
         event = dict(event)
@@ -563,6 +592,7 @@ def main(argv=None):
         kernel.install_signals()
         if kernel.cwd not in sys.path[:1]:
             sys.path.insert(0, kernel.cwd)
+        sys.argv = [""]  # as in an interactive interpreter: not the agent's own arguments
         kernel.proto.emit({"type": "ready", "pid": os.getpid(),
                            "python": "%d.%d.%d" % sys.version_info[:3], "cwd": kernel.cwd,
                            "packages": installed_packages()})

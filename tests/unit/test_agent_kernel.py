@@ -78,6 +78,17 @@ class Agent:
             if predicate(event):
                 return seen
 
+    def until_output(self, rid: str, text: str, timeout: float = WAIT_S) -> list:
+        """Events until the output of request `rid` so far contains `text` (chunks may split)."""
+        got = []
+
+        def seen(event) -> bool:
+            if event["type"] == "out" and event["id"] == rid:
+                got.append(event["data"])
+            return text in "".join(got)
+
+        return self.until(seen, timeout)
+
     def until_done(self, rid: str, timeout: float = WAIT_S) -> list:
         return self.until(lambda e: e["type"] == "done" and e["id"] == rid, timeout)
 
@@ -138,9 +149,10 @@ def test_namespace_persists_and_cell_runs_as_main(agent, tmp_path):
     assert done_of(agent.exec("1", "x = 41"), "1")["ok"] is True
     events = agent.exec("2", """\
         import sys
-        print(x + 1, __name__, __file__, sys.path[0])
+        print(x + 1, __name__, __file__, sys.path[0], sys.argv)
     """)
-    assert outputs(events, "2") == f"42 __main__ {tmp_path / 'cell.py'} {tmp_path}\n"
+    cell = tmp_path / "cell.py"
+    assert outputs(events, "2") == f"42 __main__ {cell} {tmp_path} {[str(cell)]}\n"
 
 
 def test_every_kind_of_output_arrives_before_done(agent):
@@ -214,7 +226,7 @@ def test_system_exit_is_an_error_and_the_kernel_survives(agent):
 def test_interrupt_stops_the_cell_and_the_kernel_survives(agent, body):
     agent.send(op="exec", id="long", code="import time\nprint('started', flush=True)\n" + body,
                filename="cell.py", first_line=1)
-    agent.until(lambda e: e["type"] == "out" and e["data"] == "started\n")
+    agent.until_output("long", "started\n")
     agent.send(op="interrupt")
     events = agent.until_done("long")
     assert error_of(events, "long")["etype"] == "KeyboardInterrupt"
@@ -264,7 +276,7 @@ def test_run_mirrors_the_scripts_exit_code_and_output(agent, tmp_path):
 def test_a_second_run_stops_the_first(agent, tmp_path):
     (tmp_path / "slow.py").write_text("import time\nprint('slow', flush=True)\ntime.sleep(30)\n")
     agent.send(op="run", id="r1", argv=[sys.executable, "slow.py"], env={})
-    agent.until(lambda e: e["type"] == "out" and e["data"] == "slow\n")
+    agent.until_output("r1", "slow\n")
     agent.send(op="run", id="r2", argv=["true"], env={})
     events = agent.until_done("r2")
     assert done_of(events, "r1")["exit_code"] == -signal.SIGTERM
@@ -282,10 +294,10 @@ def test_interrupt_reaches_the_run_child_and_kills_one_that_ignores_it(agent, tm
     for rid, mode, code in (("polite", "obey", -signal.SIGINT),
                             ("stubborn", "ignore", -signal.SIGKILL)):
         agent.send(op="run", id=rid, argv=[sys.executable, "stubborn.py", mode], env={})
-        agent.until(lambda e: e["type"] == "out" and e["id"] == rid and e["data"] == "up\n")
+        agent.until_output(rid, "up\n")
         agent.send(op="interrupt")
         events = agent.until_done(rid)
-        assert done_of(events, rid)["exit_code"] in (code, 1)  # 1: Python exits on KeyboardInterrupt
+        assert done_of(events, rid)["exit_code"] == code
         assert error_of(events, rid)["etype"] == "KeyboardInterrupt"
     assert outputs(agent.exec("after", "print('ok')"), "after") == "ok\n"
 
@@ -294,8 +306,7 @@ def test_shutdown_kills_the_run_child(agent, tmp_path):
     (tmp_path / "slow.py").write_text(
         "import os, time\nprint(os.getpid(), flush=True)\ntime.sleep(30)\n")
     agent.send(op="run", id="r", argv=[sys.executable, "slow.py"], env={})
-    (event,) = [e for e in agent.until(lambda e: e["type"] == "out") if e["type"] == "out"]
-    child = int(event["data"])
+    child = int(outputs(agent.until_output("r", "\n"), "r"))
     agent.send(op="shutdown")
     assert agent.wait_exit() == 0
     with pytest.raises(ProcessLookupError):
