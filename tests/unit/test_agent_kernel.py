@@ -384,3 +384,13 @@ def test_gpu_request_answers_with_a_gpu_event(agent):
 def test_end_of_requests_shuts_down_cleanly(agent):
     agent.proc.stdin.close()
     assert agent.wait_exit() == 0
+
+
+def test_shutdown_does_not_wait_for_a_thread_a_cell_started(agent):
+    agent.exec("t", """\
+        import atexit, threading, time
+        threading.Thread(target=time.sleep, args=(60,)).start()
+        atexit.register(print, "atexit ran")
+    """)
+    agent.send(op="shutdown")
+    assert agent.wait_exit() == 0
