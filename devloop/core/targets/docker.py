@@ -494,11 +494,12 @@ class DockerTarget(Target):
         tag = now.strftime("snap-%Y%m%d-%H%M%S")
         image = self._client.images.get(self._container.attrs["Image"])
         cfg = image.attrs.get("Config") or {}
-        changes = [  # the base image's entrypoint/cmd, not devloop's `sleep infinity`
-            f"ENTRYPOINT {json.dumps(cfg.get('Entrypoint') or [])}",
-            f"CMD {json.dumps(cfg.get('Cmd') or [])}",
-            *[f'LABEL {k}=""' for k in self.labels()],
-        ]
+        # the base image's entrypoint/cmd, not devloop's `sleep infinity`: the engine reads
+        # ENTRYPOINT [""] as "none" (and ENTRYPOINT resets CMD, so CMD comes after it)
+        changes = [f"ENTRYPOINT {json.dumps(cfg.get('Entrypoint') or [''])}"]
+        if cfg.get("Cmd"):
+            changes.append(f"CMD {json.dumps(cfg['Cmd'])}")
+        changes += [f'LABEL {k}=""' for k in self.labels()]
         committed = self._container.commit(repository=repo, tag=tag, changes=changes,
                                            message=f"devloop snapshot of profile {self.profile.name}")
         digests = committed.attrs.get("RepoDigests") or []

@@ -100,6 +100,8 @@ class DockerExecChannel(Channel):
                 if head.isdigit():
                     self.pid = int(head)
                     lines.pop(0)
+                elif head.startswith(b"OCI runtime exec failed"):  # the engine's, not the process's
+                    self._stderr.append(lines.pop(0).decode("utf-8", "replace"))
                 self._loop.call_soon_threadsafe(self._pid_seen.set)
             if lines:
                 self._loop.call_soon_threadsafe(self._push, lines, False)
@@ -166,7 +168,7 @@ class DockerExecChannel(Channel):
 
         import docker.errors
 
-        for _ in range(200):
+        for attempt in range(200):
             try:
                 info = self._api.exec_inspect(self._exec_id)
             except docker.errors.NotFound:
@@ -174,10 +176,25 @@ class DockerExecChannel(Channel):
                 return None
             except docker.errors.DockerException:
                 return None
-            if not info.get("Running") and info.get("ExitCode") is not None:
-                return int(info["ExitCode"])
+            code = info.get("ExitCode")
+            if not info.get("Running") and (code is not None or attempt >= 5):
+                if code != 0 and not self._container_exists():
+                    self._lost = True  # ended with its container (removed from outside)
+                    return None
+                if code is not None:
+                    return int(code)
             time.sleep(0.01)
         return None
+
+    def _container_exists(self) -> bool:
+        import docker.errors
+
+        try:
+            return self._api.inspect_container(self._container_id)["State"].get("Running", False)
+        except docker.errors.NotFound:
+            return False
+        except docker.errors.DockerException:
+            return True
 
     async def _container_gone(self) -> bool:
         if self._exit_code is None and not self._lost:
