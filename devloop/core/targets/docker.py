@@ -258,7 +258,7 @@ class DockerTarget(Target):
                               hint="fix `build: {context, dockerfile}` (paths relative to the project root)")
         try:
             image, _logs = self._client.images.build(
-                path=str(ctx), dockerfile=dockerfile, tag=tag, rm=True, pull=False,
+                path=str(ctx), dockerfile=dockerfile, tag=tag, rm=True, forcerm=True, pull=False,
                 buildargs={str(k): str(v) for k, v in dict(build.get("args") or {}).items()} or None,
             )
         except docker.errors.BuildError as exc:
