@@ -18,6 +18,7 @@ mode, sha256, link]}}, keeping only paths whose file on disk still matches what 
 The stored manifest is a base file plus an append-only journal, so a one-file sync appends one
 line instead of rewriting the record of a 100,000-file tree.
 """
+import io
 import json
 import os
 import stat
@@ -163,10 +164,9 @@ class Writer:
         self.prepare_dir(parent)
         path = os.path.join(self.root, dir_rel)
         try:
+            os.mkdir(path)  # the common case on a first sync: one syscall
+        except FileExistsError:
             st = os.lstat(path)
-        except FileNotFoundError:
-            os.mkdir(path)
-        else:
             if stat.S_ISLNK(st.st_mode):
                 if not self._inside(path):
                     raise Refused("refused: folder %r is a symlink that leads outside the workdir" % dir_rel)
@@ -192,9 +192,11 @@ class Writer:
                         raise Refused("the sync stream ended inside %r" % rel)
                     out.write(block)
                     remaining -= len(block)
-                os.fchmod(out.fileno(), mode)
-            os.utime(tmp, ns=(mtime_ns, mtime_ns))
-            st = os.stat(tmp)
+                out.flush()
+                fd = out.fileno()
+                os.fchmod(fd, mode)
+                os.utime(fd, ns=(mtime_ns, mtime_ns))
+                st = os.fstat(fd)
             _replace(tmp, dest, rel)
         except BaseException:
             _unlink_quiet(tmp)
@@ -260,7 +262,7 @@ def _drain(stream):
 def receive(root, stream):
     os.makedirs(root, exist_ok=True)
     root = os.path.realpath(root)
-    tf = tarfile.open(fileobj=stream, mode="r|", bufsize=CHUNK)
+    tf = tarfile.open(fileobj=stream, mode="r|")
     first = tf.next()
     if first is None or first.name != CONTROL_NAME:
         raise Refused("the sync stream does not start with devloop's control record")
@@ -412,7 +414,7 @@ def receive_main(argv):
     if len(argv) not in (1, 2) or (len(argv) == 2 and argv[1] != "--serve"):
         sys.stderr.write("usage: receive ROOT [--serve] (a sync tar stream on stdin)\n")
         return 2
-    stream = sys.stdin.buffer
+    stream = io.BufferedReader(io.FileIO(sys.stdin.fileno(), "rb", closefd=False), CHUNK)
     if len(argv) == 1:
         return 0 if _receive_answer(argv[0], stream)["ok"] else 1
     while True:

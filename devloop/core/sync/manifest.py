@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
-from devloop.core.sync.ignore import IgnoreRules
+from devloop.core.sync.ignore import IGNORE_FILES, IgnoreRules
 
 __all__ = [
     "Entry", "Manifest", "IgnoreRules", "Scanner", "hash_file", "load_local_manifest",
@@ -159,38 +159,48 @@ class Scanner:
 
     # walks -------------------------------------------------------------------------------------
     def _walk(self, top_rel: str, out: Manifest, seen_ignore: dict[str, tuple[int, int]]) -> None:
+        # the hot loop of every rescan: locals only, cached decisions and stats looked up inline
         rules = self.rules
+        decisions = rules._decisions
+        decide = rules._decide
+        cache = self._stat
+        entry_for = self._entry
+        ignore_names = IGNORE_FILES
         stack = [top_rel]
         root = self.root
         while stack:
             dir_rel = stack.pop()
-            dir_path = os.path.join(root, dir_rel) if dir_rel else root
+            prefix = dir_rel + "/" if dir_rel else ""
             try:
-                it = os.scandir(dir_path)
+                it = os.scandir(os.path.join(root, dir_rel) if dir_rel else root)
             except OSError:
                 continue
             with it:
                 for de in it:
-                    name = de.name
-                    rel = f"{dir_rel}/{name}" if dir_rel else name
+                    rel = prefix + de.name
                     try:
                         is_dir = de.is_dir(follow_symlinks=False)
-                    except OSError:
-                        continue
-                    if rules.matches_child(dir_rel, name, is_dir):
-                        continue
-                    if is_dir:
-                        stack.append(rel)
-                        continue
-                    try:
+                        ignored = decisions.get((rel, is_dir))
+                        if ignored is None:
+                            ignored = decide(rel, is_dir)
+                        if ignored:
+                            continue
+                        if is_dir:
+                            stack.append(rel)
+                            continue
                         st = de.stat(follow_symlinks=False)
                     except OSError:
                         continue
-                    if name in (".gitignore", ".devloopignore"):
+                    c = cache.get(rel)
+                    if (c is not None and c[1] == st.st_mtime_ns and c[0] == st.st_size
+                            and c[2] == st.st_ino and c[3] == st.st_mode):
+                        out[rel] = c[4]
+                    else:
+                        entry = entry_for(rel, de.path, st)
+                        if entry is not None:
+                            out[rel] = entry
+                    if de.name in ignore_names:
                         seen_ignore[rel] = (st.st_size, st.st_mtime_ns)
-                    entry = self._entry(rel, de.path, st)
-                    if entry is not None:
-                        out[rel] = entry
 
     def scan(self) -> Manifest:
         """A full walk. Rescans once more if an ignore file changed since the last walk."""

@@ -34,6 +34,21 @@ _full_sent: "weakref.WeakKeyDictionary[Target, str]" = weakref.WeakKeyDictionary
 
 
 def _header(name: str, size: int = 0, mode: int = 0o644, mtime: int = 0, link: str | None = None) -> bytes:
+    """A ustar header built directly (the common case: short names), else tarfile's PAX one."""
+    bname = name.encode("utf-8", "surrogateescape")
+    blink = link.encode("utf-8", "surrogateescape") if link is not None else b""
+    if len(bname) <= 100 and len(blink) <= 100 and size < 0o77777777777 and 0 <= mtime < 0o77777777777:
+        head = b"".join((
+            bname.ljust(100, b"\0"),
+            b"%07o\0" % (mode & 0o7777), b"0000000\0", b"0000000\0",
+            b"%011o\0" % (0 if link is not None else size), b"%011o\0" % mtime,
+            b"        ",
+            b"2" if link is not None else b"0",
+            blink.ljust(100, b"\0"),
+            b"ustar\x0000", b"\0" * 32, b"\0" * 32, b"\0" * 8, b"\0" * 8, b"\0" * 155, b"\0" * 12,
+        ))
+        checksum = b"%06o\0 " % sum(head)
+        return head[:148] + checksum + head[156:]
     info = tarfile.TarInfo(name)
     info.size = 0 if link is not None else size
     info.mode = mode
