@@ -38,6 +38,7 @@ from devloop.ui.widgets.header import HeaderBar
 from devloop.ui.widgets.logview import LogView
 from devloop.ui.widgets.syncline import SyncLine
 
+STOP_GRACE = 2.0  # seconds the session worker gets to end by itself on quit / profile switch
 FLUSH_INTERVAL = 0.04  # seconds between log repaints while output streams
 DRAIN_BUDGET = 2000  # events handled per drain before other messages (keys) get a turn
 SEARCH_LIMIT = 50_000  # matching lines kept for a search view
@@ -87,7 +88,7 @@ def scrollback_of(config: Any, default: int = 10_000) -> int:
 class DevloopApp(App[int]):
     """The `devloop up` screen. Without a session factory it only renders fed events."""
 
-    CSS_PATH = "devloop.tcss"
+    CSS_PATH = Path(__file__).with_name("devloop.tcss")
     TITLE = "devloop"
     ENABLE_COMMAND_PALETTE = True
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (100, "-wide")]
@@ -129,7 +130,8 @@ class DevloopApp(App[int]):
         self._drain_posted = False
         self._log_dirty = False
         self._watch_stop: asyncio.Event | None = None
-        self._closing = False
+        self._session_worker: Worker | None = None
+        self._quitting = False
         self.exit_code = 0
 
     # -- layout --------------------------------------------------------------------------------
@@ -223,7 +225,7 @@ class DevloopApp(App[int]):
                     if query in ring[index].text.lower():
                         self._search_results.append(ring[index])
 
-    def _log(self, text: str, *, cell: int = DEVLOOP, stream: str = "info") -> list[LogLine]:
+    def _log_line(self, text: str, *, cell: int = DEVLOOP, stream: str = "info") -> list[LogLine]:
         lines = self.store.add_lines(cell, stream, text)
         self._note_new_lines(cell, len(lines))
         return lines
@@ -261,7 +263,7 @@ class DevloopApp(App[int]):
         self.cells_panel.set_state(event.cell, "running")
         self.tracebacks.pop(event.cell, None)
         title = f" {event.title}" if event.title else ""
-        self._log(f"── cell {event.cell}{title} (line {event.line}) ──", cell=event.cell)
+        self._log_line(f"── cell {event.cell}{title} (line {event.line}) ──", cell=event.cell)
         self.sync_line.set_status(Text(f"running cell {event.cell}", style="yellow"))
 
     def _on_CellDone(self, event: ev.CellDone) -> None:
@@ -277,7 +279,7 @@ class DevloopApp(App[int]):
         self.store.finish_cell(event.cell)
         where = f"{event.file}:{event.line}" if event.file else ""
         text = event.traceback.rstrip("\n") or f"{event.type}: {event.message}"
-        lines = self._log(f"{text}\n{event.type}: {event.message}  at {where}" if where and
+        lines = self._log_line(f"{text}\n{event.type}: {event.message}  at {where}" if where and
                           event.message not in text else text, cell=event.cell, stream="traceback")
         self.tracebacks[event.cell] = lines
         self.cell_states[event.cell] = "failed"
@@ -299,15 +301,15 @@ class DevloopApp(App[int]):
     def _on_SyncDone(self, event: ev.SyncDone) -> None:
         self.sync_line.set_sync(event.files, event.bytes, event.deleted, event.ms)
         if event.dependencies_changed:
-            self._log("dependencies changed: " + ", ".join(event.dependencies_changed)
+            self._log_line("dependencies changed: " + ", ".join(event.dependencies_changed)
                       + " (the profile's setup ran)")
 
     def _on_TargetState(self, event: ev.TargetState) -> None:
         if event.profile:
             self.profile_name = event.profile
         self.header_bar.set_target(event.state, event.message, event.profile, event.kind)
-        if event.state in ("kernel_died", "failed", "reconnecting"):
-            self._log(f"target {event.state}: {event.message}".rstrip(": "),
+        if event.state in ("kernel_died", "failed", "error", "reconnecting"):
+            self._log_line(f"target {event.state}: {event.message}".rstrip(": "),
                       stream="stderr" if event.state != "reconnecting" else "info")
 
     def _on_KernelReady(self, event: ev.KernelReady) -> None:
@@ -319,32 +321,69 @@ class DevloopApp(App[int]):
     def _on_GpuSummary(self, event: ev.GpuSummary) -> None:
         for gpu in event.gpus:
             parts = [f"{k}={v}" for k, v in gpu.items() if k != "index"]
-            self._log(f"GPU{gpu.get('index', '?')} summary: " + " ".join(parts))
+            self._log_line(f"GPU{gpu.get('index', '?')} summary: " + " ".join(parts))
 
     def _on_Diagnostic(self, event: ev.Diagnostic) -> None:
         if event.level == "warning" or self.verbose >= (2 if event.level == "debug" else 1):
-            self._log(f"{event.level}: {event.message}",
+            self._log_line(f"{event.level}: {event.message}",
                       stream="stderr" if event.level == "warning" else "info")
 
     # -- the session, in workers ---------------------------------------------------------------
 
-    @work(group="session", exclusive=True, exit_on_error=False)
-    async def start_session(self, profile: str) -> None:
-        """Close the current session (if any), start one on `profile`, run all, then watch."""
-        await self._close_session()
+    def start_session(self, profile: str) -> None:
+        """Start the session on `profile` in a worker (first pass + watch)."""
+        self._session_worker = self.run_worker(self._session_main(profile), name=f"session {profile}",
+                                               group="session", exit_on_error=False)
+
+    async def _session_main(self, profile: str) -> None:
+        """Start the target, run all, and watch -- until the watch is stopped or this is cancelled."""
         self.profile_name = profile
         self.header_bar.set_target("starting", "", profile)
         session = self.session = self.session_factory(profile, self.emit)
-        session.watching = self.watching
+        _set_watching(session, self.watching)
+        first: asyncio.Task | None = None
+        self._watch_stop = stop = asyncio.Event()
         try:
             await session.start()
-            await session.run_all()
-            self._watch_stop = asyncio.Event()
-            await session.watch(self._watch_stop)
+            # The first pass and the watcher run together: a save during the pass counts.
+            first = asyncio.create_task(session.run_all())
+            first.add_done_callback(self._first_pass_done)
+            await session.watch(stop)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # the target failed to start: say so on screen, keep the app
             self.handle_event(ev.TargetState("failed", _one_line(exc), profile))
+            self._log_line(f"the session on {profile!r} stopped: {exc}", stream="stderr")
+            self.flush_log()
+        finally:
+            if first is not None and not first.done():
+                first.cancel()
+
+    async def _stop_session(self) -> None:
+        """Stop watching, let the session worker end (cancel it if it hangs), close the target.
+
+        The watcher is told to stop before anything is cancelled: watchfiles waits in a thread
+        that a cancel alone does not end promptly.
+        """
+        if self._watch_stop is not None:
+            self._watch_stop.set()
+        worker = self._session_worker
+        if worker is not None and not worker.is_finished:
+            try:
+                await asyncio.wait_for(asyncio.shield(worker.wait()), STOP_GRACE)
+            except Exception:  # still running (a pass in progress): cancel it
+                worker.cancel()
+                try:
+                    await asyncio.wait_for(worker.wait(), STOP_GRACE)
+                except Exception:
+                    pass
+        self._session_worker = None
+        await self._close_session()
+
+    def _first_pass_done(self, task: asyncio.Task) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            exc = task.exception()
+            self._log_line(f"run all failed: {_one_line(exc)}", stream="stderr")
             self.flush_log()
 
     async def _close_session(self) -> None:
@@ -355,7 +394,7 @@ class DevloopApp(App[int]):
             try:
                 await session.close()
             except Exception as exc:  # cleanup failed: tell, but keep going
-                self._log(f"closing the target failed: {_one_line(exc)}", stream="stderr")
+                self._log_line(f"closing the target failed: {_one_line(exc)}", stream="stderr")
 
     def _session_call(self, label: str, call: Callable[[Any], Awaitable[Any]], group: str) -> None:
         """Run `call(session)` in a worker; failures land in the log, never kill the app."""
@@ -370,7 +409,7 @@ class DevloopApp(App[int]):
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                self._log(f"{label} failed: {_one_line(exc)}", stream="stderr")
+                self._log_line(f"{label} failed: {_one_line(exc)}", stream="stderr")
                 self.flush_log()
 
         self.run_worker(runner(), name=label, group=group, exit_on_error=False)
@@ -399,7 +438,7 @@ class DevloopApp(App[int]):
     def action_toggle_watch(self) -> None:
         self.watching = not self.watching
         if self.session is not None:
-            self.session.watching = self.watching
+            _set_watching(self.session, self.watching)
         self.sync_line.set_watch(self.watching)
 
     def action_filter_cell(self) -> None:
@@ -471,14 +510,14 @@ class DevloopApp(App[int]):
         if request is None:
             return
         if self.promote_fn is None:
-            self._log("promote unavailable: devloop.core.promote has no promote() yet", stream="stderr")
+            self._log_line("promote unavailable: devloop.core.promote has no promote() yet", stream="stderr")
             self.flush_log()
             return
         self._promote(request)
 
     @work(group="promote", exclusive=True, exit_on_error=False)
     async def _promote(self, request: PromoteRequest) -> None:
-        self._log(f"promoting to {request.target} as {request.name!r}"
+        self._log_line(f"promoting to {request.target} as {request.name!r}"
                   + (" and committing" if request.commit else ""))
         try:
             result = self.promote_fn(self.config, self.profile_name, request.target, request.name,
@@ -486,9 +525,9 @@ class DevloopApp(App[int]):
             if inspect.isawaitable(result):
                 result = await result
         except Exception as exc:
-            self._log(f"promote failed: {_one_line(exc)}", stream="stderr")
+            self._log_line(f"promote failed: {_one_line(exc)}", stream="stderr")
         else:
-            self._log(f"promoted: {result}")
+            self._log_line(f"promoted: {result}")
         self.flush_log()
 
     def action_switch_profile(self) -> None:
@@ -508,16 +547,20 @@ class DevloopApp(App[int]):
             self.profile_name = profile
             self.header_bar.set_target("stopped", "", profile)
             return
+        self._switch(profile)
+
+    @work(group="switch", exclusive=True, exit_on_error=False)
+    async def _switch(self, profile: str) -> None:
+        await self._stop_session()
         self.start_session(profile)
 
     async def action_quit(self) -> None:
         """Quit: the target is cleaned up first, as on Ctrl-C."""
-        if self._closing:
+        if self._quitting:
             return
-        self._closing = True
+        self._quitting = True
         self.header_bar.set_target("stopping", "cleaning up the target")
-        self.workers.cancel_group(self, "session")
-        await self._close_session()
+        await self._stop_session()
         self.exit(self.exit_code)
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
@@ -530,8 +573,17 @@ class DevloopApp(App[int]):
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         if event.state == WorkerState.ERROR and event.worker.error is not None:
-            self._log(f"{event.worker.name} failed: {_one_line(event.worker.error)}", stream="stderr")
+            self._log_line(f"{event.worker.name} failed: {_one_line(event.worker.error)}", stream="stderr")
             self.flush_log()
+
+
+def _set_watching(session: Any, on: bool) -> None:
+    """Session.set_watching also runs the saves remembered while watch was off."""
+    setter = getattr(session, "set_watching", None)
+    if callable(setter):
+        setter(on)
+    else:
+        session.watching = on
 
 
 def _one_line(exc: BaseException) -> str:

@@ -12,6 +12,7 @@ TARGET_LOOK = {
     "reconnecting": "yellow",
     "kernel_died": "bold red",
     "failed": "bold red",
+    "error": "bold red",
     "stopping": "yellow",
     "stopped": "grey62",
 }

@@ -128,13 +128,13 @@ class LogView(ScrollView, can_focus=True):
         line = self._source[index]
         strip = self._cache.get(line.seq)
         if strip is None:
-            strip = self._render(line, style)
+            strip = self._render_log_line(line, style)
             self._cache[line.seq] = strip
             if len(self._cache) > CACHE_SIZE:
                 self._cache.popitem(last=False)
         return strip.crop_extend(scroll_x, scroll_x + width, style)
 
-    def _render(self, line: LogLine, base: Style) -> Strip:
+    def _render_log_line(self, line: LogLine, base: Style) -> Strip:
         gutter = Text(
             "    " if line.cell == DEVLOOP else f"{line.cell:>3} ",
             style=Style(color="grey42"),
