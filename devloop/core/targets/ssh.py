@@ -38,6 +38,7 @@ if TYPE_CHECKING:  # pragma: no cover
 STREAM_LIMIT = 64 * 1024 * 1024
 PID_MARK = b"DEVLOOP-PID "
 MIN_PYTHON = (3, 8)
+STDLIB_MODES = ("receive", "manifest")
 
 
 def remote_path(path: str) -> str:
@@ -405,7 +406,10 @@ class SshTarget(Target):
     def agent_argv(self, mode: str, *args: str) -> list[str]:
         if not self._bundle_path or self._info is None:
             raise TargetError("the ssh target has not been started")
-        return [self._info.python, "-u", self._bundle_path, mode, *args]
+        # receive/manifest are stdlib-only: -S skips site-packages discovery (~100 ms per sync
+        # on a busy host); the kernel and gpu modes need the user's packages (pynvml).
+        flags = ["-S", "-u"] if mode in STDLIB_MODES else ["-u"]
+        return [self._info.python, *flags, self._bundle_path, mode, *args]
 
     async def spawn(self, argv: Sequence[str], env: Mapping[str, str] | None = None,
                     cwd: str | None = None) -> Channel:
