@@ -175,7 +175,8 @@ class DockerTarget(Target):
             self._bundle_path = self._copy_bundle()
             image_ref, digest = self._image_identity()
             workdir = container.attrs["Config"].get("WorkingDir") or DEFAULT_WORKDIR
-            self._oom_seen = self._oom_kills()
+            # the OOM-kill baseline (explain_exit) costs an exec: read it off the start path
+            threading.Thread(target=self._read_oom_baseline, args=(container,), daemon=True).start()
             self._info = TargetInfo(
                 kind="docker", id=container.id[:12], workdir=workdir, python=self.python,
                 image=image_ref, image_digest=digest,
@@ -417,11 +418,16 @@ class DockerTarget(Target):
             return False
         return self._container.status == "running"
 
-    def _oom_kills(self) -> int:
+    def _read_oom_baseline(self, container: Any) -> None:
+        kills = self._oom_kills(container)
+        if self._container is container:
+            self._oom_seen = max(self._oom_seen, kills)
+
+    def _oom_kills(self, container: Any = None) -> int:
         """How many processes the kernel's OOM killer took in this container so far (cgroup v1/v2)."""
         files = ["/sys/fs/cgroup/memory.events", "/sys/fs/cgroup/memory/memory.oom_control"]
         try:
-            out = self._container.exec_run(["cat", *files], user="root").output.decode(errors="replace")
+            out = (container or self._container).exec_run(["cat", *files], user="root").output.decode(errors="replace")
             counts = [int(line.split()[1]) for line in out.splitlines() if line.startswith("oom_kill ")]
             return max(counts, default=0)
         except Exception:  # noqa: BLE001 - best effort: only used to explain an exit
