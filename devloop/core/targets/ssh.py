@@ -269,6 +269,12 @@ class SshTarget(Target):
         if not profile.host:
             raise TargetError(f"profile {profile.name!r} (kind ssh) has no `host:`",
                               hint="add host: NAME (an alias from ~/.ssh/config, or user@host)")
+        if getattr(profile, "docker", None):
+            raise TargetError(
+                f"profile {profile.name!r}: `docker:` (a container on the SSH host) is not supported "
+                "by this devloop version yet",
+                hint="remove `docker:` to run on the host itself, or use a kind: docker profile with "
+                     "docker_host: ssh://USER@HOST")
         self.profile = profile
         self.config = config
         self.workdir_spec = profile.workdir or f"~/devloop/{config.project.name}"
