@@ -291,7 +291,7 @@ class DevloopApp(App[int]):
             status = Text(f"✓ run ok · {event.cells_run} cells · {took}", style="green")
         else:
             status = Text(f"✗ run failed (exit {event.exit_code}) · {event.cells_run} cells · {took}"
-                          " · enter on the failed cell shows its traceback", style="bold red")
+                          " · enter: traceback", style="bold red")
         self.sync_line.set_status(status)
 
     def _on_SyncProgress(self, event: ev.SyncProgress) -> None:

@@ -49,27 +49,38 @@ def gib(n: float) -> str:
 class GpuGauge(Vertical):
     """One GPU: text gauges on top, the utilisation sparkline below."""
 
-    BAR = 16
+    BAR = 12
 
     def __init__(self, index: int, first: dict | None = None) -> None:
         super().__init__(classes="gpu-gauge")
         self.index = index
         self.history: deque[float] = deque(maxlen=HISTORY)
-        self._first = first
-
-    def on_mount(self) -> None:
-        if self._first is not None:
-            self.update_sample(self._first)
-            self._first = None
+        self.latest: dict | None = None
+        self._painted = False
+        if first is not None:
+            self.update_sample(first)
 
     def compose(self) -> ComposeResult:
         yield Static(classes="gpu-text")
         yield Sparkline([], summary_function=max, classes="gpu-spark")
 
+    def on_mount(self) -> None:
+        self._painted = True
+        self._paint()
+
     def update_sample(self, gpu: dict) -> None:
+        """Record a sample; samples that arrive before the gauge is mounted are painted on mount."""
         util = number(gpu.get("util"))
         self.history.append(util if util is not None else 0.0)
-        self.query_one(".gpu-text", Static).update(self.render_text(gpu, util))
+        self.latest = gpu
+        if self._painted:
+            self._paint()
+
+    def _paint(self) -> None:
+        if self.latest is None:
+            return
+        self.query_one(".gpu-text", Static).update(
+            self.render_text(self.latest, number(self.latest.get("util"))))
         self.query_one(".gpu-spark", Sparkline).data = list(self.history)
 
     def render_text(self, gpu: dict, util: float | None) -> Text:
@@ -90,15 +101,15 @@ class GpuGauge(Vertical):
             text.append("  n/a\n")
         temp = number(gpu.get("temp"))
         power, limit = number(gpu.get("power")), number(gpu.get("power_limit"))
-        text.append("temp ", "grey62")
-        text.append(f"{temp:.0f}°C" if temp is not None else "n/a", "red" if (temp or 0) >= 85 else "white")
-        text.append("  power ", "grey62")
+        text.append(f"{temp:.0f}°C" if temp is not None else "n/a °C",
+                    "red" if (temp or 0) >= 85 else "white")
+        text.append("  ")
         if power is not None:
             text.append(f"{power:.0f}" + (f"/{limit:.0f}" if limit is not None else "") + " W")
         else:
-            text.append("n/a")
+            text.append("n/a W")
         processes = gpu.get("processes")
-        if isinstance(processes, (list, tuple)) and processes:
+        if isinstance(processes, (list, tuple)):
             text.append(f"  {len(processes)} proc", "grey62")
         return text
 

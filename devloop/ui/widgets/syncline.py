@@ -55,9 +55,9 @@ class SyncLine(Static):
         text.append("on" if self.watching else "off", "bold green" if self.watching else "bold yellow")
         text.append("  │  ", "grey42")
         text.append(self.progress or self.last, "yellow" if self.progress else "white")
+        text.append("  │  ", "grey42")
+        text.append(self.view, "grey62")
         if self.status:
             text.append("  │  ", "grey42")
             text.append_text(self.status)
-        text.append("  │  ", "grey42")
-        text.append(self.view, "grey62")
         return text
