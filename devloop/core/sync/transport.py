@@ -195,14 +195,17 @@ async def sync_via_agent(target: "Target", plan: "SyncPlan", source_root: str,
                          keep_open: bool = False) -> SyncStats:
     """Stream `plan` into the target's agent `receive` mode; the receiver's counts.
 
-    `full` (default: the first sync through this target object) sends the complete manifest so
-    the remote replaces its record; otherwise only the changed entries are sent.
+    `full` (default: the first sync through this target object, when it sends most of the tree)
+    sends the complete manifest so the remote replaces its record; otherwise only the changed
+    entries are sent and the remote appends them to its record.
     `keep_open` keeps one receiver process running for the next syncs (no process start per
     save: what the watch loop wants); `close_receiver(target)` ends it."""
     started = time.perf_counter()
     workdir = _workdir(target)
     if full is None:
-        full = _full_sent.get(target) != workdir
+        # replace the remote record on the first sync that sends most of the tree anyway;
+        # otherwise append to it (a record of a path no longer synced is harmless: never reported)
+        full = _full_sent.get(target) != workdir and 2 * len(plan.copies) >= len(plan.new_manifest)
     if keep_open:
         answer = await _sync_kept(target, workdir, plan, str(source_root), full, on_progress)
     else:
