@@ -104,6 +104,15 @@ class LogView(ScrollView, can_focus=True):
 
     # -- scrolling decides following -----------------------------------------------------------
 
+    def on_resize(self) -> None:
+        """Lines fed before the first layout: follow the tail once the size is known."""
+        if self.follow:
+            self.call_after_refresh(self._to_tail)
+
+    def _to_tail(self) -> None:
+        if self.follow:
+            self.scroll_to(y=self.max_scroll_y, animate=False, immediate=True)
+
     def watch_scroll_y(self, old: float, new: float) -> None:
         super().watch_scroll_y(old, new)
         self.follow = new >= self.max_scroll_y
