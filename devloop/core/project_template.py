@@ -136,8 +136,9 @@ env:
 
 SSH_GPU_YAML = """\
 # Profile "ssh-gpu": a GPU machine you reach over SSH.
-# Host keys are verified against known_hosts; an unknown host is refused (connect once
-# with `ssh` first). Settings from ~/.ssh/config (HostName, User, Port, IdentityFile) apply.
+# Host keys are verified against known_hosts; an unknown host is refused with its fingerprint
+# (trust it with `devloop trust ssh-gpu`). ~/.ssh/config applies (HostName, User, Port,
+# IdentityFile, ProxyJump).
 # Use it: devloop up --profile ssh-gpu
 kind: ssh
 
