@@ -47,18 +47,3 @@ def record_snapshot(root: Path, snap: Snapshot, *, profile: str, run_id: str | N
         fh.write(json.dumps(record, sort_keys=True) + "\n")
     return record
 
-
-def read_snapshots(root: Path) -> list[dict[str, Any]]:
-    """Every record in the log, oldest first (unreadable lines skipped)."""
-    log = root / SNAPSHOT_LOG
-    if not log.is_file():
-        return []
-    out = []
-    for line in log.read_text(encoding="utf-8").splitlines():
-        try:
-            rec = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(rec, dict):
-            out.append(rec)
-    return out

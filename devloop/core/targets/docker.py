@@ -519,12 +519,11 @@ class DockerTarget(Target):
 
     # ------------------------------------------------------------------ stop
     async def stop(self) -> None:
-        if self.profile.snapshot_on_stop and self._container is not None:
-            try:
+        try:
+            if self.profile.snapshot_on_stop and self._container is not None:
                 await self.snapshot()
-            except Exception:  # noqa: BLE001 - a failed snapshot must not leave the container behind
-                pass
-        await asyncio.to_thread(self.stop_now)
+        finally:  # a failed snapshot is reported, and still leaves nothing behind
+            await asyncio.to_thread(self.stop_now)
 
     def stop_now(self) -> None:
         """Synchronous stop: safe from a signal handler path or atexit. Idempotent."""
