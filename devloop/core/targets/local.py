@@ -135,7 +135,9 @@ class LocalTarget(Target):
     def agent_argv(self, mode: str, *args: str) -> list[str]:
         if self._bundle is None:
             raise TargetError("the local target has not been started")
-        return [self.python, "-u", str(self._bundle), mode, *args]
+        # receive/manifest are stdlib-only: -S skips site-packages (~70 ms less per start)
+        flags = ["-u", "-S"] if mode in ("receive", "manifest") else ["-u"]
+        return [self.python, *flags, str(self._bundle), mode, *args]
 
     async def spawn(self, argv: Sequence[str], env: Mapping[str, str] | None = None,
                     cwd: str | None = None) -> Channel:
