@@ -79,7 +79,7 @@ class Reporter:
 
     # ------------------------------------------------------------- readable text
     def _emit_line(self, cell: int, stream: str, line: str) -> None:
-        prefix = f"[{cell}] " if cell >= 0 else "[setup] "
+        prefix = f"[{cell}] " if cell >= 0 else "[target] "
         target = self.err if stream == "stderr" else self.out
         target.write(prefix + line + "\n")
 
