@@ -40,7 +40,8 @@ from devloop.ui.widgets.syncline import SyncLine
 
 STOP_GRACE = 2.0  # seconds the session worker gets to end by itself on quit / profile switch
 FLUSH_INTERVAL = 0.04  # seconds between log repaints while output streams
-DRAIN_BUDGET = 2000  # events handled per drain before other messages (keys) get a turn
+DRAIN_DELAY = 0.005  # seconds events wait to be drained together
+DRAIN_BUDGET = 5000  # events handled per drain before other messages (keys) get a turn
 SEARCH_LIMIT = 50_000  # matching lines kept for a search view
 
 SessionFactory = Callable[[str, ev.Emit], Any]
@@ -187,7 +188,17 @@ class DevloopApp(App[int]):
         self._inbox.append(event)
         if not self._drain_posted:
             self._drain_posted = True
-            self.post_message(EventsPending())
+            # Events arriving within DRAIN_DELAY share one drain: a cell printing line by line
+            # costs one message per few milliseconds, not one per line.
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:  # another thread: hand over to the app's loop
+                self.call_from_thread(self._schedule_drain)
+            else:
+                loop.call_later(DRAIN_DELAY, self.post_message, EventsPending())
+
+    def _schedule_drain(self) -> None:
+        asyncio.get_running_loop().call_later(DRAIN_DELAY, self.post_message, EventsPending())
 
     def feed(self, events: Iterable[ev.Event]) -> None:
         """Handle events now (tests and snapshots), then repaint the log."""
