@@ -924,6 +924,7 @@ PROFILE_KEYS: Mapping[str, Mapping[str, Validator]] = MappingProxyType({
         "namespace": _nonempty_str, "node_selector": _str_map,
         "tolerations": _list_of(_toleration), "image_pull_secrets": _list_of(_nonempty_str),
         "env_from_secrets": _env_from_secrets, "service_account": _nonempty_str,
+        "network": _choice(("host", "pod")),  # host: hostNetwork (nodes without a pod network)
     },
 })
 _ALL_PROFILE_KEYS = sorted({k for keys in PROFILE_KEYS.values() for k in keys})

@@ -138,8 +138,14 @@ class Session:
             self._reparse()
         self.emit(ev.TargetState(state="starting", profile=p.name, kind=p.kind,
                                  message=f"starting the {p.kind} target"))
+        if hasattr(self.target, "progress"):  # e.g. kubernetes: scheduling, pulling, creating
+            self.target.progress = lambda text: self.emit(ev.TargetState(
+                state="starting", profile=p.name, kind=p.kind, message=text))
         self._target_info = await self.target.start()
         info = self._target_info
+        follow_logs = getattr(self.target, "follow_logs", None)
+        if follow_logs is not None:  # the pod's main container log, beside the agent's output
+            self._spawn(follow_logs(lambda text: self.emit(ev.Output(cell=-1, stream="stdout", text=text))))
         self._log(f"target {info.kind} {info.id}: workdir {info.workdir}, python {info.python}"
                   + (f", image {info.image} ({info.image_digest})" if info.image else ""), "info")
         await self._initial_sync()

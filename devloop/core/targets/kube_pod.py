@@ -126,6 +126,8 @@ def pod_manifest(profile: "Profile", *, name: str, project: str, root_hash: str,
         "terminationGracePeriodSeconds": 1,
         "containers": [container],
     }
+    if profile.network == "host":  # clusters (or test nodes) without a pod network
+        spec["hostNetwork"] = True
     if profile.node_selector:
         spec["nodeSelector"] = {str(k): str(v) for k, v in profile.node_selector.items()}
     if profile.tolerations:

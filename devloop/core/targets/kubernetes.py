@@ -112,6 +112,7 @@ class KubernetesTarget(Target):
         self._channels: "weakref.WeakSet[KubeExecChannel]" = weakref.WeakSet()
         self._oom_seen = 0
         self._log_responses: set[Any] = set()
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     # ------------------------------------------------------------------ clients
     def _connect(self) -> None:
@@ -199,11 +200,20 @@ class KubernetesTarget(Target):
         return self._info
 
     def _say(self, text: str) -> None:
-        if self.progress is not None:
+        """Progress from the worker thread, delivered on the event loop that called start()."""
+        if self.progress is None or self._loop is None:
+            return
+
+        def deliver() -> None:
             try:
-                self.progress(text)
+                if self.progress is not None:
+                    self.progress(text)
             except Exception:  # noqa: BLE001 - a front end's problem must not stop the pod
                 pass
+        try:
+            self._loop.call_soon_threadsafe(deliver)
+        except RuntimeError:  # the loop is closed
+            pass
 
     def _new_name(self) -> str:
         """A fresh name every time: a pod deleted a moment ago may still be winding down on the
@@ -219,6 +229,7 @@ class KubernetesTarget(Target):
     async def start(self) -> TargetInfo:
         async with self._lock:
             self._stopped = False
+            self._loop = asyncio.get_running_loop()
             if self._info is not None and await asyncio.to_thread(self._pod_running):
                 return self._info
             self._info = await asyncio.to_thread(self._start_pod)
@@ -491,10 +502,7 @@ class KubernetesTarget(Target):
     async def stop(self) -> None:
         self._stopped = True
         for response in list(self._log_responses):
-            try:
-                response.close()
-            except Exception:  # noqa: BLE001
-                pass
+            _unblock(response)
         for channel in list(self._channels):
             try:
                 await asyncio.wait_for(channel.kill(), 5)
@@ -618,6 +626,19 @@ class KubernetesTarget(Target):
                        f"allocatable {GPU_RESOURCE} per node: {detail}; the profile asks for {wanted}"
                        + ("" if ok else " -- fix: point context:/node_selector: at a GPU node pool, or lower gpus:")))
         return checks
+
+
+def _unblock(response: Any) -> None:
+    """End a log stream another thread is blocked reading: shut its socket down (closing the
+    response from here would wait on the TLS object that reader holds)."""
+    import socket
+
+    sock = getattr(getattr(response, "connection", None), "sock", None)
+    try:
+        if sock is not None:
+            sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
 
 
 def _utf8_split(data: bytes) -> tuple[str, bytes]:

@@ -51,7 +51,9 @@ def core_api(kubeconfig: str):
 
 
 def kube_profile_yaml(**extra: object) -> str:
-    lines = ["kind: kubernetes", f"image: {IMAGE}", "namespace: default"]
+    # network: host -- the test node has no pod network (no CNI, dockerd without a bridge); a pod
+    # without an IP is killed by the kubelet at its next sync ("sandbox has no IP address")
+    lines = ["kind: kubernetes", f"image: {IMAGE}", "namespace: default", "network: host"]
     for key, value in extra.items():
         lines.append(f"{key}: {value}")
     return "\n".join(lines) + "\n"
