@@ -139,6 +139,7 @@ class DockerTarget(Target):
         self._lock = threading.Lock()
         self._owned = False  # this process created (or adopted) a container it must remove
         self._oom_seen = 0
+        self._baseline: threading.Thread | None = None
         self._gpus_seen: list[str] = []
 
     # ------------------------------------------------------------------ info
@@ -176,7 +177,8 @@ class DockerTarget(Target):
             image_ref, digest = self._image_identity()
             workdir = container.attrs["Config"].get("WorkingDir") or DEFAULT_WORKDIR
             # the OOM-kill baseline (explain_exit) costs an exec: read it off the start path
-            threading.Thread(target=self._read_oom_baseline, args=(container,), daemon=True).start()
+            self._baseline = threading.Thread(target=self._read_oom_baseline, args=(container,), daemon=True)
+            self._baseline.start()
             self._info = TargetInfo(
                 kind="docker", id=container.id[:12], workdir=workdir, python=self.python,
                 image=image_ref, image_digest=digest,
@@ -506,7 +508,12 @@ class DockerTarget(Target):
         if cfg.get("Cmd"):
             changes.append(f"CMD {json.dumps(cfg['Cmd'])}")
         changes += [f'LABEL {k}=""' for k in self.labels()]
-        committed = self._container.commit(repository=repo, tag=tag, changes=changes,
+        if self._baseline is not None:
+            self._baseline.join(30)
+        # pause=False: a commit pauses the container with the cgroup freezer by default, and an
+        # exec starting at that moment (a sync, a `devloop watch` next door) leaves runc stuck in
+        # the frozen cgroup and the container paused for good (seen on cgroup v1)
+        committed = self._container.commit(repository=repo, tag=tag, changes=changes, pause=False,
                                            message=f"devloop snapshot of profile {self.profile.name}")
         digests = committed.attrs.get("RepoDigests") or []
         snap = Snapshot(image=f"{repo}:{tag}", image_id=committed.id,

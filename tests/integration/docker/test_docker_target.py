@@ -200,3 +200,22 @@ async def test_snapshot_on_stop_when_the_profile_asks(make_target, docker_client
     (record,) = [json.loads(line) for line in (project / ".devloop" / "snapshots.jsonl").read_text().splitlines()]
     assert labelled(docker_client, project.name) == []
     docker_client.images.remove(record["image"], force=True)
+
+
+async def test_snapshot_while_execs_start_never_leaves_the_container_paused(make_target, docker_client, project):
+    """A paused commit racing an exec froze runc inside the container for good (cgroup v1)."""
+    import asyncio
+
+    target = make_target()
+    await target.start()
+
+    async def echo():
+        channel = await target.spawn(["echo", "hi"])
+        assert await read_all(channel) == [b"hi\n"]
+        return await channel.wait()
+
+    results = await asyncio.gather(target.snapshot(run_id="race"), *[echo() for _ in range(4)])
+    assert results[1:] == [0, 0, 0, 0]
+    (c,) = labelled(docker_client, project.name)
+    assert c.status == "running" and not c.attrs["State"]["Paused"]
+    docker_client.images.remove(results[0].image, force=True)
