@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import ast
 import asyncio
+import contextlib
 import os
 import time
 from pathlib import Path
@@ -148,8 +149,17 @@ class Session:
             self._spawn(follow_logs(lambda text: self.emit(ev.Output(cell=-1, stream="stdout", text=text))))
         self._log(f"target {info.kind} {info.id}: workdir {info.workdir}, python {info.python}"
                   + (f", image {info.image} ({info.image_digest})" if info.image else ""), "info")
-        await self._initial_sync()
-        await self._start_kernel()
+        # The first sync and the kernel's start both wait on the target: overlap them (the kernel
+        # needs only the workdir, which start() made; the cells run after both are done).
+        first_sync = asyncio.create_task(self._initial_sync())
+        try:
+            await self._start_kernel()
+        except BaseException:
+            first_sync.cancel()
+            with contextlib.suppress(BaseException):
+                await first_sync
+            raise
+        await first_sync
         self.emit(ev.TargetState(state="ready", profile=p.name, kind=p.kind,
                                  message=f"{info.kind} {info.id}"))
         return info
@@ -197,6 +207,8 @@ class Session:
         """A live kernel; after a death, a fresh one -- and a restarted target if it was lost."""
         if self.kernel is not None and self.kernel.alive:
             return
+        if any(h is not None for h in self.last_ok):  # died while idle: no cell's state survives
+            self._forget_state("the kernel was gone; a fresh one starts")
         was_lost = self.kernel is not None and self.kernel._lost
         self.kernel = None
         if was_lost or (self._target_info is not None and not await self._target_alive()):
@@ -461,9 +473,12 @@ class Session:
             return await self._run_script()
         if not indices:
             return None
+        kernel_before = self.kernel
         await self._ensure_kernel_or_report()
         if self.kernel is None:
             return self._run_done(False, 1, 0, 0.0)
+        if self.kernel is not kernel_before:
+            indices = sorted(set(indices) | set(self.plan()))  # the fresh kernel lacks earlier cells
         self.emit(ev.CellsPlanned(cells=tuple(indices), reason=reason))
         for i in indices:
             self.emit(ev.CellState(cell=i, state="pending"))
@@ -488,7 +503,7 @@ class Session:
             if result.error:
                 self._emit_error(i, result.error)
             if result.died:
-                self._report_death(i, result)
+                await self._report_death(i, result)
                 ok = False
                 self._rid_cell.pop(rid, None)
                 break
@@ -529,9 +544,18 @@ class Session:
                                file=str(where.get("file") or rel), line=int(line),
                                traceback=str(err.get("traceback", ""))))
 
-    def _report_death(self, cell: int, result: ExecResult) -> None:
+    async def _report_death(self, cell: int, result: ExecResult) -> None:
         code = result.exit_code
-        if result.lost:
+        explained = None
+        explain = getattr(self.target, "explain_exit", None)  # e.g. an OOM kill names the limit
+        if explain is not None and not result.lost:
+            try:
+                explained = await explain(code)
+            except Exception as exc:  # noqa: BLE001 - the death is reported either way
+                self._log(f"could not ask the target why the kernel ended: {exc}")
+        if explained:
+            why = f"the kernel was {explained}" if explained.startswith("killed") else explained
+        elif result.lost:
             why = "the connection to the target was lost"
         elif code is not None and code < 0:
             why = f"the kernel was killed by signal {-code}"
@@ -569,7 +593,7 @@ class Session:
             self._running_cell = None
             self._rid_cell.pop(rid, None)
         if result.died:
-            self._report_death(0, result)
+            await self._report_death(0, result)
             return self._run_done(False, 1, 1, (time.perf_counter() - t0) * 1000)
         code = result.exit_code if result.exit_code is not None else (0 if result.ok else 1)
         if code < 0:
@@ -577,6 +601,12 @@ class Session:
         ok = code == 0
         if result.error:
             self._emit_error(0, result.error)
+        elif code == 137 and hasattr(self.target, "explain_exit"):  # an OOM kill names the limit
+            explained = await self.target.explain_exit(code)
+            if explained:
+                self.emit(ev.CellError(cell=0, type="Killed", message=f"the script was {explained}"
+                                       if explained.startswith("killed") else explained,
+                                       file=self.relpath, line=1))
         self.emit(ev.CellDone(cell=0, ok=ok, ms=round(result.ms, 1)))
         self.emit(ev.CellState(cell=0, state="ok" if ok else "failed"))
         return self._run_done(ok, code, 1, (time.perf_counter() - t0) * 1000)

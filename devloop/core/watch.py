@@ -69,7 +69,7 @@ async def watch_changes(root: Path | str, rules: IgnoreRules, debounce_ms: int =
     step = max(5, int(debounce_ms) // 2)
     async for changes in watchfiles.awatch(
         root_s, watch_filter=flt, step=step, debounce=max(MAX_BATCH_MS, step),
-        stop_event=stop_event, recursive=True, raise_interrupt=False,
+        stop_event=stop_event, recursive=True,
     ):
         batch = _net_changes(changes, flt)
         if any(IgnoreRules.is_ignore_file(p) for p in batch):

@@ -211,3 +211,27 @@ async def test_watch_off_remembers_saves_until_turned_on(tmp_path: Path) -> None
         stop.set()
         watcher.cancel()
         await s.close()
+
+
+async def test_a_kernel_killed_while_idle_makes_the_next_save_rerun_from_the_top(tmp_path: Path) -> None:
+    """The state of cells 0..n died with the kernel; a save to the last cell must not run it alone."""
+    import os
+    import signal
+
+    s, rec, f = await make(tmp_path, REACTIVE)
+    try:
+        await s.run_all()
+        pid = rec.of(ev.KernelReady)[-1].pid
+        os.kill(pid, signal.SIGKILL)
+        for _ in range(100):
+            if not s.kernel.alive:
+                break
+            await asyncio.sleep(0.05)
+        rec.clear()
+        f.write_text(textwrap.dedent(REACTIVE).replace('"b+1 ="', '"b plus 1 ="'))
+        done = await s.on_changes({"nb.py"})
+        assert done is not None and done.ok, rec.of(ev.CellError)
+        assert rec.started() == [0, 1, 2, 3]
+        assert "b plus 1 = 11" in rec.text()
+    finally:
+        await s.close()

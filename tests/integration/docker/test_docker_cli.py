@@ -146,3 +146,28 @@ def test_snapshot_command_commits_the_code_and_records_it(docker_project, docker
     assert out.decode() == CELLS  # the snapshot holds the project's code
     assert labelled(docker_client, docker_project.name) == []
     docker_client.images.remove(record["image"], force=True)
+
+
+OOM_CELL = ("blocks = []\nwhile True:\n    blocks.append(bytearray(8 * 2**20))\n"
+            "    blocks[-1][::4096] = b'x' * (len(blocks[-1]) // 4096)\n")
+
+
+def test_an_oom_killed_cell_names_the_memory_limit_and_the_next_run_starts_fresh(docker_project):
+    """The kernel's death by OOM reaches the user as the limit to raise, not a bare exit 137."""
+    write_profile(docker_project, "small", "memory: 64Mi\n")
+    (docker_project / "oom.py").write_text("# %% setup\nx = 1\nprint('set', x)\n\n# %% hog\n" + OOM_CELL)
+    res = devloop("run", "oom.py", "--profile", "small", "--json", cwd=docker_project, timeout=120)
+    assert res.returncode == 1, res.stderr
+    evs = events(res.stdout)
+    err = last(evs, "error")
+    assert err["cell"] == 1 and err["type"] == "KernelDied"
+    assert "out-of-memory" in err["message"] and "64Mi" in err["message"] and "`memory:`" in err["message"]
+
+
+def test_an_oom_killed_script_names_the_memory_limit(docker_project):
+    write_profile(docker_project, "small", "memory: 64Mi\n")
+    (docker_project / "hog.py").write_text(OOM_CELL)
+    res = devloop("run", "hog.py", "--profile", "small", "--json", cwd=docker_project, timeout=120)
+    assert res.returncode == 137, res.stderr
+    err = last(events(res.stdout), "error")
+    assert "out-of-memory" in err["message"] and "64Mi" in err["message"]

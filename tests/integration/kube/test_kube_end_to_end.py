@@ -178,6 +178,9 @@ async def test_pod_deleted_mid_session_is_recreated_resynced_and_reported(kube_p
         assert "reconnecting" in states and "ready" in states
         text = "".join(e.text for e in seen if isinstance(e, ev.Output))
         assert "helper 42" in text  # the untouched helper.py was resynced into the new pod
+        # the new pod's kernel lacked the earlier cells' state, so they reran before the new one
+        assert [e.cell for e in seen if isinstance(e, ev.CellStart)] == [0, 1, 2, 3]
+        assert "loaded 3" in text and "doubled [2, 4, 6]" in text
         assert session.info is not None and session.info.id != first.id
         assert [p.metadata.name for p in pods_of(core_api, config.project.name)] == [session.info.id]
     finally:
