@@ -96,3 +96,38 @@ def run_async(main: Callable[[asyncio.Event], Awaitable[int]]) -> int:
 def fail(message: str) -> int:
     print(f"devloop: {message}", file=sys.stderr)
     return 2
+
+
+def run_headless_session(args: argparse.Namespace,
+                         body: Callable[[Any, asyncio.Event, Callable[[Any], None]], Awaitable[int]],
+                         observe: Callable[[Any], None] | None = None) -> int:
+    """Resolve the target, start a Session whose events go to the headless reporter, then return
+    `body(session, stop, emit)`. Target and source errors become one line and exit 2; the target
+    is always cleaned up, whatever ends the run."""
+    from devloop.core.session import Session, SourceError
+    from devloop.core.targets.base import TargetError
+    from devloop.headless import Reporter
+
+    try:
+        config, profile, file = resolve(args)
+    except UsageError as exc:
+        return fail(str(exc))
+    verbose = getattr(args, "verbose", 0) or 0
+    reporter = Reporter(json_lines=getattr(args, "json", False), verbose=verbose)
+
+    def emit(event: Any) -> None:
+        if observe is not None:
+            observe(event)
+        reporter(event)
+
+    async def main(stop: asyncio.Event) -> int:
+        session = Session(config, profile, file, emit, verbose=verbose)
+        try:
+            await session.start()
+            return await body(session, stop, emit)
+        except (SourceError, TargetError) as exc:
+            return fail(str(exc))
+        finally:
+            await session.close()
+
+    return run_async(main)

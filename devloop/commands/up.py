@@ -38,11 +38,7 @@ def run(args: argparse.Namespace) -> int:
     def session_factory(profile_name: str, emit):  # noqa: ANN001 - core Emit
         return Session(config, config.profile(profile_name), file, emit, verbose=verbose)
 
-    promote = None
-    try:
-        from devloop.core.promote import promote
-    except ImportError:  # promote not built into this checkout: the dialog says so
-        promote = None
+    from devloop.core.promote import promote
 
     app = DevloopApp(
         config=config,

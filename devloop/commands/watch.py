@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 
-from devloop.commands._common import UsageError, add_json_arg, add_target_args, fail, resolve, run_async
+from devloop.commands._common import add_json_arg, add_target_args, run_headless_session
 
 NAME = "watch"
 ORDER = 20
@@ -25,33 +25,13 @@ def register(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from devloop.core.session import Session, SourceError
-    from devloop.core.targets.base import TargetError
-    from devloop.headless import Reporter
+    async def body(session, stop: asyncio.Event, emit) -> int:  # noqa: ANN001 - Session, Emit
+        first = asyncio.create_task(session.run_all())
+        watcher = asyncio.create_task(session.watch(stop))
+        await stop.wait()
+        for task in (first, watcher):
+            task.cancel()
+        await asyncio.gather(first, watcher, return_exceptions=True)
+        return 0
 
-    try:
-        config, profile, file = resolve(args)
-    except UsageError as exc:
-        return fail(str(exc))
-    verbose = getattr(args, "verbose", 0) or 0
-    reporter = Reporter(json_lines=args.json, verbose=verbose)
-
-    async def main(stop: asyncio.Event) -> int:
-        session = Session(config, profile, file, reporter, verbose=verbose)
-        try:
-            await session.start()
-            first = asyncio.create_task(session.run_all())
-            watcher = asyncio.create_task(session.watch(stop))
-            await stop.wait()
-            for task in (first, watcher):
-                task.cancel()
-            await asyncio.gather(first, watcher, return_exceptions=True)
-            return 0
-        except SourceError as exc:
-            return fail(str(exc))
-        except TargetError as exc:
-            return fail(str(exc))
-        finally:
-            await session.close()
-
-    return run_async(main)
+    return run_headless_session(args, body)

@@ -144,10 +144,11 @@ class KernelClient:
                 self._lost = True
             raise KernelDied(str(exc)) from exc
 
-    async def _request(self, payload: dict[str, Any]) -> ExecResult:
+    async def _request(self, payload: dict[str, Any], rid: str | None = None) -> ExecResult:
+        """Send one request and wait for its reply; a kernel that is gone is a `died` result."""
         if self._closed:
             return ExecResult(ok=False, died=True, exit_code=self.exit_code, lost=self._lost)
-        rid = str(next(self._ids))
+        rid = rid if rid is not None else str(next(self._ids))
         payload["id"] = rid
         fut = asyncio.get_running_loop().create_future()
         self._pending[rid] = _Pending(fut)
@@ -164,27 +165,12 @@ class KernelClient:
 
     async def exec(self, code: str, filename: str, first_line: int, rid: str | None = None) -> ExecResult:
         payload: dict[str, Any] = {"op": "exec", "code": code, "filename": filename, "first_line": first_line}
-        return await self._request_with_id(payload, rid)
+        return await self._request(payload, rid)
 
     async def run(self, argv: Sequence[str], env: Mapping[str, str] | None = None,
                   rid: str | None = None) -> ExecResult:
         payload: dict[str, Any] = {"op": "run", "argv": list(argv), "env": dict(env or {})}
-        return await self._request_with_id(payload, rid)
-
-    async def _request_with_id(self, payload: dict[str, Any], rid: str | None) -> ExecResult:
-        if rid is None:
-            return await self._request(payload)
-        if self._closed:
-            return ExecResult(ok=False, died=True, exit_code=self.exit_code, lost=self._lost)
-        payload["id"] = rid
-        fut = asyncio.get_running_loop().create_future()
-        self._pending[rid] = _Pending(fut)
-        try:
-            await self._send(payload)
-        except KernelDied:
-            self._pending.pop(rid, None)
-            return ExecResult(ok=False, died=True, exit_code=self.exit_code, lost=self._lost)
-        return await fut
+        return await self._request(payload, rid)
 
     async def notify(self, op: str, **fields: Any) -> None:
         """Fire-and-forget requests: interrupt, reset, purge, gpu."""

@@ -18,7 +18,6 @@ from __future__ import annotations
 import ast
 import asyncio
 import contextlib
-import os
 import time
 from pathlib import Path
 from typing import Any, Iterable

@@ -3,51 +3,16 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
-import sys
 import textwrap
 import time
 from pathlib import Path
 
 import pytest
 
-DEVLOOP = [sys.executable, "-m", "devloop.cli"]
-
-CELLS = textwrap.dedent(
-    """\
-    # %% load
-    data = [1, 2, 3]
-    print("loaded", len(data))
-
-    # %% double
-    doubled = [x * 2 for x in data]
-    print("doubled", doubled)
-
-    # %% total
-    print("total", sum(doubled))
-    """
-)
-
-
-def devloop(*args: str, cwd: Path, env: dict | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
-    full_env = {k: v for k, v in os.environ.items() if k != "GITHUB_ACTIONS"}
-    full_env.update(env or {})
-    return subprocess.run(DEVLOOP + list(args), cwd=cwd, env=full_env, capture_output=True, text=True,
-                          timeout=timeout)
-
-
-def events(stdout: str) -> list[dict]:
-    return [json.loads(line) for line in stdout.splitlines() if line.startswith("{")]
-
-
-def last(evs: list[dict], name: str) -> dict:
-    return [e for e in evs if e["event"] == name][-1]
-
-
-def outputs(evs: list[dict], cell: int | None = None) -> str:
-    return "".join(e["text"] for e in evs if e["event"] == "output" and (cell is None or e["cell"] == cell))
+from tests.clitools import CELLS, DEVLOOP, Watch, devloop, events, last, outputs
+from tests.clitools import pid_alive as _alive
 
 
 @pytest.fixture
@@ -235,59 +200,6 @@ def test_local_workdir_profile_syncs_into_that_folder(tmp_path: Path) -> None:
 
 
 # ------------------------------------------------------------------------------------- watch
-class Watch:
-    """A `devloop watch --json` process read line by line."""
-
-    def __init__(self, cwd: Path, *args: str) -> None:
-        self.proc = subprocess.Popen(DEVLOOP + ["watch", *args, "--json"], cwd=cwd, stdout=subprocess.PIPE,
-                                     stderr=subprocess.DEVNULL, bufsize=0)
-        self.seen: list[dict] = []
-        self._buf = b""
-
-    def until(self, pred, timeout: float = 30) -> list[dict]:
-        """Read events until pred(event) is true; returns the events read in this call."""
-        import select
-
-        got: list[dict] = []
-        assert self.proc.stdout is not None
-        fd = self.proc.stdout.fileno()
-        deadline = time.monotonic() + timeout
-        while True:
-            while b"\n" in self._buf:
-                line, self._buf = self._buf.split(b"\n", 1)
-                if not line.startswith(b"{"):
-                    continue
-                e = json.loads(line)
-                got.append(e)
-                self.seen.append(e)
-                if pred(e):
-                    return got
-            left = deadline - time.monotonic()
-            if left <= 0 or not select.select([fd], [], [], left)[0]:
-                break
-            chunk = os.read(fd, 65536)
-            if not chunk:
-                break
-            self._buf += chunk
-        raise AssertionError(f"timed out; got {got!r}")
-
-    def quiet_for(self, seconds: float) -> list[dict]:
-        try:
-            return self.until(lambda e: e["event"] in ("cell_start", "run_done"), timeout=seconds)
-        except AssertionError:
-            return []
-
-    def stop(self, sig: int = signal.SIGINT) -> int:
-        self.proc.send_signal(sig)
-        return self.proc.wait(timeout=20)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().split(") ")[-1][0] != "Z"
-    except FileNotFoundError:
-        return False
 
 
 def test_watch_reruns_only_the_edited_last_cell_and_exits_cleanly(project: Path) -> None:
@@ -377,10 +289,7 @@ def test_watch_after_kernel_death_next_save_starts_fresh(tmp_path: Path) -> None
 
 def test_run_sigint_interrupts_a_never_ending_cell_and_cleans_up(tmp_path: Path) -> None:
     (tmp_path / "forever.py").write_text("# %%\nprint('spinning', flush=True)\nwhile True:\n    pass\n")
-    w = Watch.__new__(Watch)
-    w.proc = subprocess.Popen(DEVLOOP + ["run", "forever.py", "--json"], cwd=tmp_path, stdout=subprocess.PIPE,
-                              stderr=subprocess.DEVNULL, bufsize=0)
-    w.seen, w._buf = [], b""
+    w = Watch(tmp_path, "forever.py", command="run")
     w.until(lambda e: e["event"] == "output" and "spinning" in e["text"])
     kernel_pid = [e for e in w.seen if e["event"] == "ready"][0]["pid"]
     assert w.stop(signal.SIGINT) == 130

@@ -6,7 +6,6 @@ import asyncio
 import textwrap
 from pathlib import Path
 
-import pytest
 
 from devloop.core import events as ev
 from devloop.core.config import load_config

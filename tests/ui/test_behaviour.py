@@ -16,23 +16,10 @@ from devloop.core.config import load_config
 from devloop.core.session import Session
 from devloop.ui.app import DevloopApp
 from devloop.ui.widgets.dialogs import ProfilePicker, PromoteDialog
+from tests.clitools import CELLS
 
 pytestmark = pytest.mark.timeout(120)
 
-CELLS = textwrap.dedent(
-    """\
-    # %% load
-    data = [1, 2, 3]
-    print("loaded", len(data))
-
-    # %% double
-    doubled = [x * 2 for x in data]
-    print("doubled", doubled)
-
-    # %% total
-    print("total", sum(doubled))
-    """
-)
 
 FAILING = CELLS.replace('print("total", sum(doubled))', 'raise ValueError("bad total")')
 

@@ -26,9 +26,9 @@ import ssl
 import threading
 from typing import Any, Callable, Mapping, Sequence
 
-from devloop.core.targets.base import Channel, ConnectionLost
+from devloop.core.targets.base import ConnectionLost
+from devloop.core.targets.streamed import StreamedChannel
 
-STREAM_LIMIT = 64 * 1024 * 1024
 WRITE_CHUNK = 64 * 1024
 EOF_FRAME = (0).to_bytes(4, "big")
 KILL_FRAME = (0xFFFFFFFF).to_bytes(4, "big")
@@ -125,25 +125,17 @@ def exit_code_from_status(text: str | bytes | None) -> int | None:
     return None
 
 
-class KubeExecChannel(Channel):
+class KubeExecChannel(StreamedChannel):
     """One exec stream (a WSClient from kubernetes.stream) running a process under the relay."""
 
     def __init__(self, ws: Any, loop: asyncio.AbstractEventLoop, describe: str,
                  lost_error: Callable[[], ConnectionLost], kill_fallback: Callable[[int], Any] | None = None) -> None:
+        super().__init__(loop)
         self.ws = ws
-        self.loop = loop
         self.describe = describe
         self._lost_error = lost_error
         self._kill_fallback = kill_fallback
-        self.pid: int | None = None
-        self.pid_seen = threading.Event()
-        self.exit_code: int | None = None
         self.status_text = ""  # the error channel's Status (why exec ended, per the kubelet)
-        self.lost = False
-        self.killed = False
-        self._reader = asyncio.StreamReader(limit=STREAM_LIMIT, loop=loop)
-        self._finished = loop.create_future()
-        self._stderr: collections.deque[str] = collections.deque(maxlen=64)
         self._stderr_head = b""
         self._outq: collections.deque[tuple[bytes, asyncio.Future | None]] = collections.deque()
         self._wake_r, self._wake_w = os.pipe()
@@ -153,12 +145,6 @@ class KubeExecChannel(Channel):
         self._thread.start()
 
     # -- the I/O thread ------------------------------------------------------------------------
-    def _call(self, fn, *args) -> None:
-        try:
-            self.loop.call_soon_threadsafe(fn, *args)
-        except RuntimeError:  # the loop is closed: nobody listens any more
-            pass
-
     def _settle(self, fut: asyncio.Future | None, exc: BaseException | None) -> None:
         if fut is None:
             return
@@ -266,12 +252,6 @@ class KubeExecChannel(Channel):
                 pass
         self._call(self._finish, -1 if code is None else code)
 
-    def _finish(self, code: int) -> None:
-        self.exit_code = code
-        self._reader.feed_eof()
-        if not self._finished.done():
-            self._finished.set_result(None)
-
     def _enqueue(self, data: bytes, fut: asyncio.Future | None) -> None:
         if self._finished.done():
             raise BrokenPipeError("the process has exited")
@@ -281,7 +261,7 @@ class KubeExecChannel(Channel):
         except (BlockingIOError, OSError):
             pass
 
-    def _lost_exc(self) -> ConnectionLost:
+    def _connection_lost(self) -> ConnectionLost:
         exc = self._lost_error()
         try:
             why = json.loads(self.status_text).get("message", "") if self.status_text else ""
@@ -301,7 +281,7 @@ class KubeExecChannel(Channel):
             await fut
         except BrokenPipeError:
             if self.lost:
-                raise self._lost_exc() from None
+                raise self._connection_lost() from None
             raise
 
     async def close_stdin(self) -> None:
@@ -311,23 +291,6 @@ class KubeExecChannel(Channel):
             await fut
         except BrokenPipeError:
             pass
-
-    async def readline(self) -> bytes:
-        try:
-            line = await self._reader.readline()
-        except ValueError:  # a line over STREAM_LIMIT: not the protocol
-            line = await self._reader.read(STREAM_LIMIT)
-        if not line:
-            await asyncio.shield(self._finished)
-            if self.lost:
-                raise self._lost_exc()
-        return line
-
-    async def wait(self) -> int:
-        await asyncio.shield(self._finished)
-        if self.lost:
-            raise self._lost_exc()
-        return -1 if self.exit_code is None else self.exit_code
 
     async def kill(self) -> None:
         if self.killed:
@@ -356,5 +319,3 @@ class KubeExecChannel(Channel):
         except Exception:  # noqa: BLE001
             pass
 
-    def stderr_tail(self) -> str:
-        return "".join(self._stderr)[-4096:]

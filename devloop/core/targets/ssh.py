@@ -18,7 +18,6 @@ only the difference. Nothing on either side is deleted.
 from __future__ import annotations
 
 import asyncio
-import collections
 import json
 import shlex
 import threading
@@ -31,11 +30,11 @@ from devloop.core.agent_bundle import bundle, bundle_name
 from devloop.core.ssh_config import Endpoint, resolve_endpoint
 from devloop.core.ssh_connect import AuthFailed, Connection, HostKeyChanged, UnknownHostKey, Unreachable, connect
 from devloop.core.targets.base import Channel, ConnectionLost, Target, TargetError, TargetInfo
+from devloop.core.targets.streamed import StreamedChannel
 
 if TYPE_CHECKING:  # pragma: no cover
     from devloop.core.config import Config, Profile
 
-STREAM_LIMIT = 64 * 1024 * 1024
 PID_MARK = b"DEVLOOP-PID "
 MIN_PYTHON = (3, 8)
 STDLIB_MODES = ("receive", "manifest")
@@ -74,32 +73,18 @@ def kill_command(pid: int) -> str:
             f"kill -KILL {pid} 2>/dev/null; true")
 
 
-class SshChannel(Channel):
+class SshChannel(StreamedChannel):
     """One exec channel: stdout lines for the protocol, a stderr tail, stdin, exit status."""
 
     def __init__(self, chan: paramiko.Channel, conn: Connection, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__(loop)
         self.chan = chan
         self.conn = conn
-        self.loop = loop
-        self.pid: int | None = None
-        self.pid_seen = threading.Event()
-        self.lost = False
-        self.killed = False
         self.remote_killed = False  # the kill command reached the host
-        self.exit_code: int | None = None
-        self._reader = asyncio.StreamReader(limit=STREAM_LIMIT, loop=loop)
-        self._finished = loop.create_future()
-        self._stderr: collections.deque[str] = collections.deque(maxlen=64)
         threading.Thread(target=self._pump_stdout, daemon=True, name="devloop-ssh-stdout").start()
         threading.Thread(target=self._pump_stderr, daemon=True, name="devloop-ssh-stderr").start()
 
     # -- threads ----------------------------------------------------------------------------------
-    def _call(self, fn, *args) -> None:
-        try:
-            self.loop.call_soon_threadsafe(fn, *args)
-        except RuntimeError:  # the loop is closed: nobody listens any more
-            pass
-
     def _pump_stdout(self) -> None:
         head = b""
         try:
@@ -129,7 +114,7 @@ class SshChannel(Channel):
             self._call(self._reader.feed_data, head)
         self.pid_seen.set()
         lost, code = self._outcome()
-        self._call(self._finish, lost, code)
+        self._call(self._finish_ssh, lost, code)
 
     def _outcome(self) -> tuple[bool, int]:
         """After stdout EOF: the exit code, or whether the transport died under us."""
@@ -159,55 +144,35 @@ class SshChannel(Channel):
         except Exception:  # noqa: BLE001
             return
 
-    def _finish(self, lost: bool, code: int) -> None:
+    def _finish_ssh(self, lost: bool, code: int) -> None:
         self.lost = lost
-        self.exit_code = code
-        self._reader.feed_eof()
-        if not self._finished.done():
-            self._finished.set_result(None)
+        self._finish(code)
 
     # -- Channel ----------------------------------------------------------------------------------
-    def _lost_error(self) -> ConnectionLost:
+    def _connection_lost(self) -> ConnectionLost:
         ep = self.conn.endpoint
         return ConnectionLost(f"the SSH connection to {ep.alias} ({ep.hostname}:{ep.port}) was lost",
                               hint="devloop reconnects by itself; check the network if it keeps failing")
 
     async def send(self, data: bytes) -> None:
         if not self.conn.transport.is_active():
-            raise self._lost_error()
+            raise self._connection_lost()
         if self.chan.closed or self._finished.done():
             raise BrokenPipeError("the remote process has exited")
         try:
             await asyncio.to_thread(self.chan.sendall, data)
         except (OSError, EOFError, paramiko.SSHException) as exc:
             if not self.conn.transport.is_active():
-                raise self._lost_error() from exc
+                raise self._connection_lost() from exc
             raise BrokenPipeError(f"the remote process stopped reading: {exc}") from exc
 
     async def close_stdin(self) -> None:
         if not self.conn.transport.is_active():
-            raise self._lost_error()
+            raise self._connection_lost()
         try:
             await asyncio.to_thread(self.chan.shutdown_write)
         except (OSError, EOFError, paramiko.SSHException):
             pass
-
-    async def readline(self) -> bytes:
-        try:
-            line = await self._reader.readline()
-        except ValueError:  # a line over STREAM_LIMIT: not the protocol
-            line = await self._reader.read(STREAM_LIMIT)
-        if not line:
-            await asyncio.shield(self._finished)
-            if self.lost:
-                raise self._lost_error()
-        return line
-
-    async def wait(self) -> int:
-        await asyncio.shield(self._finished)
-        if self.lost:
-            raise self._lost_error()
-        return -1 if self.exit_code is None else self.exit_code
 
     async def kill(self) -> None:
         if self.killed:
@@ -225,9 +190,6 @@ class SshChannel(Channel):
             self.chan.close()
         except Exception:  # noqa: BLE001
             pass
-
-    def stderr_tail(self) -> str:
-        return "".join(self._stderr)[-4096:]
 
 
 def run_command(conn: Connection, command: str, stdin: bytes | None = None,

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from devloop.core.targets.docker import LABEL_PROJECT
-from tests.integration.test_local_loop import CELLS, Watch, devloop, events, last, outputs
+from tests.clitools import CELLS, Watch, devloop, events, last, outputs
 
 pytestmark = pytest.mark.docker
 

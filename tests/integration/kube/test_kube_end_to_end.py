@@ -5,13 +5,7 @@ a pod deleted from outside mid-session is recreated, resynced and reported."""
 
 from __future__ import annotations
 
-import json
-import os
-import select
 import signal
-import subprocess
-import sys
-import textwrap
 import time
 from pathlib import Path
 
@@ -20,56 +14,16 @@ import pytest
 from devloop.core import events as ev
 from devloop.core.config import load_config
 from devloop.core.session import Session
+from tests.clitools import RELAYED_CELLS as CELLS
+from tests.clitools import Watch, events, observable, outputs
+from tests.clitools import devloop as _devloop
 from tests.integration.kube.conftest import kube_profile_yaml, pods_of
 
 pytestmark = pytest.mark.kube
 
-DEVLOOP = [sys.executable, "-m", "devloop.cli"]
 
-CELLS = textwrap.dedent("""\
-    # %% load
-    import os, sys
-    data = [1, 2, 3]
-    print("loaded", len(data))
-    os.write(1, b"raw fd write\\n")
-    print("to stderr", file=sys.stderr)
-
-    # %% double
-    doubled = [x * 2 for x in data]
-    print("doubled", doubled)
-
-    # %% total
-    print("total", sum(doubled))
-    """)
-
-
-def devloop(*args: str, cwd: Path, timeout: float = 180) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k != "GITHUB_ACTIONS"}
-    return subprocess.run(DEVLOOP + list(args), cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
-
-
-def events(stdout: str) -> list[dict]:
-    return [json.loads(line) for line in stdout.splitlines() if line.startswith("{")]
-
-
-def observable(evs: list[dict]) -> list[tuple]:
-    """What the user sees, independent of timing and of where it ran."""
-    out: list[tuple] = []
-    text: dict[tuple, str] = {}
-    for e in evs:
-        kind = e["event"]
-        if kind == "cell_start":
-            out.append(("start", e["cell"], e["line"], e["title"]))
-        elif kind == "output":
-            text[(e["cell"], e["stream"])] = text.get((e["cell"], e["stream"]), "") + e["text"]
-        elif kind == "error":
-            out.append(("error", e["cell"], e["type"], e["file"], e["line"], e["message"]))
-        elif kind == "cell_done":
-            out.append(("done", e["cell"], e["ok"]))
-        elif kind == "run_done":
-            out.append(("run_done", e["ok"], e["exit_code"], e["cells_run"]))
-    out.append(("text", sorted(text.items())))
-    return out
+def devloop(*args: str, cwd: Path, timeout: float = 180):
+    return _devloop(*args, cwd=cwd, timeout=timeout)
 
 
 @pytest.mark.parametrize("source, name, code", [
@@ -100,49 +54,11 @@ def test_gpu_request_fails_fast_through_the_cli(kube_project: Path) -> None:
     assert "Traceback" not in res.stderr
 
 
-class Watch:
-    """A `devloop watch --json` process read line by line."""
-
-    def __init__(self, cwd: Path, *args: str) -> None:
-        self.proc = subprocess.Popen(DEVLOOP + ["watch", *args, "--json"], cwd=cwd, stdout=subprocess.PIPE,
-                                     stderr=subprocess.DEVNULL, bufsize=0)
-        self.seen: list[dict] = []
-        self._buf = b""
-
-    def until(self, pred, timeout: float = 120) -> list[dict]:
-        got: list[dict] = []
-        assert self.proc.stdout is not None
-        fd = self.proc.stdout.fileno()
-        deadline = time.monotonic() + timeout
-        while True:
-            while b"\n" in self._buf:
-                line, self._buf = self._buf.split(b"\n", 1)
-                if not line.startswith(b"{"):
-                    continue
-                e = json.loads(line)
-                got.append(e)
-                self.seen.append(e)
-                if pred(e):
-                    return got
-            left = deadline - time.monotonic()
-            if left <= 0 or not select.select([fd], [], [], left)[0]:
-                break
-            chunk = os.read(fd, 65536)
-            if not chunk:
-                break
-            self._buf += chunk
-        raise AssertionError(f"timed out; got {got!r}")
-
-
-def outputs(evs: list[dict]) -> str:
-    return "".join(e["text"] for e in evs if e["event"] == "output")
-
-
 def test_watch_reruns_the_edited_cell_and_ctrl_c_deletes_the_pod(kube_project: Path, core_api) -> None:
     nb = kube_project / "nb.py"
     nb.write_text(CELLS)
     project = load_config(kube_project).project.name
-    w = Watch(kube_project, "nb.py", "--profile", "kube")
+    w = Watch(kube_project, "nb.py", "--profile", "kube", timeout=120)
     try:
         first = w.until(lambda e: e["event"] == "run_done")
         assert [e["cell"] for e in first if e["event"] == "cell_start"] == [0, 1, 2]

@@ -4,66 +4,24 @@ a reconnect, a resync of only the difference (nothing deleted) and a fresh kerne
 
 from __future__ import annotations
 
-import json
 import os
-import select
 import signal
-import subprocess
-import sys
 import textwrap
 import time
 from pathlib import Path
 
 import pytest
 
+from tests.clitools import RELAYED_CELLS as CELLS
+from tests.clitools import Watch, events, observable
+from tests.clitools import devloop as _devloop
+from tests.clitools import pid_alive as alive
+
 pytestmark = pytest.mark.ssh
 
-DEVLOOP = [sys.executable, "-m", "devloop.cli"]
 
-CELLS = textwrap.dedent("""\
-    # %% load
-    import os, sys
-    data = [1, 2, 3]
-    print("loaded", len(data))
-    os.write(1, b"raw fd write\\n")
-    print("to stderr", file=sys.stderr)
-
-    # %% double
-    doubled = [x * 2 for x in data]
-    print("doubled", doubled)
-
-    # %% total
-    print("total", sum(doubled))
-    """)
-
-
-def devloop(*args: str, cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k != "GITHUB_ACTIONS"}
-    return subprocess.run(DEVLOOP + list(args), cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
-
-
-def events(stdout: str) -> list[dict]:
-    return [json.loads(line) for line in stdout.splitlines() if line.startswith("{")]
-
-
-def observable(evs: list[dict]) -> list[tuple]:
-    """What the user sees, independent of timing and of where it ran."""
-    out: list[tuple] = []
-    text: dict[tuple, str] = {}
-    for e in evs:
-        kind = e["event"]
-        if kind == "cell_start":
-            out.append(("start", e["cell"], e["line"], e["title"]))
-        elif kind == "output":
-            text[(e["cell"], e["stream"])] = text.get((e["cell"], e["stream"]), "") + e["text"]
-        elif kind == "error":
-            out.append(("error", e["cell"], e["type"], e["file"], e["line"], e["message"]))
-        elif kind == "cell_done":
-            out.append(("done", e["cell"], e["ok"]))
-        elif kind == "run_done":
-            out.append(("run_done", e["ok"], e["exit_code"], e["cells_run"]))
-    out.append(("text", sorted(text.items())))
-    return out
+def devloop(*args: str, cwd: Path, timeout: float = 120):
+    return _devloop(*args, cwd=cwd, timeout=timeout)
 
 
 @pytest.mark.parametrize("source, name, code", [
@@ -81,55 +39,6 @@ def test_run_over_ssh_gives_the_same_events_as_local(ssh_project: Path, source: 
     ready = [e for e in events(remote.stdout) if e["event"] == "ready"][0]
     assert ready["cwd"] != str(ssh_project)  # it really ran in the synced remote workdir
     assert (Path(ready["cwd"]) / name).read_text() == source
-
-
-class Watch:
-    """A `devloop watch --json` process read line by line."""
-
-    def __init__(self, cwd: Path, *args: str) -> None:
-        self.proc = subprocess.Popen(DEVLOOP + ["watch", *args, "--json"], cwd=cwd, stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, bufsize=0)
-        self.seen: list[dict] = []
-        self._buf = b""
-
-    def until(self, pred, timeout: float = 60) -> list[dict]:
-        got: list[dict] = []
-        assert self.proc.stdout is not None
-        fd = self.proc.stdout.fileno()
-        deadline = time.monotonic() + timeout
-        while True:
-            while b"\n" in self._buf:
-                line, self._buf = self._buf.split(b"\n", 1)
-                if line.startswith(b"{"):
-                    e = json.loads(line)
-                    got.append(e)
-                    self.seen.append(e)
-                    if pred(e):
-                        return got
-            left = deadline - time.monotonic()
-            if left <= 0 or not select.select([fd], [], [], left)[0]:
-                break
-            chunk = os.read(fd, 65536)
-            if not chunk:
-                break
-            self._buf += chunk
-        raise AssertionError(f"timed out; got {got!r}")
-
-    def stop(self) -> int:
-        self.proc.send_signal(signal.SIGINT)
-        try:
-            return self.proc.wait(timeout=30)
-        finally:
-            if self.proc.poll() is None:
-                self.proc.kill()
-
-
-def alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().split(") ")[-1][0] != "Z"
-    except FileNotFoundError:
-        return False
 
 
 def parent_of(pid: int) -> int:
@@ -151,7 +60,7 @@ def wait_dead(pid: int, seconds: float = 10) -> bool:
 
 def test_watch_over_ssh_reruns_only_the_edited_cell(ssh_project: Path) -> None:
     (ssh_project / "nb.py").write_text(CELLS)
-    w = Watch(ssh_project, "nb.py", "--profile", "ssh-test")
+    w = Watch(ssh_project, "nb.py", "--profile", "ssh-test", timeout=60)
     try:
         first = w.until(lambda e: e["event"] == "run_done")
         assert [e["cell"] for e in first if e["event"] == "cell_start"] == [0, 1, 2]
@@ -183,7 +92,7 @@ def test_killing_the_server_side_process_mid_cell_reconnects_and_resyncs(ssh_pro
     (ssh_project / "helper.py").write_text("VALUE = 41\n")
     (ssh_project / "keep_me.txt").write_text("unchanged\n")
     (ssh_project / "nb.py").write_text(SLOW)
-    w = Watch(ssh_project, "nb.py", "--profile", "ssh-test")
+    w = Watch(ssh_project, "nb.py", "--profile", "ssh-test", timeout=60)
     try:
         w.until(lambda e: e["event"] == "output" and "waiting" in e["text"])
         ready = [e for e in w.seen if e["event"] == "ready"][0]

@@ -4,7 +4,6 @@ spawn processes, the agent kernel, sync through the agent's receiver, kill, doct
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 from pathlib import Path
 
