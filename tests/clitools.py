@@ -101,9 +101,10 @@ def pid_alive(pid: int) -> bool:
 class Watch:
     """A `devloop watch --json` process (or another `command`), its events read line by line."""
 
-    def __init__(self, cwd: Path, *args: str, timeout: float = 30, command: str = "watch") -> None:
+    def __init__(self, cwd: Path, *args: str, timeout: float = 30, command: str = "watch",
+                 env: dict | None = None) -> None:
         self.proc = subprocess.Popen(DEVLOOP + [command, *args, "--json"], cwd=cwd, stdout=subprocess.PIPE,
-                                     stderr=subprocess.DEVNULL, bufsize=0)
+                                     stderr=subprocess.DEVNULL, bufsize=0, env=os.environ | dict(env or {}))
         self.timeout = timeout
         self.seen: list[dict] = []
         self._buf = b""

@@ -893,7 +893,8 @@ _DOCKER_KEYS = {
     "memory": _memory("32Gi"),
 }
 # what a `docker:` block inside an ssh profile may hold: the container on that host
-_SSH_DOCKER_KEYS = {k: v for k, v in _DOCKER_KEYS.items() if k != "docker_host"} | {
+# (docker_host there is the engine's address on that host, e.g. a rootless unix socket)
+_SSH_DOCKER_KEYS = _DOCKER_KEYS | {
     "env": _env, "gpus": _gpus, "setup": _nonempty_str, "python": _nonempty_str}
 
 

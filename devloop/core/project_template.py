@@ -162,6 +162,9 @@ setup: if [ -f requirements.txt ]; then python3 -m pip install --user -r require
 #   gpus: all
 #   shm_size: 8Gi
 #   workdir: /workspace
+#   docker_host: unix:///run/user/1000/docker.sock   # only if not the host's default engine
+# devloop reaches that container over this same SSH connection (it runs `docker system
+# dial-stdio` there), so the docker CLI must be installed on the host and usable by the SSH user.
 """
 
 K8S_GPU_YAML = """\

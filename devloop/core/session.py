@@ -628,6 +628,9 @@ class Session:
         self._tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:
             exc = task.exception()
+            import traceback
+
+            self._log("".join(traceback.format_exception(exc)).rstrip())  # for `-v`: where it broke
             self.emit(ev.TargetState(state="error", profile=self.profile.name, kind=self.profile.kind,
                                      message=f"{type(exc).__name__}: {exc}"))
 

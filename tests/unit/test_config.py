@@ -413,7 +413,7 @@ def test_gpus_yes_is_a_type_error_with_line(tmp_path):
         ("kind: ssh\nhost: h\nport: 70000\n", 3, "must be a port number"),
         ("kind: ssh\nhost: h\nport: '22'\n", 3, "'port' must be a whole number"),
         ("kind: ssh\nhost: h\ndocker:\n  gpus: all\n", 3, "docker block needs 'image'"),
-        ("kind: ssh\nhost: h\ndocker:\n  image: i\n  docker_host: x\n", 5, "unknown key 'docker_host'"),
+        ("kind: ssh\nhost: h\ndocker:\n  image: i\n  imgae: x\n", 5, "unknown key 'imgae'"),
         ("kind: kubernetes\nnamespace: ml\n", 1, "missing 'image'"),
         ("kind: kubernetes\nimage: i\nnode_selector: gpu\n", 3, "'node_selector' must be a mapping"),
         ("kind: kubernetes\nimage: i\ntolerations:\n  - {key: k, operator: Equals}\n", 4,

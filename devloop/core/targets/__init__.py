@@ -21,6 +21,8 @@ KINDS = {
 
 def create_target(profile: "Profile", config: "Config") -> Target:
     spec = KINDS.get(profile.kind)
+    if profile.kind == "ssh" and getattr(profile, "docker", None):  # a container on the SSH host
+        spec = "devloop.core.targets.ssh_docker:SshDockerTarget"
     if spec is None:
         raise TargetError(
             f"profile {profile.name!r} has kind {profile.kind!r}, which devloop does not know",

@@ -156,6 +156,10 @@ class DockerTarget(Target):
     def labels(self) -> dict[str, str]:
         return {LABEL_PROJECT: self.project, LABEL_PROFILE: self.profile.name, LABEL_ROOT: self.root_hash}
 
+    def _connect_engine(self) -> "tuple[docker.DockerClient, str]":
+        """The engine client and its description; the ssh target's `docker:` reaches it otherwise."""
+        return connect(self.profile)
+
     def container_name(self) -> str:
         return _dns_name(f"devloop-{self.project}-{self.profile.name}-{self.root_hash[:8]}")
 
@@ -166,7 +170,7 @@ class DockerTarget(Target):
     def _start_sync(self) -> TargetInfo:
         with self._lock:
             if self._client is None:
-                self._client, self._engine = connect(self.profile)
+                self._client, self._engine = self._connect_engine()
             container = self._find_container()
             if container is None:
                 container = self._create_container()
@@ -455,7 +459,7 @@ class DockerTarget(Target):
     def _doctor_sync(self) -> list[tuple[str, bool, str]]:
         checks: list[tuple[str, bool, str]] = []
         try:
-            client, engine = connect(self.profile)
+            client, engine = self._connect_engine()
         except TargetError as exc:
             return [("docker engine reachable", False, str(exc))]
         version = client.version()

@@ -54,6 +54,7 @@ class DockerExecChannel(Channel):
         self._pid_seen = asyncio.Event()
         self._exit_code: int | None = None
         self._lost = False
+        self._lost_why = "the container was removed while devloop was using it"
         self._reader = threading.Thread(target=self._read_frames, name="devloop-docker-exec", daemon=True)
         self._reader.start()
 
@@ -123,7 +124,7 @@ class DockerExecChannel(Channel):
         while not self._lines:
             if self._eof:
                 if await self._container_gone():
-                    raise ConnectionLost("the container was removed while devloop was using it")
+                    raise ConnectionLost(self._lost_why)
                 return b""
             self._wakeup.clear()
             await self._wakeup.wait()
@@ -132,7 +133,14 @@ class DockerExecChannel(Channel):
     async def send(self, data: bytes) -> None:
         if self._stdin_closed:
             raise BrokenPipeError("stdin of the container process is closed")
-        await asyncio.to_thread(self._send_sync, data)
+        try:
+            await asyncio.to_thread(self._send_sync, data)
+        except (BrokenPipeError, ConnectionResetError):
+            raise  # the process ended
+        except OSError as exc:  # the socket itself is gone: an engine reached over SSH dropped
+            self._lost = True
+            self._lost_why = f"the connection to the Docker engine was lost ({exc})"
+            raise ConnectionLost(self._lost_why) from exc
 
     def _send_sync(self, data: bytes) -> None:
         with self._send_lock:
@@ -158,7 +166,7 @@ class DockerExecChannel(Channel):
         if self._exit_code is None:
             self._exit_code = await asyncio.to_thread(self._exit_code_sync)
         if self._exit_code is None:
-            raise ConnectionLost("the container was removed while devloop was using it")
+            raise ConnectionLost(self._lost_why)
         self._close_socket()
         return self._exit_code
 
@@ -175,6 +183,10 @@ class DockerExecChannel(Channel):
                 self._lost = True
                 return None
             except docker.errors.DockerException:
+                return None
+            except Exception as exc:  # noqa: BLE001 - the way to the engine broke (an SSH transport)
+                self._lost = True
+                self._lost_why = f"the connection to the Docker engine was lost ({type(exc).__name__}: {exc})"
                 return None
             code = info.get("ExitCode")
             if not info.get("Running") and (code is not None or attempt >= 5):
@@ -195,6 +207,8 @@ class DockerExecChannel(Channel):
             return False
         except docker.errors.DockerException:
             return True
+        except Exception:  # noqa: BLE001 - the engine is out of reach: so is the container
+            return False
 
     async def _container_gone(self) -> bool:
         if self._exit_code is None and not self._lost:
@@ -223,8 +237,8 @@ class DockerExecChannel(Channel):
                 self._container_id, ["/bin/sh", "-c", "kill -KILL -$0 2>/dev/null || kill -KILL $0",
                                      str(self.pid)], user="root")["Id"]
             self._api.exec_start(eid)
-        except docker.errors.DockerException:
-            pass  # the container is gone: so is the process
+        except Exception:  # noqa: BLE001 - the container (or the way to its engine) is gone
+            pass
 
     def _close_socket(self) -> None:
         self._closed = True

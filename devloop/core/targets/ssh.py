@@ -81,8 +81,9 @@ class SshChannel(StreamedChannel):
         self.chan = chan
         self.conn = conn
         self.remote_killed = False  # the kill command reached the host
+        self._stderr_pump = threading.Thread(target=self._pump_stderr, daemon=True, name="devloop-ssh-stderr")
+        self._stderr_pump.start()
         threading.Thread(target=self._pump_stdout, daemon=True, name="devloop-ssh-stdout").start()
-        threading.Thread(target=self._pump_stderr, daemon=True, name="devloop-ssh-stderr").start()
 
     # -- threads ----------------------------------------------------------------------------------
     def _pump_stdout(self) -> None:
@@ -114,6 +115,7 @@ class SshChannel(StreamedChannel):
             self._call(self._reader.feed_data, head)
         self.pid_seen.set()
         lost, code = self._outcome()
+        self._stderr_pump.join(1.0)  # its last words belong in stderr_tail() once wait() returns
         self._call(self._finish_ssh, lost, code)
 
     def _outcome(self) -> tuple[bool, int]:
@@ -231,12 +233,6 @@ class SshTarget(Target):
         if not profile.host:
             raise TargetError(f"profile {profile.name!r} (kind ssh) has no `host:`",
                               hint="add host: NAME (an alias from ~/.ssh/config, or user@host)")
-        if getattr(profile, "docker", None):
-            raise TargetError(
-                f"profile {profile.name!r}: `docker:` (a container on the SSH host) is not supported "
-                "by this devloop version yet",
-                hint="remove `docker:` to run on the host itself, or use a kind: docker profile with "
-                     "docker_host: ssh://USER@HOST")
         self.profile = profile
         self.config = config
         self.workdir_spec = profile.workdir or f"~/devloop/{config.project.name}"

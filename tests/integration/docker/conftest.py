@@ -1,14 +1,8 @@
-"""Fixtures for the Docker tests: a real engine (private dockerd) and the offline test image.
-
-DEVLOOP_TEST_DOCKER_HOST (set by tests/run.sh via tests/infra/services-up.sh) points at a
-running engine; without it the session starts one with tests/infra/docker-up.sh and builds
-devloop-test:hostpy with tests/infra/build-test-image.sh. Only DEVLOOP_SKIP_DOCKER=1 skips.
-"""
+"""Fixtures for the Docker tests: a project folder and DockerTargets on the real engine
+(the engine and its test image come from tests/integration/conftest.py)."""
 
 from __future__ import annotations
 
-import os
-import subprocess
 import uuid
 from pathlib import Path
 
@@ -16,8 +10,6 @@ import pytest
 
 from devloop.core.config import Config, Profile, ProjectConfig
 
-REPO = Path(__file__).resolve().parents[3]
-INFRA = REPO / "tests" / "infra"
 TEST_IMAGE = "devloop-test:hostpy"
 
 
@@ -26,35 +18,6 @@ def pytest_collection_modifyitems(items):
     for item in items:
         if Path(str(item.fspath)).is_relative_to(here):
             item.add_marker(pytest.mark.docker)
-
-
-@pytest.fixture(scope="session")
-def docker_host() -> str:
-    """DOCKER_HOST of the test engine (started here when the runner did not start one)."""
-    if os.environ.get("DEVLOOP_SKIP_DOCKER") == "1":
-        pytest.skip("DOCKER TESTS SKIPPED because DEVLOOP_SKIP_DOCKER=1 is set: the Docker target "
-                    "is NOT tested in this run")
-    host = os.environ.get("DEVLOOP_TEST_DOCKER_HOST")
-    if not host:
-        up = subprocess.run(["bash", str(INFRA / "docker-up.sh")], capture_output=True, text=True, timeout=900)
-        if up.returncode != 0:
-            raise RuntimeError(f"tests/infra/docker-up.sh failed:\n{up.stdout}\n{up.stderr}")
-        last = up.stdout.strip().splitlines()[-1]
-        host = last.split("DOCKER_HOST=", 1)[1].strip()
-    built = subprocess.run(["bash", str(INFRA / "build-test-image.sh"), TEST_IMAGE], capture_output=True,
-                           text=True, timeout=600, env={**os.environ, "DOCKER_HOST": host})
-    if built.returncode != 0:
-        raise RuntimeError(f"tests/infra/build-test-image.sh failed:\n{built.stdout}\n{built.stderr}")
-    return host
-
-
-@pytest.fixture(scope="session")
-def docker_client(docker_host):
-    import docker
-
-    client = docker.DockerClient(base_url=docker_host)
-    yield client
-    client.close()
 
 
 @pytest.fixture

@@ -152,14 +152,3 @@ async def test_doctor_checks_report_each_stage(ssh_project: Path, load_profile) 
     assert "Python 3." in by_name["python found"][1]
     ok, detail = by_name["GPUs seen"]
     assert not ok and "no GPU" in detail  # this machine has none: the agent says why
-
-
-async def test_docker_on_the_ssh_host_is_refused_clearly_not_ignored(
-        tmp_path: Path, ssh_home, make_project, load_profile) -> None:
-    from devloop.core.targets.base import TargetError
-
-    project = make_project(tmp_path / "p", known_hosts=ssh_home.known_hosts, workdir=tmp_path / "w",
-                           extra="docker:\n  image: python:3.11-slim\n")
-    profile, config = load_profile(project)
-    with pytest.raises(TargetError, match="docker:.*not supported"):
-        SshTarget(profile, config)
