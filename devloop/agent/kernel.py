@@ -59,6 +59,25 @@ def installed_packages():
     return found
 
 
+
+def _die_with_parent():
+    """A preexec_fn that makes a run child receive SIGKILL when the kernel dies, even by SIGKILL
+    (Linux prctl PR_SET_PDEATHSIG): a script must not outlive its kernel holding the GPU. None
+    where prctl is not available."""
+    try:
+        import ctypes
+
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (ImportError, OSError, AttributeError):
+        return None
+    parent = os.getpid()
+
+    def arm():
+        prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        if os.getppid() != parent:  # the kernel died before the line above ran
+            os._exit(137)
+    return arm
+
 class Protocol:
     """Writes events as JSON lines on the private protocol fd, one whole line at a time."""
 
@@ -423,6 +442,8 @@ class Kernel:
                          "message": message, "frames": frames, "traceback": text})
 
     # -- run ---------------------------------------------------------------------------------
+    # (the child is forked and waited for by the same long-lived thread: PR_SET_PDEATHSIG fires
+    # when that thread ends, which is only when the kernel process dies)
 
     def run_script(self, req):
         rid = req.get("id")
@@ -440,7 +461,7 @@ class Kernel:
                 env[str(key)] = str(value)
         try:
             child = subprocess.Popen(argv, cwd=self.cwd, env=env, stdin=subprocess.DEVNULL,
-                                     start_new_session=True)
+                                     start_new_session=True, preexec_fn=_die_with_parent())
         except (OSError, ValueError) as exc:
             self._report(rid, exc)
             return False, None

@@ -313,6 +313,29 @@ def test_shutdown_kills_the_run_child(agent, tmp_path):
         os.kill(child, 0)
 
 
+def test_a_kernel_killed_outright_takes_its_run_child_along(agent, tmp_path):
+    """SIGKILL leaves the kernel no time to clean up: the child must not outlive it (it would hold
+    the GPU). Linux: the child asked for SIGKILL on its parent's death."""
+    (tmp_path / "slow.py").write_text(
+        "import os, time\nprint(os.getpid(), flush=True)\ntime.sleep(30)\n")
+    agent.send(op="run", id="r", argv=[sys.executable, "slow.py"], env={})
+    child = int(outputs(agent.until_output("r", "\n"), "r"))
+    agent.proc.kill()
+    agent.wait_exit()
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        try:
+            os.kill(child, 0)
+        except ProcessLookupError:
+            break
+        with open(f"/proc/{child}/stat") as fh:
+            if fh.read().split(") ")[-1][0] == "Z":
+                break
+        time.sleep(0.05)
+    else:
+        raise AssertionError(f"the run child {child} outlived its killed kernel")
+
+
 def test_purge_makes_an_edited_helper_module_reimport(agent, tmp_path):
     helper = tmp_path / "helper.py"
     helper.write_text("VALUE = 1\n")
