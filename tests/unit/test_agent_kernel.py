@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import queue
 import signal
 import subprocess
@@ -21,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from devloop.core.agent_bundle import write_bundle
+from tests.agent_pythons import agent_pythons
 
 WAIT_S = 20.0
 
@@ -33,9 +33,10 @@ def bundle(tmp_path_factory) -> Path:
 class Agent:
     """A kernel subprocess: send requests, collect events until a condition, with timeouts."""
 
-    def __init__(self, bundle: Path, cwd: Path):
+    def __init__(self, bundle: Path, cwd: Path, python: str = sys.executable):
+        self.python = python
         self.proc = subprocess.Popen(
-            [sys.executable, "-u", str(bundle), "kernel"], cwd=cwd,
+            [python, "-u", str(bundle), "kernel"], cwd=cwd,
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         )
         self.events: queue.Queue = queue.Queue()
@@ -115,9 +116,10 @@ class Agent:
                 pass
 
 
-@pytest.fixture
-def agent(bundle, tmp_path):
-    a = Agent(bundle, tmp_path)
+@pytest.fixture(params=agent_pythons(), ids=lambda p: "py" + p.rsplit("python", 1)[-1])
+def agent(request, bundle, tmp_path):
+    """The kernel on this interpreter, and on Python 3.8 (the oldest the agent supports) if found."""
+    a = Agent(bundle, tmp_path, request.param)
     yield a
     a.close()
 
@@ -140,9 +142,11 @@ def error_of(events, rid):
 def test_ready_tells_pid_python_cwd_and_packages(agent, tmp_path):
     ready = agent.ready
     assert ready["pid"] == agent.proc.pid
-    assert ready["python"] == platform.python_version()
+    version = subprocess.run([agent.python, "-c", "import platform; print(platform.python_version())"],
+                             capture_output=True, text=True, check=True).stdout.strip()
+    assert ready["python"] == version
     assert os.path.realpath(ready["cwd"]) == os.path.realpath(tmp_path)
-    assert "pytest" in ready["packages"]
+    assert ("pytest" if agent.python == sys.executable else "pip") in ready["packages"]
 
 
 def test_namespace_persists_and_cell_runs_as_main(agent, tmp_path):
