@@ -78,6 +78,9 @@ def _imported_modules(code: str) -> set[str]:
     return names
 
 
+OUTPUT_GRACE_S = 1.0  # a non-code file changed this soon after a pass counts as its output
+
+
 class Session:
     def __init__(self, config: Any, profile: Any, file: Path | None, emit: ev.Emit, verbose: int = 0) -> None:
         self.config = config
@@ -99,6 +102,8 @@ class Session:
         self._synced: Any = None  # the manifest the remote has (what devloop synced there)
         self._scanner: Any = None
         self._pending_changes: set[str] = set()
+        self._pass_hashes: list[str] = []  # the cells' code as the running pass started
+        self._pass_ended_at = float("-inf")  # monotonic time the last pass ended
         self._tasks: set[asyncio.Task] = set()
         self._closed = False
 
@@ -393,14 +398,26 @@ class Session:
                 {"cell": c.index, "title": c.title, "line": c.marker_line} for c in parsed.cells)))
         return parsed
 
-    def _invalidate_importers(self, changed: Iterable[str]) -> None:
-        """A changed helper module makes the cells that import it stale (they rerun)."""
+    def _invalidate_importers(self, changed: Iterable[str]) -> set[int]:
+        """A changed helper module makes the cells that import it stale (they rerun); their indices."""
         modules = {m for m in (_module_name(p) for p in changed) if m}
+        stale: set[int] = set()
         if not modules:
-            return
+            return stale
         for cell in self.cells:
-            if cell.index < len(self.last_ok) and _imported_modules(cell.code) & modules:
-                self.last_ok[cell.index] = None
+            if _imported_modules(cell.code) & modules:
+                stale.add(cell.index)
+                if cell.index < len(self.last_ok):
+                    self.last_ok[cell.index] = None
+        return stale
+
+    def _written_by_the_run(self, paths: set[str]) -> bool:
+        """True when every changed path is a non-code file that appeared while a pass ran (or
+        just after it ended): the run's own outputs. Synced, but rerunning on them would loop a
+        cell or script that writes into the project forever."""
+        if not paths or any(p.endswith(".py") for p in paths):
+            return False
+        return self.busy or time.monotonic() - self._pass_ended_at < OUTPUT_GRACE_S
 
     def plan(self, force: Iterable[int] = ()) -> list[int]:
         """The cells the next pass runs, by the rerun policy."""
@@ -413,24 +430,29 @@ class Session:
     # ----------------------------------------------------------------- running
     async def run_all(self) -> ev.RunDone | None:
         """Every code cell from the top (or the script): what `devloop run` does."""
-        async with self._pass_lock:
-            self._reparse()
-            return await self._pass(list(range(len(self.cells))), reason="run all")
+        return await self._exclusive_pass(lambda: list(range(len(self.cells))), "run all")
 
     async def rerun_cell(self, index: int) -> ev.RunDone | None:
-        async with self._pass_lock:
-            self._reparse()
-            return await self._pass(self.plan(force=[index]), reason=f"rerun cell {index}")
+        return await self._exclusive_pass(lambda: self.plan(force=[index]), f"rerun cell {index}")
 
     async def run_changed(self) -> ev.RunDone | None:
+        return await self._exclusive_pass(self.plan, "changed")
+
+    async def _exclusive_pass(self, indices: Any, reason: str) -> ev.RunDone | None:
+        """One pass at a time: reparse, plan with `indices()`, run; remember when it ended."""
         async with self._pass_lock:
-            self._reparse()
-            return await self._pass(self.plan(), reason="changed")
+            try:
+                self._reparse()
+                self._pass_hashes = [c.hash for c in self.cells]
+                return await self._pass(indices(), reason=reason)
+            finally:
+                self._pass_ended_at = time.monotonic()
 
     async def on_changes(self, paths: Iterable[str]) -> ev.RunDone | None:
         """What a save does: sync, reparse, interrupt a stale pass, run the planned cells."""
         paths = set(paths)
         async with self._changes_lock:
+            outputs = self._written_by_the_run(paths)
             try:
                 plan = await self._sync(paths)
             except ConnectionLost:
@@ -438,9 +460,13 @@ class Session:
                 if self.kernel is not None:
                     await self.kernel.shutdown()
             changed = set(plan.copies) if plan is not None else paths
+            if outputs:
+                self._log(f"{len(paths)} changed file(s) written during the run: synced, no rerun")
+                return None
             py_changed = sorted(p for p in changed if p.endswith(".py") and p != self._rel_or_none())
+            import_stale: set[int] = set()
             if py_changed:
-                self._invalidate_importers(py_changed)
+                import_stale = self._invalidate_importers(py_changed)
                 if self.kernel is not None:
                     await self.kernel.notify("purge", paths=py_changed)
             try:
@@ -448,7 +474,7 @@ class Session:
             except SourceError as exc:
                 self._log(str(exc), "warning")
                 return None
-            if self.busy and self._should_interrupt():
+            if self.busy and self._should_interrupt(import_stale):
                 await self.interrupt()
         return await self.run_changed()
 
@@ -458,13 +484,20 @@ class Session:
         except SourceError:
             return None
 
-    def _should_interrupt(self) -> bool:
-        if self._running_cell is None:
+    def _should_interrupt(self, import_stale: set[int] = frozenset()) -> bool:
+        """Stop the running cell only when its code, an earlier cell's code or a module they
+        import changed since the pass started (not because some cell is merely not ok yet)."""
+        running = self._running_cell
+        if running is None:
             return False
         if self.parsed is not None and self.parsed.is_script:
             return True
-        planned = self.plan()
-        return bool(planned) and min(planned) <= self._running_cell
+        if any(i <= running for i in import_stale):
+            return True
+        before, now = self._pass_hashes, self.cells
+        if len(now) <= running:
+            return True
+        return any(i >= len(before) or now[i].hash != before[i] for i in range(running + 1))
 
     async def _pass(self, indices: list[int], reason: str) -> ev.RunDone | None:
         assert self.parsed is not None

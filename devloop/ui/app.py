@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import time
 from collections import deque
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Iterable
@@ -40,6 +41,7 @@ from devloop.ui.widgets.syncline import SyncLine
 
 STOP_GRACE = 2.0  # seconds the session worker gets to end by itself on quit / profile switch
 FLUSH_INTERVAL = 0.04  # seconds between log repaints while output streams
+ELAPSED_TICK = 0.5  # seconds between updates of the running cell's time
 DRAIN_DELAY = 0.005  # seconds events wait to be drained together
 DRAIN_BUDGET = 5000  # events handled per drain before other messages (keys) get a turn
 SEARCH_LIMIT = 50_000  # matching lines kept for a search view
@@ -130,6 +132,8 @@ class DevloopApp(App[int]):
         self._inbox: deque[ev.Event] = deque()
         self._drain_posted = False
         self._log_dirty = False
+        self._partial_seen = 0  # the store's partial_version last drawn
+        self._running_since: tuple[int, float] | None = None  # (cell, monotonic start), live runs only
         self._watch_stop: asyncio.Event | None = None
         self._session_worker: Worker | None = None
         self._quitting = False
@@ -157,6 +161,7 @@ class DevloopApp(App[int]):
         self.gpu_panel.border_title = "GPU"
         self.log_view.show(self.store.all, max_width=self.store.max_width)
         self.set_interval(FLUSH_INTERVAL, self.flush_log)
+        self.set_interval(ELAPSED_TICK, self._tick_elapsed)
         self.cells_panel.focus()
         if self.session_factory is not None:
             self.start_session(self.profile_name)
@@ -242,10 +247,23 @@ class DevloopApp(App[int]):
         return lines
 
     def flush_log(self) -> None:
-        """Repaint the log if lines arrived since the last flush (the ~40 ms timer)."""
+        """Repaint the log if lines arrived since the last flush (the ~40 ms timer), with the
+        unfinished lines (a progress bar redrawn with \r) live at the bottom."""
+        if self.store.partial_version != self._partial_seen:
+            self._partial_seen = self.store.partial_version
+            self.log_view.set_tail([] if self._search_results is not None
+                                   else self.store.partial_lines(self.filter_cell))
+            self._log_dirty = True
         if self._log_dirty:
             self._log_dirty = False
             self.log_view.sync(self.store.max_width)
+
+    def _tick_elapsed(self) -> None:
+        """The running cell's time, counting (only with a live session: snapshots have no clock)."""
+        if self.session is None or self._running_since is None:
+            return
+        cell, started = self._running_since
+        self.cells_panel.set_time(cell, (time.monotonic() - started) * 1000, running=True)
 
     # -- per-event rendering -------------------------------------------------------------------
 
@@ -274,10 +292,12 @@ class DevloopApp(App[int]):
         self.cells_panel.set_state(event.cell, "running")
         self.tracebacks.pop(event.cell, None)
         title = f" {event.title}" if event.title else ""
+        self._running_since = (event.cell, time.monotonic())
         self._log_line(f"── cell {event.cell}{title} (line {event.line}) ──", cell=event.cell)
         self.sync_line.set_status(Text(f"running cell {event.cell}", style="yellow"))
 
     def _on_CellDone(self, event: ev.CellDone) -> None:
+        self._running_since = None
         self.store.finish_cell(event.cell)
         self._log_dirty = True
         self.cells_panel.set_time(event.cell, event.ms)
@@ -297,6 +317,7 @@ class DevloopApp(App[int]):
         self.cells_panel.set_state(event.cell, "failed")
 
     def _on_RunDone(self, event: ev.RunDone) -> None:
+        self._running_since = None
         took = format_ms(event.ms)
         if event.ok:
             status = Text(f"✓ run ok · {event.cells_run} cells · {took}", style="green")

@@ -3,8 +3,9 @@
 Pure Python (no textual): the app appends `Output` chunks here as they arrive and the log widget
 renders only the visible lines from these buffers, so a cell printing 100,000 lines costs an
 append per line, not a widget update per line. Chunks are split into lines; a line's unfinished
-tail waits for its newline (or the cell's end). A carriage return keeps only the text after it,
-the way a terminal shows a progress bar.
+tail waits for its newline (or the cell's end) and is shown meanwhile as a live last line
+(`partial_lines`). A carriage return keeps only the text after it, the way a terminal shows a
+progress bar: a tqdm bar redrawn with \r moves in place.
 """
 
 from __future__ import annotations
@@ -75,6 +76,7 @@ class LogStore:
         self.all = Ring(self.scrollback)
         self.max_width = 0
         self._partial: dict[tuple[int, str], str] = {}
+        self.partial_version = 0  # bumped whenever an unfinished line changes
         self._seq = itertools.count()
         self._cells = 1
 
@@ -95,6 +97,8 @@ class LogStore:
         """Append a chunk of output; returns how many complete lines it added."""
         key = (cell, stream)
         pending = self._partial.pop(key, "")
+        if pending or "\n" not in text:
+            self.partial_version += 1
         if pending:
             text = pending + text
         if "\n" not in text:
@@ -120,11 +124,26 @@ class LogStore:
         """The cell ended: its unterminated lines are complete now."""
         for key in [k for k in self._partial if k[0] == cell]:
             self._add(cell, key[1], self._partial.pop(key))
+            self.partial_version += 1
+
+    def partial_lines(self, cell: int | None = None) -> list[LogLine]:
+        """The unfinished lines (of `cell`, or of every cell) as a terminal shows them now; not
+        stored in the rings: they are replaced as more text arrives."""
+        out = []
+        for (c, stream), raw in self._partial.items():
+            if cell is not None and c != cell:
+                continue
+            text = clean_line(raw)
+            if text:
+                width = len(ANSI_RE.sub("", text)) if "\x1b" in text else len(text)
+                out.append(LogLine(-1, c, stream, text, width))
+        return out
 
     def clear(self) -> None:
         self.by_cell.clear()
         self.all = Ring(self.all.maxlen)
         self._partial.clear()
+        self.partial_version += 1
         self.max_width = 0
 
     def _add(self, cell: int, stream: str, raw: str) -> LogLine:

@@ -234,3 +234,79 @@ async def test_a_kernel_killed_while_idle_makes_the_next_save_rerun_from_the_top
         assert "b plus 1 = 11" in rec.text()
     finally:
         await s.close()
+
+
+async def _watching(s: Session):
+    stop = asyncio.Event()
+    return stop, asyncio.create_task(s.watch(stop))
+
+
+async def test_files_a_failing_cell_writes_into_the_project_do_not_loop_it(tmp_path: Path) -> None:
+    """A cell that writes results.csv and then fails must not be rerun by its own output (that
+    would loop for ever); the file is still synced. A later save of the cell does rerun it."""
+    source = """\
+        # %% ok
+        x = 1
+        # %% writes then fails
+        open("results.csv", "w").write("a,b\\n")
+        raise ValueError("bad")
+        """
+    s, rec, f = await make(tmp_path, source)
+    stop, watcher = await _watching(s)
+    try:
+        await asyncio.sleep(0.2)
+        await s.run_all()
+        await asyncio.sleep(1.5)  # the watcher saw results.csv by now
+        assert rec.started() == [0, 1]
+        rec.clear()
+        f.write_text(textwrap.dedent(source).replace("bad", "still bad"))
+        for _ in range(100):
+            if rec.of(ev.RunDone):
+                break
+            await asyncio.sleep(0.05)
+        assert rec.started() == [1]
+    finally:
+        stop.set()
+        watcher.cancel()
+        await s.close()
+
+
+async def test_a_script_writing_its_results_into_the_project_runs_once(tmp_path: Path) -> None:
+    s, rec, f = await make(tmp_path, "import time\nopen('metrics.json', 'w').write('{}')\ntime.sleep(0.3)\n"
+                                     "open('final.txt', 'w').write('done')\n")
+    stop, watcher = await _watching(s)
+    try:
+        await asyncio.sleep(0.2)
+        await s.run_all()
+        await asyncio.sleep(1.5)
+        assert rec.started() == [0]
+    finally:
+        stop.set()
+        watcher.cancel()
+        await s.close()
+
+
+async def test_a_data_file_saved_later_reruns_the_cell_that_failed_on_it(tmp_path: Path) -> None:
+    """Outside a run, a saved data file is the user's edit: the cell that failed without it reruns."""
+    source = """\
+        # %% load
+        rows = open("data.txt").read().split()
+        print("rows", len(rows))
+        """
+    s, rec, f = await make(tmp_path, source)
+    stop, watcher = await _watching(s)
+    try:
+        await asyncio.sleep(0.2)
+        assert not (await s.run_all()).ok
+        await asyncio.sleep(1.2)  # past the grace period after the run
+        rec.clear()
+        (tmp_path / "data.txt").write_text("a b c\n")
+        for _ in range(100):
+            if rec.of(ev.RunDone):
+                break
+            await asyncio.sleep(0.05)
+        assert rec.started() == [0] and "rows 3" in rec.text()
+    finally:
+        stop.set()
+        watcher.cancel()
+        await s.close()

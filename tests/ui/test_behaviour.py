@@ -272,3 +272,37 @@ async def test_q_quits_and_cleans_up_the_target(tmp_path: Path) -> None:
         await until("the app exits", lambda: app.return_code is not None)
     assert rec.of(ev.TargetState, state="stopped")
     assert session.kernel is None or not session.kernel.alive
+
+
+PROGRESS = textwrap.dedent(
+    """\
+    # %% progress
+    import sys, time
+    for i in range(1, 4):
+        sys.stdout.write(f"\\rtraining {i * 25}%")
+        sys.stdout.flush()
+        time.sleep(0.3)
+    open("reached.txt", "w").close()
+    time.sleep(30)
+    """
+)
+
+
+async def test_a_progress_bar_moves_in_place_and_the_running_cell_counts_its_time(tmp_path: Path) -> None:
+    """A tqdm-style bar (\\r, no newline) shows live as the log's last line, replaced in place,
+    and the running cell's time counts up before the cell ends."""
+    rec = Recorder()
+    root = make_project(tmp_path, PROGRESS)
+    app = make_app(root, rec)
+    async with app.run_test(size=SIZE) as pilot:
+        await until("the bar at 75%", lambda: (root / "reached.txt").exists())
+        await until("the bar drawn", lambda: [line.text for line in app.log_view.tail] == ["training 75%"])
+        assert not any("training" in line.text for line in app.store.ring(0))  # not stored yet
+        await until("a counting time", lambda: str(app.cells_panel.get_cell("0", "time")).endswith("s…"))
+        await pilot.press("i")  # interrupt: the cell ends, the bar becomes a stored line
+        await until("the cell ended", lambda: rec.of(ev.RunDone))
+        await pilot.pause(0.1)
+        assert app.log_view.tail == []
+        assert any(line.text == "training 75%" for line in app.store.ring(0))
+        assert not str(app.cells_panel.get_cell("0", "time")).endswith("…")
+        await quit_app(pilot)

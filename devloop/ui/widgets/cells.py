@@ -38,6 +38,15 @@ def format_ms(ms: float | None) -> str:
     return f"{minutes:.0f}m{seconds:02.0f}s"
 
 
+def format_running(ms: float) -> str:
+    """A running cell's time so far: whole seconds, marked as still counting."""
+    seconds = ms / 1000
+    if seconds < 60:
+        return f"{seconds:.0f} s…"
+    minutes, seconds = divmod(seconds, 60)
+    return f"{minutes:.0f}m{seconds:02.0f}s…"
+
+
 def state_text(state: str) -> Text:
     label, style = STATE_LOOK.get(state, (state, ""))
     return Text(label, style=style)
@@ -83,12 +92,14 @@ class CellsPanel(DataTable):
         row.state = state
         self.update_cell(str(cell), "state", state_text(state))
 
-    def set_time(self, cell: int, ms: float) -> None:
+    def set_time(self, cell: int, ms: float, *, running: bool = False) -> None:
+        """The cell's duration; `running`: the time so far (not kept as its last duration)."""
         row = self.rows_by_cell.get(cell)
         if row is None:
             return
-        row.ms = ms
-        self.update_cell(str(cell), "time", format_ms(ms))
+        if not running:
+            row.ms = ms
+        self.update_cell(str(cell), "time", format_running(ms) if running else format_ms(ms))
 
     @property
     def selected_cell(self) -> int | None:

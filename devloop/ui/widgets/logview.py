@@ -48,6 +48,7 @@ class LogView(ScrollView, can_focus=True):
         self.search: str = ""
         self.marked: set[int] = set()  # seqs of lines drawn highlighted (a traceback jumped to)
         self.max_width = 0
+        self.tail: list[LogLine] = []  # unfinished lines (a progress bar), drawn after the source
 
     # -- what is shown -------------------------------------------------------------------------
 
@@ -64,6 +65,10 @@ class LogView(ScrollView, can_focus=True):
     def line_count(self) -> int:
         return len(self._source)
 
+    def set_tail(self, lines: list[LogLine]) -> None:
+        """Replace the live unfinished lines shown below the stored ones (call `sync` after)."""
+        self.tail = lines
+
     def sync(self, max_width: int) -> None:
         """New lines arrived in the source: grow, and follow the tail when at the bottom."""
         at_bottom = self.follow or self.scroll_y >= self.max_scroll_y
@@ -71,8 +76,8 @@ class LogView(ScrollView, can_focus=True):
         if isinstance(self._source, Ring):
             dropped = self._source.dropped
             shifted, self._seen_dropped = dropped - self._seen_dropped, dropped
-        self.max_width = max_width
-        self.virtual_size = Size(max_width + GUTTER + 1, len(self._source))
+        self.max_width = max(max_width, max((line.width for line in self.tail), default=0))
+        self.virtual_size = Size(self.max_width + GUTTER + 1, len(self._source) + len(self.tail))
         if at_bottom:
             self.scroll_to(y=self.max_scroll_y, animate=False, immediate=True)
         elif shifted:
@@ -133,7 +138,11 @@ class LogView(ScrollView, can_focus=True):
         width = self.size.width
         style = self.rich_style
         if index >= len(self._source):
-            return Strip.blank(width, style)
+            tail_index = index - len(self._source)
+            if tail_index >= len(self.tail):
+                return Strip.blank(width, style)
+            strip = self._render_log_line(self.tail[tail_index], style)  # changes as it streams: no cache
+            return strip.crop_extend(scroll_x, scroll_x + width, style)
         line = self._source[index]
         strip = self._cache.get(line.seq)
         if strip is None:
