@@ -542,7 +542,7 @@ class DevloopApp(App[int]):
         if request is None:
             return
         if self.promote_fn is None:
-            self._log_line("promote unavailable: devloop.core.promote has no promote() yet", stream="stderr")
+            self._log_line("promote is unavailable: this app was started without it", stream="stderr")
             self.flush_log()
             return
         self._promote(request)
@@ -551,15 +551,24 @@ class DevloopApp(App[int]):
     async def _promote(self, request: PromoteRequest) -> None:
         self._log_line(f"promoting to {request.target} as {request.name!r}"
                   + (" and committing" if request.commit else ""))
+        args = (self.config, self.profile_name, request.target, request.name, None, request.commit,
+                request.allow_dirty, request.allow_unpinned)
         try:
-            result = self.promote_fn(self.config, self.profile_name, request.target, request.name,
-                                     None, request.commit, False, False)
-            if inspect.isawaitable(result):
-                result = await result
+            if inspect.iscoroutinefunction(self.promote_fn):
+                result = await self.promote_fn(*args)
+            else:  # git and the image lookups block: keep them off the event loop
+                result = await asyncio.to_thread(self.promote_fn, *args)
         except Exception as exc:
-            self._log_line(f"promote failed: {_one_line(exc)}", stream="stderr")
+            text = _one_line(exc)
+            for flag, box in (("--allow-dirty", "Allow uncommitted changes"),
+                              ("--allow-unpinned", "Allow an image without a registry digest")):
+                if flag in text:
+                    text += f" (in this dialog: tick '{box}')"
+            self._log_line(f"promote failed: {text}", stream="stderr")
         else:
-            self._log_line(f"promoted: {result}")
+            self._log_line(_promoted_text(result))
+            for warning in getattr(result, "warnings", ()) or ():
+                self._log_line(f"promote warning: {warning}", stream="stderr")
         self.flush_log()
 
     def action_switch_profile(self) -> None:
@@ -621,3 +630,16 @@ def _set_watching(session: Any, on: bool) -> None:
 def _one_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+
+
+def _promoted_text(result: Any) -> str:
+    """One line for the log: the file written, the run id, and the commit when there is one."""
+    path = getattr(result, "path", None)
+    if path is None:
+        return f"promoted: {result}"
+    text = f"promoted: wrote {path}"
+    if getattr(result, "run_id", ""):
+        text += f" (run id {result.run_id})"
+    if getattr(result, "commit", ""):
+        text += f", committed {str(result.commit)[:12]}"
+    return text

@@ -306,3 +306,47 @@ async def test_a_progress_bar_moves_in_place_and_the_running_cell_counts_its_tim
         assert any(line.text == "training 75%" for line in app.store.ring(0))
         assert not str(app.cells_panel.get_cell("0", "time")).endswith("…")
         await quit_app(pilot)
+
+
+async def test_promote_dialog_switches_reach_promote_and_a_dirty_tree_needs_one(tmp_path: Path, monkeypatch) -> None:
+    """With uncommitted changes, Promote + commit fails and says which box to tick; ticked, the
+    pipeline file is written and committed (run off the event loop)."""
+    import subprocess
+
+    from devloop.core.promote import promote
+
+    for key, value in {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.com",
+                       "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.com"}.items():
+        monkeypatch.setenv(key, value)  # promote's own commit, on a machine without a git identity
+    root = make_project(tmp_path)
+    (root / "profiles").mkdir()
+    (root / "profiles" / "gpu.yaml").write_text(
+        "kind: docker\nimage: registry.example.com/team/train@sha256:" + "a" * 64 + "\n")
+    git = ["git", "-c", "user.email=t@example.com", "-c", "user.name=t"]
+    subprocess.run(["git", "init", "-q"], cwd=root, check=True)
+    subprocess.run(["git", "remote", "add", "origin", "https://git.example.com/team/train.git"], cwd=root, check=True)
+    subprocess.run(git + ["add", "-A"], cwd=root, check=True)
+    subprocess.run(git + ["commit", "-qm", "init"], cwd=root, check=True)
+    (root / "nb.py").write_text(CELLS + "# edited\n")  # uncommitted
+    app = DevloopApp(config=load_config(root), profile="gpu", file="nb.py", promote=promote)
+
+    def outcome() -> list[str]:
+        return [line.text for line in app.store.all.lines if line.text.startswith(("promoted", "promote failed"))]
+
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("p")
+        await pilot.pause()
+        app.screen.query_one("#promote-commit").value = True
+        await pilot.click("#promote-ok")
+        await until("the refusal", outcome)
+        assert "uncommitted" in outcome()[-1] and "tick 'Allow uncommitted changes'" in outcome()[-1]
+        await pilot.press("p")
+        await pilot.pause()
+        app.screen.query_one("#promote-commit").value = True
+        app.screen.query_one("#promote-dirty").value = True
+        await pilot.click("#promote-ok")
+        await until("the promotion", lambda: len(outcome()) == 2)
+        assert outcome()[-1].startswith("promoted: wrote ") and "committed" in outcome()[-1]
+        await quit_app(pilot)
+    log = subprocess.run(["git", "log", "--format=%s"], cwd=root, capture_output=True, text=True).stdout
+    assert log.splitlines()[0].startswith("devloop promote:")

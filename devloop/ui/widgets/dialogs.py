@@ -17,6 +17,8 @@ class PromoteRequest:
     target: str
     name: str
     commit: bool
+    allow_dirty: bool = False  # pin a code revision with uncommitted changes (recorded as dirty)
+    allow_unpinned: bool = False  # accept an image without a registry digest
 
 
 class PromoteDialog(ModalScreen[PromoteRequest | None]):
@@ -41,6 +43,8 @@ class PromoteDialog(ModalScreen[PromoteRequest | None]):
             yield Label("Pipeline name", classes="field-label")
             yield Input(self.default_name, id="promote-name", placeholder="DNS-1123 name")
             yield Checkbox("Commit the pipeline file to git", value=False, id="promote-commit")
+            yield Checkbox("Allow uncommitted changes (recorded as dirty)", value=False, id="promote-dirty")
+            yield Checkbox("Allow an image without a registry digest", value=False, id="promote-unpinned")
             if self.note:
                 yield Label(self.note, classes="dialog-note")
             with Horizontal(classes="dialog-buttons"):
@@ -74,6 +78,8 @@ class PromoteDialog(ModalScreen[PromoteRequest | None]):
                 target=str(self.query_one("#promote-target", Select).value),
                 name=name,
                 commit=self.query_one("#promote-commit", Checkbox).value,
+                allow_dirty=self.query_one("#promote-dirty", Checkbox).value,
+                allow_unpinned=self.query_one("#promote-unpinned", Checkbox).value,
             )
         )
 
