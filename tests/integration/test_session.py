@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import textwrap
 from pathlib import Path
 
@@ -188,11 +189,23 @@ async def test_setup_runs_when_a_dependency_file_changes(tmp_path: Path) -> None
         await s.close()
 
 
-async def test_watch_off_remembers_saves_until_turned_on(tmp_path: Path) -> None:
-    s, rec, f = await make(tmp_path, REACTIVE)
+@contextlib.asynccontextmanager
+async def watched(tmp_path: Path, source: str):
+    """A started session watching the project (its first pass not run yet); closed after."""
+    s, rec, f = await make(tmp_path, source)
     stop = asyncio.Event()
     watcher = asyncio.create_task(s.watch(stop))
     try:
+        await asyncio.sleep(0.2)  # the watcher is armed
+        yield s, rec, f
+    finally:
+        stop.set()
+        watcher.cancel()
+        await s.close()
+
+
+async def test_watch_off_remembers_saves_until_turned_on(tmp_path: Path) -> None:
+    async with watched(tmp_path, REACTIVE) as (s, rec, f):
         await s.run_all()
         await asyncio.sleep(0.3)
         s.set_watching(False)
@@ -206,10 +219,6 @@ async def test_watch_off_remembers_saves_until_turned_on(tmp_path: Path) -> None
                 break
             await asyncio.sleep(0.05)
         assert rec.started() == [3]
-    finally:
-        stop.set()
-        watcher.cancel()
-        await s.close()
 
 
 async def test_a_kernel_killed_while_idle_makes_the_next_save_rerun_from_the_top(tmp_path: Path) -> None:
@@ -236,11 +245,6 @@ async def test_a_kernel_killed_while_idle_makes_the_next_save_rerun_from_the_top
         await s.close()
 
 
-async def _watching(s: Session):
-    stop = asyncio.Event()
-    return stop, asyncio.create_task(s.watch(stop))
-
-
 async def test_files_a_failing_cell_writes_into_the_project_do_not_loop_it(tmp_path: Path) -> None:
     """A cell that writes results.csv and then fails must not be rerun by its own output (that
     would loop for ever); the file is still synced. A later save of the cell does rerun it."""
@@ -251,10 +255,7 @@ async def test_files_a_failing_cell_writes_into_the_project_do_not_loop_it(tmp_p
         open("results.csv", "w").write("a,b\\n")
         raise ValueError("bad")
         """
-    s, rec, f = await make(tmp_path, source)
-    stop, watcher = await _watching(s)
-    try:
-        await asyncio.sleep(0.2)
+    async with watched(tmp_path, source) as (s, rec, f):
         await s.run_all()
         await asyncio.sleep(1.5)  # the watcher saw results.csv by now
         assert rec.started() == [0, 1]
@@ -265,25 +266,14 @@ async def test_files_a_failing_cell_writes_into_the_project_do_not_loop_it(tmp_p
                 break
             await asyncio.sleep(0.05)
         assert rec.started() == [1]
-    finally:
-        stop.set()
-        watcher.cancel()
-        await s.close()
 
 
 async def test_a_script_writing_its_results_into_the_project_runs_once(tmp_path: Path) -> None:
-    s, rec, f = await make(tmp_path, "import time\nopen('metrics.json', 'w').write('{}')\ntime.sleep(0.3)\n"
-                                     "open('final.txt', 'w').write('done')\n")
-    stop, watcher = await _watching(s)
-    try:
-        await asyncio.sleep(0.2)
+    async with watched(tmp_path, "import time\nopen('metrics.json', 'w').write('{}')\ntime.sleep(0.3)\n"
+                                  "open('final.txt', 'w').write('done')\n") as (s, rec, f):
         await s.run_all()
         await asyncio.sleep(1.5)
         assert rec.started() == [0]
-    finally:
-        stop.set()
-        watcher.cancel()
-        await s.close()
 
 
 async def test_a_data_file_saved_later_reruns_the_cell_that_failed_on_it(tmp_path: Path) -> None:
@@ -293,10 +283,7 @@ async def test_a_data_file_saved_later_reruns_the_cell_that_failed_on_it(tmp_pat
         rows = open("data.txt").read().split()
         print("rows", len(rows))
         """
-    s, rec, f = await make(tmp_path, source)
-    stop, watcher = await _watching(s)
-    try:
-        await asyncio.sleep(0.2)
+    async with watched(tmp_path, source) as (s, rec, f):
         assert not (await s.run_all()).ok
         await asyncio.sleep(1.2)  # past the grace period after the run
         rec.clear()
@@ -306,7 +293,3 @@ async def test_a_data_file_saved_later_reruns_the_cell_that_failed_on_it(tmp_pat
                 break
             await asyncio.sleep(0.05)
         assert rec.started() == [0] and "rows 3" in rec.text()
-    finally:
-        stop.set()
-        watcher.cancel()
-        await s.close()
