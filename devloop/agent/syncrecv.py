@@ -14,6 +14,9 @@ One JSON line answers: {"ok": true, "files": N, "bytes": N, "deleted": N} or {"o
 `manifest ROOT` prints the stored manifest as {"version": 1, "files": {REL: [size, mtime_ns,
 mode, sha256, link]}}, keeping only paths whose file on disk still matches what was written
 (so a file changed or lost remotely is sent again), or `null` when nothing was synced there.
+The check is a stat per file against the (size, mtime_ns, mode) recorded when it was written,
+never a re-hash. `receive ROOT --serve` answers the same line for a frame header of
+MANIFEST_REQUEST instead of a sync, so `devloop sync` needs one process start, not two.
 
 The stored manifest is a base file plus an append-only journal, so a one-file sync appends one
 line instead of rewriting the record of a 100,000-file tree.
@@ -31,6 +34,7 @@ BASE = "manifest.json"
 JOURNAL = "manifest.log"
 CHUNK = 1 << 20
 COMPACT_JOURNAL_BYTES = 1 << 20
+MANIFEST_REQUEST = 0xFFFFFFFF  # a --serve frame header that asks for the manifest line
 
 
 class Refused(Exception):
@@ -71,8 +75,10 @@ def _write_base(root, files):
     os.makedirs(os.path.join(root, STATE_DIR), exist_ok=True)
     path = _state_path(root, BASE)
     tmp = path + ".%d.tmp" % os.getpid()
+    # dumps, not dump: dump() to a file runs the pure-Python encoder (10x slower)
+    text = json.dumps({"version": 1, "files": files}, separators=(",", ":"))
     with open(tmp, "w", encoding="utf-8") as f:
-        json.dump({"version": 1, "files": files}, f, separators=(",", ":"))
+        f.write(text)
     os.replace(tmp, path)
     try:
         os.unlink(_state_path(root, JOURNAL))
@@ -358,6 +364,7 @@ class FramedReader:
         self.left = 0
         self.done = False
         self.eof = False
+        self.manifest_request = False
 
     def _next_chunk(self):
         head = _read_exact(self.stream, 4)
@@ -365,6 +372,9 @@ class FramedReader:
             self.done = self.eof = True
             return
         self.left = int.from_bytes(head, "big")
+        if self.left == MANIFEST_REQUEST:
+            self.left = 0
+            self.manifest_request = True
         if self.left == 0:
             self.done = True
 
@@ -422,25 +432,29 @@ def receive_main(argv):
         reader._next_chunk()
         if reader.eof:
             return 0
+        if reader.manifest_request:
+            _answer(manifest_answer(argv[0]))
+            continue
         _receive_answer(argv[0], reader)
         if reader.eof:
             return 0
+
+
+def manifest_answer(root):
+    """The stored manifest, checked against the disk by stat (no hashing), or None."""
+    root = os.path.realpath(root)
+    files = load_stored(root)
+    if files is None:
+        return None
+    # the journal is compacted by receive once it is big; rewriting the whole record here on
+    # every question would cost more than reading the few journal lines it saves
+    good = {rel: rec[:5] for rel, rec in files.items() if _verified(root, rel, rec)}
+    return {"version": 1, "files": good}
 
 
 def manifest_main(argv):
     if len(argv) != 1:
         sys.stderr.write("usage: manifest ROOT\n")
         return 2
-    root = os.path.realpath(argv[0])
-    files = load_stored(root)
-    if files is None:
-        _answer(None)
-        return 0
-    if os.path.exists(_state_path(root, JOURNAL)):
-        try:
-            _write_base(root, files)
-        except OSError:
-            pass
-    good = {rel: rec[:5] for rel, rec in files.items() if _verified(root, rel, rec)}
-    _answer({"version": 1, "files": good})
+    _answer(manifest_answer(argv[0]))
     return 0

@@ -103,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
     from devloop.core.events import SyncDone
     from devloop.core.sync.manifest import IgnoreRules, Scanner, load_local_manifest, save_local_manifest
     from devloop.core.sync.plan import plan_sync
-    from devloop.core.sync.transport import sync_via_agent
+    from devloop.core.sync.transport import close_receiver, fetch_remote_manifest, sync_via_agent
     from devloop.core.targets import create_target
     from devloop.core.targets.base import TargetError
 
@@ -113,8 +113,12 @@ def run(args: argparse.Namespace) -> int:
         return fail(str(exc))
     verbose = getattr(args, "verbose", 0) or 0
     root = Path(config.root).resolve()
-    rules = IgnoreRules.load(root, tuple(config.sync.exclude or ()))
-    scanner = Scanner(root, rules, cache_file=root / ".devloop" / "statcache.json")
+    exclude = tuple(config.sync.exclude or ())
+
+    def scan():
+        # the stat cache (~1 MB of JSON for 10,000 files) loads on the worker thread too
+        scanner = Scanner(root, IgnoreRules.load(root, exclude), cache_file=root / ".devloop" / "statcache.json")
+        return scanner, scanner.scan()
 
     async def main(stop: asyncio.Event) -> int:
         started = time.perf_counter()
@@ -125,8 +129,8 @@ def run(args: argparse.Namespace) -> int:
             else:
                 print(json.dumps(SyncDone(0, 0, 0, 0.0).to_json()))
             return 0
-        manifest = await asyncio.to_thread(scanner.scan)
         if args.dry_run:
+            scanner, manifest = await asyncio.to_thread(scan)
             plan = plan_sync(load_local_manifest(root, profile.name), manifest)
             if args.json:
                 print(json.dumps({"event": "sync_plan", "dry_run": True, "copies": list(plan.copies),
@@ -136,9 +140,19 @@ def run(args: argparse.Namespace) -> int:
                 _print_plan(plan, verbose, dry=True)
             await asyncio.to_thread(scanner.save_cache)
             return 0
+        # the local scan runs on a thread while the target starts and answers what it holds:
+        # both sides stat the whole tree, so they overlap instead of adding up
+        scanning = asyncio.ensure_future(asyncio.to_thread(scan))
+        kept = _uses_agent_receiver(target)
+        saving = None
         try:
             await target.start()
-            remote = await target.remote_manifest()
+            if kept:  # one receiver process answers the manifest, then takes the sync
+                remote = await fetch_remote_manifest(target, keep_open=True)
+            else:
+                remote = await target.remote_manifest()
+            scanner, manifest = await scanning
+            saving = asyncio.ensure_future(asyncio.to_thread(scanner.save_cache))
             plan = plan_sync(remote, manifest)
             if not args.json:
                 if plan.empty:
@@ -149,15 +163,15 @@ def run(args: argparse.Namespace) -> int:
             if not plan.empty:
                 progress = _Progress(args.json)
                 try:
-                    if _uses_agent_receiver(target):
-                        stats = await sync_via_agent(target, plan, str(root), progress)
+                    if kept:
+                        stats = await sync_via_agent(target, plan, str(root), progress, keep_open=True)
                     else:
                         stats = await target.sync(plan, str(root))
                 finally:
                     progress.clear()
                 files, nbytes, deleted = stats.files, stats.bytes, stats.deleted
             save_local_manifest(root, profile.name, plan.new_manifest)
-            await asyncio.to_thread(scanner.save_cache)
+            await saving
             ms = (time.perf_counter() - started) * 1000
             done = SyncDone(files, nbytes, deleted, round(ms, 1), tuple(plan.dependency_files))
             if args.json:
@@ -168,6 +182,14 @@ def run(args: argparse.Namespace) -> int:
         except TargetError as exc:
             return fail(str(exc))
         finally:
+            for task in (scanning, saving):
+                if task is not None and not task.done():
+                    try:
+                        await task
+                    except Exception:  # noqa: BLE001 - the error that ended the sync is reported
+                        pass
+            if kept:
+                await close_receiver(target)
             await target.stop()
 
     return run_async(main)

@@ -143,3 +143,87 @@ def test_local_manifest_per_profile(tmp_path):
     save_local_manifest(tmp_path, "gpu", m)
     assert load_local_manifest(tmp_path, "gpu") == m
     assert (tmp_path / ".devloop" / "manifests" / "gpu.json").exists()
+
+
+# -- the persisted stat cache trusts earlier ignore decisions only while the rules are the same --
+
+def test_persisted_cache_follows_ignore_files_changed_between_runs(tmp_path):
+    cache = tmp_path / "cache.json"
+    proj = tmp_path / "p"
+    write(proj, ".gitignore", "*.log\n")
+    write(proj, "a.py")
+    write(proj, "b.log")
+    write(proj, "sub/c.txt")
+    write(proj, "sub/d.py")
+
+    def run(extra=()):
+        s = Scanner(proj, IgnoreRules.load(proj, extra), cache_file=cache)
+        m = s.scan()
+        s.save_cache()
+        return set(m)
+
+    assert run() == {".gitignore", "a.py", "sub/c.txt", "sub/d.py"}
+    assert run() == {".gitignore", "a.py", "sub/c.txt", "sub/d.py"}  # trusted: same answer
+    write(proj, ".gitignore", "*.log\n*.txt\n")  # changed root ignore file
+    assert run() == {".gitignore", "a.py", "sub/d.py"}
+    write(proj, "sub/.devloopignore", "d.py\n")  # a new ignore file deeper down
+    assert run() == {".gitignore", "a.py", "sub/.devloopignore"}
+    assert run(["a.py"]) == {".gitignore", "sub/.devloopignore"}  # [sync].exclude changed
+    (proj / ".gitignore").unlink()  # gone: what it excluded comes back
+    (proj / "sub" / ".devloopignore").unlink()
+    assert run() == {"a.py", "b.log", "sub/c.txt", "sub/d.py"}
+
+
+def test_cold_scan_with_cache_hashes_nothing_unchanged(tmp_path):
+    cache = tmp_path / "cache.json"
+    proj = tmp_path / "p"
+    for i in range(100):
+        write(proj, f"d{i % 7}/f{i}.py", str(i))
+    s = Scanner(proj, IgnoreRules.load(proj), cache_file=cache)
+    first = s.scan()
+    s.save_cache()
+    s2 = Scanner(proj, IgnoreRules.load(proj), cache_file=cache)
+    assert s2.scan() == first and s2.hashed == 0
+
+
+# -- the combined-regex prefilter gives exactly pathspec's answers ------------------------------
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+PATTERN_PARTS = ["*.py", "a", "b/", "/a", "a/**/c", "**/b", "!a", "!*.py", "c?", "[ab]*", "a/b", "*", "!b/",
+                 "d/", "\\#x", "*.p[y]", "a*/", "!c?", "**"]
+REL_PATHS = ["a", "b", "c1", "a.py", "a/b", "a/c", "a/b/c", "b/a.py", "d/e.py", "x/a/y/c", "#x", "cz/a.py"]
+
+
+def _reference(specs, relpath, is_dir):
+    """The decision as pathspec gives it, level by level (no prefilter)."""
+    parts = relpath.split("/")
+    for depth in range(len(parts) - 1, -1, -1):
+        spec = specs.get("/".join(parts[:depth]))
+        if spec is None:
+            continue
+        verdict = spec.check_file("/".join(parts[depth:]) + ("/" if is_dir else "")).include
+        if verdict is not None:
+            return verdict
+    return False
+
+
+@settings(max_examples=150, deadline=None)
+@given(root_lines=st.lists(st.sampled_from(PATTERN_PARTS), max_size=6),
+       sub_lines=st.lists(st.sampled_from(PATTERN_PARTS), max_size=4),
+       rel=st.sampled_from(REL_PATHS), is_dir=st.booleans())
+def test_prefilter_matches_pathspec(tmp_path_factory, root_lines, sub_lines, rel, is_dir):
+    import pathspec
+
+    from devloop.core.sync.ignore import DEFAULT_PATTERNS
+
+    root = tmp_path_factory.mktemp("ign")
+    (root / ".gitignore").write_text("\n".join(root_lines) + "\n")
+    (root / "a").mkdir()
+    (root / "a" / ".gitignore").write_text("\n".join(sub_lines) + "\n")
+    specs = {"": pathspec.GitIgnoreSpec.from_lines([*DEFAULT_PATTERNS, *root_lines])}
+    if sub_lines:
+        specs["a"] = pathspec.GitIgnoreSpec.from_lines(sub_lines)
+    rules = IgnoreRules.load(root)
+    assert rules._decide(rel, is_dir) == _reference(specs, rel, is_dir)

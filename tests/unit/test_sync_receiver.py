@@ -174,3 +174,26 @@ def test_serve_mode_takes_several_framed_syncs(tmp_path):
     assert out.returncode == 0
     assert [a["ok"] for a in answers] == [True, False, True]
     assert set(syncrecv.load_stored(str(tmp_path / "wd"))) == {"a.py", "b.py"}
+
+
+def test_serve_mode_answers_manifest_requests_between_syncs(tmp_path):
+    """`devloop sync` asks the kept receiver what it holds, then syncs through it: one process."""
+    bundle = write_bundle(tmp_path / "cache")
+    ask = syncrecv.MANIFEST_REQUEST.to_bytes(4, "big")
+    data = tar_stream(control({"a.py": entry(b"1")}, full=True), [("a.py", b"1")]).getvalue()
+    sync = len(data).to_bytes(4, "big") + data + b"\0\0\0\0"
+    out = subprocess.run([sys.executable, str(bundle), "receive", str(tmp_path / "wd"), "--serve"],
+                         input=ask + sync + ask, capture_output=True)
+    answers = [json.loads(line) for line in out.stdout.splitlines()]
+    assert out.returncode == 0, out.stderr
+    assert answers[0] is None and answers[1]["ok"] is True
+    assert set(answers[2]["files"]) == {"a.py"} and answers[2]["files"]["a.py"][:3] == entry(b"1")[:3]
+
+
+def test_manifest_reads_the_journal_without_rewriting_the_record(tmp_path):
+    root = tmp_path / "wd"
+    syncrecv.receive(str(root), tar_stream(control({"a.py": entry(b"1")}, full=True), [("a.py", b"1")]))
+    syncrecv.receive(str(root), tar_stream(control({"b.py": entry(b"2")}), [("b.py", b"2")]))
+    base = (root / ".devloop" / syncrecv.BASE).read_bytes()
+    assert set(syncrecv.manifest_answer(str(root))["files"]) == {"a.py", "b.py"}
+    assert (root / ".devloop" / syncrecv.BASE).read_bytes() == base

@@ -203,3 +203,42 @@ def test_property_remote_mirrors_local_minus_ignored(tmp_path_factory, first, ig
     got = tree(wd)
     assert got.pop("checkpoints/epoch1.pt") == ("file", b"weights", False)
     assert got == want
+
+
+async def test_manifest_through_the_kept_receiver_then_sync_one_process(tmp_path):
+    """What `devloop sync` does: ask and sync through one `receive --serve` process."""
+    wd = tmp_path / "wd"
+    proj = make_project(tmp_path, wd)
+    (proj / "a.py").write_text("1")
+    target, _ = target_for(proj)
+    await target.start()
+    spawned = []
+    real_spawn = target.spawn
+
+    async def spawn(argv, *a, **kw):
+        spawned.append(list(argv))
+        return await real_spawn(argv, *a, **kw)
+
+    target.spawn = spawn
+    scanner = Scanner(proj, IgnoreRules.load(proj))
+    try:
+        assert await fetch_remote_manifest(target, keep_open=True) is None
+        plan = plan_sync(None, scanner.scan())
+        await sync_via_agent(target, plan, str(proj), keep_open=True)
+        assert await fetch_remote_manifest(target, keep_open=True) == plan.new_manifest
+        (proj / "a.py").write_text("22")
+        plan2 = plan_sync(plan.new_manifest, scanner.scan())
+        stats = await sync_via_agent(target, plan2, str(proj), keep_open=True)
+        assert stats.files == 1 and (wd / "a.py").read_text() == "22"
+    finally:
+        await close_receiver(target)
+    assert len(spawned) == 1 and spawned[0][-1] == "--serve"
+    # a receiver that died is replaced once, transparently
+    try:
+        assert await fetch_remote_manifest(target, keep_open=True) == plan2.new_manifest
+        from devloop.core.sync import transport
+
+        await transport._receivers[target][1].kill()
+        assert await fetch_remote_manifest(target, keep_open=True) == plan2.new_manifest
+    finally:
+        await close_receiver(target)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import tarfile
 import time
 import weakref
 from typing import TYPE_CHECKING, Callable
@@ -26,6 +25,7 @@ if TYPE_CHECKING:  # pragma: no cover
 CONTROL_NAME = ".devloop-control.json"
 BLOCK = 512
 SEND_BYTES = 1 << 20
+MANIFEST_REQUEST = b"\xff\xff\xff\xff"  # a kept receiver's frame header: answer the manifest
 
 ProgressFn = Callable[[int, int, int, int], None]
 
@@ -49,6 +49,8 @@ def _header(name: str, size: int = 0, mode: int = 0o644, mtime: int = 0, link: s
         ))
         checksum = b"%06o\0 " % sum(head)
         return head[:148] + checksum + head[156:]
+    import tarfile  # only for long names: not worth its import on every `devloop sync`
+
     info = tarfile.TarInfo(name)
     info.size = 0 if link is not None else size
     info.mode = mode
@@ -233,16 +235,20 @@ async def sync_via_agent(target: "Target", plan: "SyncPlan", source_root: str,
                      deleted=int(answer.get("deleted", 0)), ms=(time.perf_counter() - started) * 1000)
 
 
+async def _kept_channel(target: "Target", workdir: str) -> "Channel":
+    held = _receivers.get(target)
+    if held is not None and held[0] == workdir:
+        return held[1]
+    if held is not None:
+        await close_receiver(target)
+    channel = await target.spawn(target.agent_argv("receive", workdir, "--serve"))
+    _receivers[target] = (workdir, channel)
+    return channel
+
+
 async def _sync_kept(target: "Target", workdir: str, plan: "SyncPlan", root: str, full: bool,
                      on_progress: ProgressFn | None) -> object:
-    held = _receivers.get(target)
-    if held is None or held[0] != workdir:
-        if held is not None:
-            await close_receiver(target)
-        channel = await target.spawn(target.agent_argv("receive", workdir, "--serve"))
-        _receivers[target] = (workdir, channel)
-    else:
-        channel = held[1]
+    channel = await _kept_channel(target, workdir)
     sender = _Sender(channel, len(plan.copies), plan.bytes_total, on_progress, framed=True)
     try:
         await _stream_plan(sender, plan, root, full)
@@ -267,13 +273,47 @@ async def _sync_kept(target: "Target", workdir: str, plan: "SyncPlan", root: str
         raise TargetError(f"the devloop agent's receive mode answered garbage: {line[:200]!r}") from exc
 
 
-async def fetch_remote_manifest(target: "Target") -> Manifest | None:
+async def _ask_kept_manifest(target: "Target") -> object:
+    """The manifest line from the kept receiver (started if needed; a dead one is replaced once)."""
+    workdir = _workdir(target)
+    for attempt in range(2):
+        channel = await _kept_channel(target, workdir)
+        try:
+            await channel.send(MANIFEST_REQUEST)
+            line = await channel.readline()
+        except (BrokenPipeError, ConnectionResetError):
+            line = b""
+        except BaseException:
+            _receivers.pop(target, None)
+            await channel.kill()
+            raise
+        if line:
+            try:
+                return json.loads(line)
+            except ValueError as exc:
+                raise TargetError(f"the devloop agent's manifest mode answered garbage: {line[:200]!r}") from exc
+        _receivers.pop(target, None)
+        await channel.kill()
+        if attempt:
+            tail = channel.stderr_tail().strip().splitlines()
+            raise TargetError("the devloop agent's receiver stopped without answering"
+                              + (f": {tail[-1]}" if tail else ""),
+                              hint="run with -v to see the agent's messages")
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+async def fetch_remote_manifest(target: "Target", *, keep_open: bool = False) -> Manifest | None:
     """What the remote holds from earlier syncs (checked against its disk), or None.
-    Asking marks a (re)connect: the next sync sends the complete manifest again."""
+    Asking marks a (re)connect: the next sync sends the complete manifest again.
+    `keep_open` asks the persistent receiver (started here) that the next
+    `sync_via_agent(..., keep_open=True)` then uses: one process start for both."""
     _full_sent.pop(target, None)
-    channel = await target.spawn(target.agent_argv("manifest", _workdir(target)))
-    await channel.close_stdin()
-    answer = await _read_answer(channel, "manifest")
+    if keep_open:
+        answer = await _ask_kept_manifest(target)
+    else:
+        channel = await target.spawn(target.agent_argv("manifest", _workdir(target)))
+        await channel.close_stdin()
+        answer = await _read_answer(channel, "manifest")
     if answer is None:
         return None
     if not isinstance(answer, dict) or "files" not in answer:
