@@ -188,10 +188,17 @@ class FakeNvml:
 
 @pytest.fixture(scope="session")
 def fake_nvml_lib() -> Path:
+    """The fake libnvidia-ml.so, compiled with gcc. A machine that cannot build it fails the GPU
+    tests loudly (they would prove nothing skipped) unless DEVLOOP_SKIP_GPU_FAKE=1 says so."""
+    import os
+
     try:
         return build_fake_nvml()
     except (RuntimeError, subprocess.CalledProcessError) as exc:
-        pytest.skip(f"cannot build the fake NVML library: {getattr(exc, 'stderr', '') or exc}")
+        why = f"cannot build the fake NVML library (gcc needed): {getattr(exc, 'stderr', '') or exc}"
+        if os.environ.get("DEVLOOP_SKIP_GPU_FAKE") == "1":
+            pytest.skip(f"GPU TESTS SKIPPED because DEVLOOP_SKIP_GPU_FAKE=1: {why}")
+        pytest.fail(f"{why}; install gcc, or set DEVLOOP_SKIP_GPU_FAKE=1 to skip the GPU tests on purpose")
 
 
 @pytest.fixture

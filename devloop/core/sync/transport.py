@@ -13,7 +13,7 @@ import json
 import os
 import time
 import weakref
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from devloop.core.sync.manifest import Entry, Manifest, manifest_from_json
 from devloop.core.targets.base import SyncStats, TargetError
@@ -246,20 +246,30 @@ async def _kept_channel(target: "Target", workdir: str) -> "Channel":
     return channel
 
 
-async def _sync_kept(target: "Target", workdir: str, plan: "SyncPlan", root: str, full: bool,
-                     on_progress: ProgressFn | None) -> object:
-    channel = await _kept_channel(target, workdir)
-    sender = _Sender(channel, len(plan.copies), plan.bytes_total, on_progress, framed=True)
+async def _round_trip(target: "Target", channel: "Channel", send: Any) -> bytes:
+    """`await send()` to the kept receiver, then its one-line answer; b"" when it stopped
+    reading. Any other failure kills it (the next request starts a new one) and is raised."""
     try:
-        await _stream_plan(sender, plan, root, full)
-        await channel.send(b"\0\0\0\0")
-        line = await channel.readline()
+        await send()
+        return await channel.readline()
     except (BrokenPipeError, ConnectionResetError):
-        line = b""
+        return b""
     except BaseException:
         _receivers.pop(target, None)
         await channel.kill()
         raise
+
+
+async def _sync_kept(target: "Target", workdir: str, plan: "SyncPlan", root: str, full: bool,
+                     on_progress: ProgressFn | None) -> object:
+    channel = await _kept_channel(target, workdir)
+    sender = _Sender(channel, len(plan.copies), plan.bytes_total, on_progress, framed=True)
+
+    async def send() -> None:
+        await _stream_plan(sender, plan, root, full)
+        await channel.send(b"\0\0\0\0")
+
+    line = await _round_trip(target, channel, send)
     if not line:
         _receivers.pop(target, None)
         await channel.kill()
@@ -278,15 +288,7 @@ async def _ask_kept_manifest(target: "Target") -> object:
     workdir = _workdir(target)
     for attempt in range(2):
         channel = await _kept_channel(target, workdir)
-        try:
-            await channel.send(MANIFEST_REQUEST)
-            line = await channel.readline()
-        except (BrokenPipeError, ConnectionResetError):
-            line = b""
-        except BaseException:
-            _receivers.pop(target, None)
-            await channel.kill()
-            raise
+        line = await _round_trip(target, channel, lambda: channel.send(MANIFEST_REQUEST))
         if line:
             try:
                 return json.loads(line)

@@ -67,6 +67,15 @@ def wrap_command(argv: Sequence[str], env: Mapping[str, str], cwd: str | None) -
     return "exec /bin/sh -c " + shlex.quote(inner)
 
 
+def profile_endpoint(profile: "Profile") -> Endpoint:
+    """Where an ssh profile connects: its keys over ~/.ssh/config's entry for `host`."""
+    try:
+        return resolve_endpoint(profile.host, port=profile.port, user=profile.user,
+                                identity_file=profile.identity_file, known_hosts=profile.known_hosts)
+    except ValueError as exc:
+        raise TargetError(f"profile {profile.name!r}: {exc}") from exc
+
+
 def kill_command(pid: int) -> str:
     """Kill the process's whole session (children in other process groups too), then it."""
     return (f"pkill -KILL -s {pid} 2>/dev/null; kill -KILL -- -{pid} 2>/dev/null; "
@@ -248,13 +257,7 @@ class SshTarget(Target):
     # -- endpoint ---------------------------------------------------------------------------------
     def endpoint(self) -> Endpoint:
         if self._endpoint is None:
-            p = self.profile
-            try:
-                self._endpoint = resolve_endpoint(
-                    p.host, port=p.port, user=p.user, identity_file=p.identity_file,
-                    known_hosts=p.known_hosts)
-            except ValueError as exc:
-                raise TargetError(f"profile {p.name!r}: {exc}") from exc
+            self._endpoint = profile_endpoint(self.profile)
         return self._endpoint
 
     @property

@@ -18,11 +18,11 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 from docker.transport.basehttpadapter import BaseHTTPAdapter
 from docker.transport.sshconn import SSHConnection, SSHConnectionPool
 
-from devloop.core.ssh_config import Endpoint, resolve_endpoint
+from devloop.core.ssh_config import Endpoint
 from devloop.core.ssh_connect import AuthFailed, Connection, HostKeyChanged, UnknownHostKey, Unreachable, connect
 from devloop.core.targets.base import Channel, ConnectionLost, TargetError, TargetInfo
 from devloop.core.targets.docker import DockerTarget
-from devloop.core.targets.ssh import run_command
+from devloop.core.targets.ssh import profile_endpoint, run_command
 
 if TYPE_CHECKING:  # pragma: no cover
     import docker
@@ -136,12 +136,7 @@ class SshDockerTarget(DockerTarget):
     # -- the way to the engine ---------------------------------------------------------------------
     def endpoint(self) -> Endpoint:
         if self._endpoint is None:
-            p = self.ssh_profile
-            try:
-                self._endpoint = resolve_endpoint(p.host, port=p.port, user=p.user, identity_file=p.identity_file,
-                                                  known_hosts=p.known_hosts)
-            except ValueError as exc:
-                raise TargetError(f"profile {p.name!r}: {exc}") from exc
+            self._endpoint = profile_endpoint(self.ssh_profile)
         return self._endpoint
 
     def _dial_command(self) -> str:
