@@ -242,3 +242,69 @@ async def test_manifest_through_the_kept_receiver_then_sync_one_process(tmp_path
         assert await fetch_remote_manifest(target, keep_open=True) == plan2.new_manifest
     finally:
         await close_receiver(target)
+
+
+async def test_a_big_plan_is_read_on_a_thread_and_arrives_whole(tmp_path):
+    """Over THREADED_FILES files: read and framed on a thread (the event loop never waits on the
+    disk), sent in order, progress counted, the remote equal to the local tree."""
+    import threading
+
+    from devloop.core.sync import transport
+
+    wd = tmp_path / "wd"
+    proj = make_project(tmp_path, wd)
+    for i in range(transport.THREADED_FILES + 40):
+        d = proj / "src" / f"d{i % 7}"
+        d.mkdir(parents=True, exist_ok=True)
+        (d / f"f{i}.py").write_bytes(os.urandom(i * 37 % 5000))
+    (proj / "big.bin").write_bytes(os.urandom(3 * transport.SEND_BYTES + 11))
+    target, config = target_for(proj)
+    await target.start()
+    scanner = Scanner(proj, IgnoreRules.load(proj, config.sync.exclude))
+    progress = []
+    readers = []
+    original = threading.Thread.start
+
+    def spy(self):
+        if self.name == "devloop-sync-read":
+            readers.append(self)
+        return original(self)
+
+    threading.Thread.start = spy
+    try:
+        plan, stats = await sync_once(target, scanner, None, on_progress=lambda *a: progress.append(a))
+    finally:
+        threading.Thread.start = original
+    assert readers, "the big plan was not read on a thread"
+    assert stats.files == len(plan.copies)
+    assert tree(wd) == tree(proj)
+    await close_receiver(target)
+    await target.stop()
+
+
+async def test_a_cancelled_big_sync_leaves_no_reader_thread_behind(tmp_path):
+    import threading
+
+    from devloop.core.sync import transport
+
+    wd = tmp_path / "wd"
+    proj = make_project(tmp_path, wd)
+    for i in range(transport.THREADED_FILES + 10):
+        (proj / f"f{i}.bin").write_bytes(os.urandom(64 * 1024))
+    target, config = target_for(proj)
+    await target.start()
+    scanner = Scanner(proj, IgnoreRules.load(proj, config.sync.exclude))
+    streaming = asyncio.Event()
+    task = asyncio.create_task(sync_once(target, scanner, None, on_progress=lambda *a: streaming.set()))
+    await asyncio.wait_for(streaming.wait(), 30)  # the first MiB went out: cancel mid-stream
+    assert any(t.name == "devloop-sync-read" and t.is_alive() for t in threading.enumerate())
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    for _ in range(50):
+        if not any(t.name == "devloop-sync-read" and t.is_alive() for t in threading.enumerate()):
+            break
+        await asyncio.sleep(0.05)
+    assert not any(t.name == "devloop-sync-read" and t.is_alive() for t in threading.enumerate())
+    await close_receiver(target)
+    await target.stop()

@@ -11,9 +11,11 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import queue
+import threading
 import time
 import weakref
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from devloop.core.sync.manifest import Entry, Manifest, manifest_from_json
 from devloop.core.targets.base import SyncStats, TargetError
@@ -25,6 +27,8 @@ if TYPE_CHECKING:  # pragma: no cover
 CONTROL_NAME = ".devloop-control.json"
 BLOCK = 512
 SEND_BYTES = 1 << 20
+THREADED_BYTES = 4 << 20  # a plan this big (or with this many files) is read on a thread
+THREADED_FILES = 256
 MANIFEST_REQUEST = b"\xff\xff\xff\xff"  # a kept receiver's frame header: answer the manifest
 
 ProgressFn = Callable[[int, int, int, int], None]
@@ -110,39 +114,106 @@ class _Sender:
                 self.on_progress(self.files_done, self.files_total, self.bytes_done, self.bytes_total)
 
 
-async def _stream_plan(sender: _Sender, plan: "SyncPlan", root: str, full: bool) -> None:
+def _tar_pieces(plan: "SyncPlan", root: str, full: bool) -> Iterator[tuple[bytes, int, int]]:
+    """The plan as tar bytes: (piece, files finished with it, file bytes in it). Blocking reads:
+    run it on a thread for a big plan (see _stream_plan)."""
     control = control_record(plan, full)
-    await sender.add(_header(CONTROL_NAME, len(control)) + control + _pad(len(control)))
+    yield _header(CONTROL_NAME, len(control)) + control + _pad(len(control)), 0, 0
     new = plan.new_manifest
     for rel in plan.copies:
         entry: Entry = new[rel]
         if entry.link is not None:
-            await sender.add(_header(rel, link=entry.link, mode=0o777))
-            sender.files_done += 1
+            yield _header(rel, link=entry.link, mode=0o777), 1, 0
             continue
         path = os.path.join(root, rel)
         try:
             f = open(path, "rb")
         except OSError:
             # gone since the scan: send it empty; the watcher's next event deletes or resends it
-            await sender.add(_header(rel, 0, entry.mode, entry.mtime_ns // 1_000_000_000))
-            sender.files_done += 1
+            yield _header(rel, 0, entry.mode, entry.mtime_ns // 1_000_000_000), 1, 0
             continue
         with f:
             size = os.fstat(f.fileno()).st_size
-            await sender.add(_header(rel, size, entry.mode, entry.mtime_ns // 1_000_000_000))
+            yield _header(rel, size, entry.mode, entry.mtime_ns // 1_000_000_000), 0, 0
             remaining = size
             while remaining > 0:
                 block = f.read(min(SEND_BYTES, remaining))
                 if not block:  # shrank while read: pad to the announced size
                     block = b"\0" * remaining
-                await sender.add(block)
                 remaining -= len(block)
-                sender.bytes_done += len(block)
-            await sender.add(_pad(size))
-        sender.files_done += 1
-    await sender.add(b"\0" * (2 * BLOCK))
-    await sender.flush()
+                yield block, 0, len(block)
+            yield _pad(size), 1, 0
+    yield b"\0" * (2 * BLOCK), 0, 0
+
+
+def _batched(pieces: Iterator[tuple[bytes, int, int]]) -> Iterator[tuple[bytes, int, int]]:
+    """Pieces joined into ~SEND_BYTES chunks (with their counts): one queue hop per MiB."""
+    buf, files, nbytes = bytearray(), 0, 0
+    for piece, df, db in pieces:
+        buf += piece
+        files += df
+        nbytes += db
+        if len(buf) >= SEND_BYTES:
+            yield bytes(buf), files, nbytes
+            buf, files, nbytes = bytearray(), 0, 0
+    if buf or files:
+        yield bytes(buf), files, nbytes
+
+
+async def _stream_plan(sender: _Sender, plan: "SyncPlan", root: str, full: bool) -> None:
+    """Send the plan. A big one is read and framed on a thread while the loop sends the previous
+    MiB: reading overlaps the pipe, and the event loop (the app's) never waits on the disk."""
+    pieces = _tar_pieces(plan, root, full)
+    if plan.bytes_total < THREADED_BYTES and len(plan.copies) < THREADED_FILES:
+        for piece, df, db in pieces:
+            await sender.add(piece)
+            sender.files_done += df
+            sender.bytes_done += db
+        await sender.flush()
+        return
+    chunks: queue.Queue = queue.Queue(maxsize=4)
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for chunk in _batched(pieces):
+                while not stop.is_set():
+                    try:
+                        chunks.put(chunk, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            chunks.put(None)
+        except BaseException as exc:  # noqa: BLE001 - handed to the sending side
+            chunks.put(exc)
+
+    producer = threading.Thread(target=produce, name="devloop-sync-read", daemon=True)
+    producer.start()
+    try:
+        while True:
+            item = chunks.get_nowait() if not chunks.empty() else await asyncio.to_thread(chunks.get)
+            if item is None:
+                break
+            if isinstance(item, BaseException):
+                raise item
+            data, df, db = item
+            await sender.add(data)
+            sender.files_done += df
+            sender.bytes_done += db
+        await sender.flush()
+    finally:
+        stop.set()
+        while True:  # unblock a producer waiting on a full queue
+            try:
+                chunks.get_nowait()
+            except queue.Empty:
+                break
+        try:  # and a getter left waiting by a cancelled send
+            chunks.put_nowait(None)
+        except queue.Full:
+            pass
 
 
 def _workdir(target: "Target") -> str:
