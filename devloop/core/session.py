@@ -576,15 +576,20 @@ class Session:
                                file=str(where.get("file") or rel), line=int(line),
                                traceback=str(err.get("traceback", ""))))
 
+    async def _explain_exit(self, code: int | None) -> str | None:
+        """The target's reason for an exit code (an OOM kill names the memory limit), if it has one."""
+        explain = getattr(self.target, "explain_exit", None)
+        if explain is None:
+            return None
+        try:
+            return await explain(code)
+        except Exception as exc:  # noqa: BLE001 - the exit is reported either way
+            self._log(f"could not ask the target why the process ended: {exc}")
+            return None
+
     async def _report_death(self, cell: int, result: ExecResult) -> None:
         code = result.exit_code
-        explained = None
-        explain = getattr(self.target, "explain_exit", None)  # e.g. an OOM kill names the limit
-        if explain is not None and not result.lost:
-            try:
-                explained = await explain(code)
-            except Exception as exc:  # noqa: BLE001 - the death is reported either way
-                self._log(f"could not ask the target why the kernel ended: {exc}")
+        explained = None if result.lost else await self._explain_exit(code)
         if explained:
             why = f"the kernel was {explained}" if explained.startswith("killed") else explained
         elif result.lost:
@@ -633,8 +638,8 @@ class Session:
         ok = code == 0
         if result.error:
             self._emit_error(0, result.error)
-        elif code == 137 and hasattr(self.target, "explain_exit"):  # an OOM kill names the limit
-            explained = await self.target.explain_exit(code)
+        elif code == 137:  # an OOM kill names the limit
+            explained = await self._explain_exit(code)
             if explained:
                 self.emit(ev.CellError(cell=0, type="Killed", message=f"the script was {explained}"
                                        if explained.startswith("killed") else explained,
