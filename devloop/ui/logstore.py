@@ -97,21 +97,16 @@ class LogStore:
         """Append a chunk of output; returns how many complete lines it added."""
         key = (cell, stream)
         pending = self._partial.pop(key, "")
-        if pending or "\n" not in text:
-            self.partial_version += 1
-        if pending:
-            text = pending + text
-        if "\n" not in text:
-            if len(text) > PARTIAL_LIMIT:
-                self._add(cell, stream, text)
-                return 1
-            if text:
-                self._partial[key] = text
-            return 0
-        pieces = text.split("\n")
-        tail = pieces.pop()
+        text = pending + text if pending else text
+        if "\n" not in text and len(text) > PARTIAL_LIMIT:
+            pieces, tail = [text], ""
+        else:
+            pieces = text.split("\n")
+            tail = pieces.pop()
         if tail:
             self._partial[key] = tail
+        if pending or tail:  # the live unfinished line changed: the app redraws it
+            self.partial_version += 1
         for piece in pieces:
             self._add(cell, stream, piece)
         return len(pieces)

@@ -47,3 +47,10 @@ def test_ansi_colours_do_not_count_toward_the_width() -> None:
     store = LogStore(scrollback=10)
     store.add_output(0, "stdout", "\x1b[32mok\x1b[0m\n")
     assert store.ring(0)[0].width == 2 and store.max_width == 2
+
+
+def test_a_tail_that_arrives_with_a_newline_is_drawn_live() -> None:
+    store = LogStore(scrollback=10)
+    version = store.partial_version
+    store.add_output(0, "stdout", "done\nepoch 2 ")
+    assert store.partial_version > version and texts(store.partial_lines()) == ["epoch 2 "]
