@@ -67,6 +67,17 @@ def wrap_command(argv: Sequence[str], env: Mapping[str, str], cwd: str | None) -
     return "exec /bin/sh -c " + shlex.quote(inner)
 
 
+def require_host(profile: "Profile") -> None:
+    if not profile.host:
+        raise TargetError(f"profile {profile.name!r} (kind ssh) has no `host:`",
+                          hint="add host: NAME (an alias from ~/.ssh/config, or user@host)")
+
+
+def connection_lost(ep: Endpoint, hint: str) -> ConnectionLost:
+    """The error for a dropped SSH connection, naming where it went."""
+    return ConnectionLost(f"the SSH connection to {ep.alias} ({ep.hostname}:{ep.port}) was lost", hint=hint)
+
+
 def profile_endpoint(profile: "Profile") -> Endpoint:
     """Where an ssh profile connects: its keys over ~/.ssh/config's entry for `host`."""
     try:
@@ -161,9 +172,7 @@ class SshChannel(StreamedChannel):
 
     # -- Channel ----------------------------------------------------------------------------------
     def _connection_lost(self) -> ConnectionLost:
-        ep = self.conn.endpoint
-        return ConnectionLost(f"the SSH connection to {ep.alias} ({ep.hostname}:{ep.port}) was lost",
-                              hint="devloop reconnects by itself; check the network if it keeps failing")
+        return connection_lost(self.conn.endpoint, "devloop reconnects by itself; check the network if it keeps failing")
 
     async def send(self, data: bytes) -> None:
         if not self.conn.transport.is_active():
@@ -239,9 +248,7 @@ class SshTarget(Target):
     kind = "ssh"
 
     def __init__(self, profile: "Profile", config: "Config") -> None:
-        if not profile.host:
-            raise TargetError(f"profile {profile.name!r} (kind ssh) has no `host:`",
-                              hint="add host: NAME (an alias from ~/.ssh/config, or user@host)")
+        require_host(profile)
         self.profile = profile
         self.config = config
         self.workdir_spec = profile.workdir or f"~/devloop/{config.project.name}"

@@ -22,7 +22,7 @@ from devloop.core.ssh_config import Endpoint
 from devloop.core.ssh_connect import AuthFailed, Connection, HostKeyChanged, UnknownHostKey, Unreachable, connect
 from devloop.core.targets.base import Channel, ConnectionLost, TargetError, TargetInfo
 from devloop.core.targets.docker import DockerTarget
-from devloop.core.targets.ssh import profile_endpoint, run_command
+from devloop.core.targets.ssh import connection_lost, profile_endpoint, require_host, run_command
 
 if TYPE_CHECKING:  # pragma: no cover
     import docker
@@ -123,9 +123,7 @@ class SshDockerTarget(DockerTarget):
     kind = "ssh"
 
     def __init__(self, profile: "Profile", config: "Config") -> None:
-        if not profile.host:
-            raise TargetError(f"profile {profile.name!r} (kind ssh) has no `host:`",
-                              hint="add host: NAME (an alias from ~/.ssh/config, or user@host)")
+        require_host(profile)
         super().__init__(container_profile(profile), config)
         self.ssh_profile = profile
         self.remote_engine = (profile.docker or {}).get("docker_host")
@@ -152,18 +150,21 @@ class SshDockerTarget(DockerTarget):
         """The SSH connection, opened (host key checked) or reopened after a drop."""
         if self.conn is not None and self.conn.active:
             return self.conn
-        if self.conn is not None:  # dropped: the old engine client rode on it
-            self.conn.close()
-            self._client = None
-            self._container = None
-            self._info = None
+        self._forget_connection()
         self.conn = connect(self.endpoint(), self.ssh_profile.name)
         return self.conn
 
+    def _forget_connection(self) -> None:
+        """The connection dropped: the engine client, container handle and info rode on it."""
+        if self.conn is not None:
+            self.conn.close()
+        self.conn = None
+        self._client = None
+        self._container = None
+        self._info = None
+
     def _lost(self) -> ConnectionLost:
-        ep = self.endpoint()
-        return ConnectionLost(f"the SSH connection to {ep.alias} ({ep.hostname}:{ep.port}) was lost",
-                              hint="devloop reconnects by itself and adopts the container again")
+        return connection_lost(self.endpoint(), "devloop reconnects by itself and adopts the container again")
 
     def _connect_engine(self) -> "tuple[docker.DockerClient, str]":
         conn = self._ensure_ssh()
@@ -198,9 +199,7 @@ class SshDockerTarget(DockerTarget):
             # holding memory and GPUs): stopped below when the same container is adopted again
             orphans = [c.pid for c in self._spawned if c.pid and c._exit_code is None]
             self._spawned = []
-            self._client = None
-            self._container = None
-            self._info = None
+            self._forget_connection()
         info = await super().start()
         if orphans and self.container_id == old_container:
             await asyncio.to_thread(self._kill_in_container, orphans)
