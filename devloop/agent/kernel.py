@@ -82,15 +82,22 @@ def _metadata_name_version(path, name):
 
 
 
+_PRCTL = []  # [prctl or None], looked up on the first script run
+
+
 def _die_with_parent():
     """A preexec_fn that makes a run child receive SIGKILL when the kernel dies, even by SIGKILL
     (Linux prctl PR_SET_PDEATHSIG): a script must not outlive its kernel holding the GPU. None
     where prctl is not available."""
-    try:
-        import ctypes
+    if not _PRCTL:
+        try:
+            import ctypes
 
-        prctl = ctypes.CDLL(None, use_errno=True).prctl
-    except (ImportError, OSError, AttributeError):
+            _PRCTL.append(ctypes.CDLL(None, use_errno=True).prctl)
+        except (ImportError, OSError, AttributeError):
+            _PRCTL.append(None)
+    prctl = _PRCTL[0]
+    if prctl is None:
         return None
     parent = os.getpid()
 
@@ -99,6 +106,7 @@ def _die_with_parent():
         if os.getppid() != parent:  # the kernel died before the line above ran
             os._exit(137)
     return arm
+
 
 class Protocol:
     """Writes events as JSON lines on the private protocol fd, one whole line at a time."""

@@ -19,6 +19,7 @@ import ast
 import asyncio
 import contextlib
 import time
+import traceback
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -666,8 +667,6 @@ class Session:
         self._tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:
             exc = task.exception()
-            import traceback
-
             self._log("".join(traceback.format_exception(exc)).rstrip())  # for `-v`: where it broke
             self.emit(ev.TargetState(state="error", profile=self.profile.name, kind=self.profile.kind,
                                      message=f"{type(exc).__name__}: {exc}"))

@@ -32,6 +32,13 @@ class Recorder:
     def clear(self) -> None:
         self.events.clear()
 
+    async def until_run_done(self, timeout: float = 5.0) -> None:
+        """Wait (bounded) until a pass ended; the caller asserts what ran."""
+        for _ in range(int(timeout / 0.05)):
+            if self.of(ev.RunDone):
+                return
+            await asyncio.sleep(0.05)
+
 
 async def make(tmp_path: Path, source: str, toml: str = "") -> tuple[Session, Recorder, Path]:
     if toml:
@@ -214,10 +221,7 @@ async def test_watch_off_remembers_saves_until_turned_on(tmp_path: Path) -> None
         await asyncio.sleep(1.0)
         assert rec.started() == []
         s.set_watching(True)
-        for _ in range(100):
-            if rec.of(ev.RunDone):
-                break
-            await asyncio.sleep(0.05)
+        await rec.until_run_done()
         assert rec.started() == [3]
 
 
@@ -261,10 +265,7 @@ async def test_files_a_failing_cell_writes_into_the_project_do_not_loop_it(tmp_p
         assert rec.started() == [0, 1]
         rec.clear()
         f.write_text(textwrap.dedent(source).replace("bad", "still bad"))
-        for _ in range(100):
-            if rec.of(ev.RunDone):
-                break
-            await asyncio.sleep(0.05)
+        await rec.until_run_done()
         assert rec.started() == [1]
 
 
@@ -288,8 +289,5 @@ async def test_a_data_file_saved_later_reruns_the_cell_that_failed_on_it(tmp_pat
         await asyncio.sleep(1.2)  # past the grace period after the run
         rec.clear()
         (tmp_path / "data.txt").write_text("a b c\n")
-        for _ in range(100):
-            if rec.of(ev.RunDone):
-                break
-            await asyncio.sleep(0.05)
+        await rec.until_run_done()
         assert rec.started() == [0] and "rows 3" in rec.text()
