@@ -107,11 +107,21 @@ class _Sender:
 
     async def flush(self) -> None:
         if self.buf:
-            data = (len(self.buf).to_bytes(4, "big") + self.buf) if self.framed else bytes(self.buf)
+            data = bytes(self.buf)
             self.buf.clear()
-            await self.channel.send(data)
-            if self.on_progress is not None:
-                self.on_progress(self.files_done, self.files_total, self.bytes_done, self.bytes_total)
+            await self._send(data)
+
+    async def send_chunk(self, data: bytes, files: int, nbytes: int) -> None:
+        """A chunk already batched (by the reader thread): sent as it is, not copied into buf."""
+        await self.flush()
+        self.files_done += files
+        self.bytes_done += nbytes
+        await self._send(data)
+
+    async def _send(self, data: bytes) -> None:
+        await self.channel.send(len(data).to_bytes(4, "big") + data if self.framed else data)
+        if self.on_progress is not None:
+            self.on_progress(self.files_done, self.files_total, self.bytes_done, self.bytes_total)
 
 
 def _tar_pieces(plan: "SyncPlan", root: str, full: bool) -> Iterator[tuple[bytes, int, int]]:
@@ -198,11 +208,7 @@ async def _stream_plan(sender: _Sender, plan: "SyncPlan", root: str, full: bool)
                 break
             if isinstance(item, BaseException):
                 raise item
-            data, df, db = item
-            await sender.add(data)
-            sender.files_done += df
-            sender.bytes_done += db
-        await sender.flush()
+            await sender.send_chunk(*item)
     finally:
         stop.set()
         while True:  # unblock a producer waiting on a full queue
