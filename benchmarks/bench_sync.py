@@ -84,10 +84,17 @@ async def devloop_initial(proj: Path, wd: Path) -> float:
     target = LocalTarget(config.profile("wd"), config)
     t = time.perf_counter()
     await target.start()
+    # as the session does it: the walk overlaps the remote's answer, new files are hashed
+    # while they are sent
     scanner = Scanner(proj, IgnoreRules.load(proj, config.sync.exclude))
-    manifest = await asyncio.to_thread(scanner.scan)
-    plan = plan_sync(await target.remote_manifest(), manifest)
+    walking = asyncio.ensure_future(asyncio.to_thread(scanner.scan, False))
+    remote = await target.remote_manifest()
+    manifest = await walking
+    scanner.hash_needed(remote)
+    plan = plan_sync(remote, manifest)
     await sync_via_agent(target, plan, str(proj))
+    scanner.adopt_hashes(plan.new_manifest)
+    assert all(e.sha256 for e in plan.new_manifest.values() if e.link is None)
     return time.perf_counter() - t
 
 

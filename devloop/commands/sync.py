@@ -115,10 +115,10 @@ def run(args: argparse.Namespace) -> int:
     root = Path(config.root).resolve()
     exclude = tuple(config.sync.exclude or ())
 
-    def scan():
+    def scan(hash_new: bool = True):
         # the stat cache (~1 MB of JSON for 10,000 files) loads on the worker thread too
         scanner = Scanner(root, IgnoreRules.load(root, exclude), cache_file=root / ".devloop" / "statcache.json")
-        return scanner, scanner.scan()
+        return scanner, scanner.scan(hash_new)
 
     async def main(stop: asyncio.Event) -> int:
         started = time.perf_counter()
@@ -142,7 +142,9 @@ def run(args: argparse.Namespace) -> int:
             return 0
         # the local scan runs on a thread while the target starts and answers what it holds:
         # both sides stat the whole tree, so they overlap instead of adding up
-        scanning = asyncio.ensure_future(asyncio.to_thread(scan))
+        # new files are left unhashed: hashed below only where the remote may hold them already,
+        # the rest while they are sent (a first sync reads the tree once, not twice)
+        scanning = asyncio.ensure_future(asyncio.to_thread(scan, False))
         kept = _uses_agent_receiver(target)
         saving = None
         try:
@@ -152,8 +154,11 @@ def run(args: argparse.Namespace) -> int:
             else:
                 remote = await target.remote_manifest()
             scanner, manifest = await scanning
-            saving = asyncio.ensure_future(asyncio.to_thread(scanner.save_cache))
+            if scanner.unhashed:
+                await asyncio.to_thread(scanner.hash_needed, remote)
             plan = plan_sync(remote, manifest)
+            if plan.empty:
+                saving = asyncio.ensure_future(asyncio.to_thread(scanner.save_cache))
             if not args.json:
                 if plan.empty:
                     print(f"{profile.name}: up to date ({len(manifest)} files)")
@@ -170,6 +175,8 @@ def run(args: argparse.Namespace) -> int:
                 finally:
                     progress.clear()
                 files, nbytes, deleted = stats.files, stats.bytes, stats.deleted
+                scanner.adopt_hashes(plan.new_manifest)
+                saving = asyncio.ensure_future(asyncio.to_thread(scanner.save_cache))
             save_local_manifest(root, profile.name, plan.new_manifest)
             await saving
             ms = (time.perf_counter() - started) * 1000

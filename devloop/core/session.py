@@ -301,22 +301,36 @@ class Session:
 
         if self._scanner is None:
             self._scanner = Scanner(self.root, self._rules())
-        remote = await self.target.remote_manifest()
+        # the walk overlaps the remote's answer; files new since the stat cache are hashed only
+        # where the remote may hold them already, the rest on the way out (read once, not twice)
+        walking = asyncio.ensure_future(asyncio.to_thread(self._scanner.scan, False))
+        try:
+            remote = await self.target.remote_manifest()
+        except BaseException:
+            await asyncio.gather(walking, return_exceptions=True)
+            raise
+        manifest = await walking
         self._synced = remote
         self._log(f"remote has {len(remote) if remote else 0} synced files", "debug")
-        await self._sync(None)
+        await self._sync(None, scanned=manifest)
 
-    async def _sync(self, paths: Iterable[str] | None) -> Any:
-        """Send what changed; returns the plan (None when nothing was sent)."""
+    async def _sync(self, paths: Iterable[str] | None, scanned: Any = None) -> Any:
+        """Send what changed; returns the plan (None when nothing was sent). `scanned`: a
+        manifest the caller just walked (left unhashed where the remote cannot hold it)."""
         if not getattr(self.target, "needs_sync", True):
             return None
         from devloop.core.sync.plan import plan_sync
 
         t0 = time.perf_counter()
-        if paths is None or self._synced is None:
-            manifest = await asyncio.to_thread(self._scanner.scan)
+        scanner = self._scanner
+        if scanned is not None:
+            manifest = scanned
+        elif paths is None or self._synced is None:
+            manifest = await asyncio.to_thread(scanner.scan, False)
         else:
-            manifest = await asyncio.to_thread(self._scanner.update, list(paths))
+            manifest = await asyncio.to_thread(scanner.update, list(paths))
+        if scanner.unhashed:
+            await asyncio.to_thread(scanner.hash_needed, self._synced)
         plan = plan_sync(self._synced, manifest)
         if plan.empty:
             return None
@@ -324,6 +338,7 @@ class Session:
                   f"{len(plan.deletes)} to delete, {len(plan.mode_changes)} mode changes")
         stats = await self.target.sync(plan, str(self.root), self._progress_reporter(),
                                        keep_open=paths is not None)
+        scanner.adopt_hashes(plan.new_manifest)
         self._synced = plan.new_manifest
         self._save_manifest(plan.new_manifest)
         self.emit(ev.SyncDone(files=stats.files, bytes=stats.bytes, deleted=stats.deleted,

@@ -9,6 +9,7 @@ remote replaces its record); later ones carry only what changed (the remote appe
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import os
 import queue
@@ -25,8 +26,11 @@ if TYPE_CHECKING:  # pragma: no cover
     from devloop.core.targets.base import Channel, Target
 
 CONTROL_NAME = ".devloop-control.json"
+# the last member when files were hashed while sent: inside .devloop/, so never a user's file
+HASHES_NAME = ".devloop/hashes.json"
 BLOCK = 512
 SEND_BYTES = 1 << 20
+SMALL_FILE = 256 << 10  # files up to this size are read in one go and sent as one piece
 THREADED_BYTES = 4 << 20  # a plan this big (or with this many files) is read on a thread
 THREADED_FILES = 256
 MANIFEST_REQUEST = b"\xff\xff\xff\xff"  # a kept receiver's frame header: answer the manifest
@@ -37,6 +41,10 @@ ProgressFn = Callable[[int, int, int, int], None]
 _full_sent: "weakref.WeakKeyDictionary[Target, str]" = weakref.WeakKeyDictionary()
 
 
+_USTAR_TAIL = b"ustar\x0000" + bytes(32 + 32 + 8 + 8 + 155 + 12)
+_OWNER = b"0000000\x000000000\x00"  # uid, gid
+
+
 def _header(name: str, size: int = 0, mode: int = 0o644, mtime: int = 0, link: str | None = None) -> bytes:
     """A ustar header built directly (the common case: short names), else tarfile's PAX one."""
     bname = name.encode("utf-8", "surrogateescape")
@@ -44,15 +52,13 @@ def _header(name: str, size: int = 0, mode: int = 0o644, mtime: int = 0, link: s
     if len(bname) <= 100 and len(blink) <= 100 and size < 0o77777777777 and 0 <= mtime < 0o77777777777:
         head = b"".join((
             bname.ljust(100, b"\0"),
-            b"%07o\0" % (mode & 0o7777), b"0000000\0", b"0000000\0",
-            b"%011o\0" % (0 if link is not None else size), b"%011o\0" % mtime,
-            b"        ",
+            b"%07o\0" % (mode & 0o7777), _OWNER,
+            b"%011o\0%011o\0        " % (0 if link is not None else size, mtime),
             b"2" if link is not None else b"0",
             blink.ljust(100, b"\0"),
-            b"ustar\x0000", b"\0" * 32, b"\0" * 32, b"\0" * 8, b"\0" * 8, b"\0" * 155, b"\0" * 12,
+            _USTAR_TAIL,
         ))
-        checksum = b"%06o\0 " % sum(head)
-        return head[:148] + checksum + head[156:]
+        return b"%b%06o\0 %b" % (head[:148], sum(head), head[156:])
     import tarfile  # only for long names: not worth its import on every `devloop sync`
 
     info = tarfile.TarInfo(name)
@@ -87,106 +93,125 @@ def control_record(plan: "SyncPlan", full: bool) -> bytes:
 
 
 class _Sender:
-    """Batches tar bytes into ~1 MiB writes on the channel and reports progress."""
+    """Sends ready chunks on the channel and reports progress."""
 
     def __init__(self, channel: "Channel", files_total: int, bytes_total: int,
                  on_progress: ProgressFn | None, framed: bool = False) -> None:
         self.channel = channel
         self.framed = framed
-        self.buf = bytearray()
         self.files_total = files_total
         self.bytes_total = bytes_total
         self.files_done = 0
         self.bytes_done = 0
         self.on_progress = on_progress
 
-    async def add(self, data: bytes) -> None:
-        self.buf += data
-        if len(self.buf) >= SEND_BYTES:
-            await self.flush()
-
-    async def flush(self) -> None:
-        if self.buf:
-            data = bytes(self.buf)
-            self.buf.clear()
-            await self._send(data)
-
     async def send_chunk(self, data: bytes, files: int, nbytes: int) -> None:
-        """A chunk already batched (by the reader thread): sent as it is, not copied into buf."""
-        await self.flush()
+        """A chunk `_batched` built (frame header included when framed)."""
         self.files_done += files
         self.bytes_done += nbytes
-        await self._send(data)
-
-    async def _send(self, data: bytes) -> None:
-        await self.channel.send(len(data).to_bytes(4, "big") + data if self.framed else data)
+        await self.channel.send(data)
         if self.on_progress is not None:
             self.on_progress(self.files_done, self.files_total, self.bytes_done, self.bytes_total)
 
 
-def _tar_pieces(plan: "SyncPlan", root: str, full: bool) -> Iterator[tuple[bytes, int, int]]:
+_READ_FLAGS = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0)
+
+
+def _tar_pieces(plan: "SyncPlan", root: str, full: bool,
+                digests: dict[str, str]) -> Iterator[tuple[bytes, int, int]]:
     """The plan as tar bytes: (piece, files finished with it, file bytes in it). Blocking reads:
-    run it on a thread for a big plan (see _stream_plan)."""
+    run it on a thread for a big plan (see _stream_plan). Files planned without a hash (a first
+    sync: see Scanner.scan(hash_new=False)) are hashed as they are read; their hashes go into
+    `digests` and, as a last member, to the receiver's record."""
     control = control_record(plan, full)
     yield _header(CONTROL_NAME, len(control)) + control + _pad(len(control)), 0, 0
     new = plan.new_manifest
+    join = os.path.join
     for rel in plan.copies:
         entry: Entry = new[rel]
         if entry.link is not None:
             yield _header(rel, link=entry.link, mode=0o777), 1, 0
             continue
-        path = os.path.join(root, rel)
         try:
-            f = open(path, "rb")
+            fd = os.open(join(root, rel), _READ_FLAGS)
         except OSError:
             # gone since the scan: send it empty; the watcher's next event deletes or resends it
             yield _header(rel, 0, entry.mode, entry.mtime_ns // 1_000_000_000), 1, 0
             continue
-        with f:
-            size = os.fstat(f.fileno()).st_size
-            yield _header(rel, size, entry.mode, entry.mtime_ns // 1_000_000_000), 0, 0
-            remaining = size
-            while remaining > 0:
-                block = f.read(min(SEND_BYTES, remaining))
-                if not block:  # shrank while read: pad to the announced size
-                    block = b"\0" * remaining
-                remaining -= len(block)
-                yield block, 0, len(block)
-            yield _pad(size), 1, 0
+        try:
+            st = os.fstat(fd)
+            size = st.st_size
+            digest = None if entry.sha256 else hashlib.sha256()
+            head = _header(rel, size, entry.mode, entry.mtime_ns // 1_000_000_000)
+            if size <= SMALL_FILE:  # header, data and padding as one piece
+                data = os.read(fd, size) if size else b""
+                if len(data) < size:  # shrank while read: pad to the announced size
+                    data += bytes(size - len(data))
+                    digest = None
+                if digest is not None:
+                    digest.update(data)
+                yield b"%b%b%b" % (head, data, bytes(-size % BLOCK)), 1, size
+            else:
+                yield head, 0, 0
+                remaining = size
+                while remaining > 0:
+                    block = os.read(fd, min(SEND_BYTES, remaining))
+                    if not block:  # shrank while read: pad to the announced size
+                        block = bytes(remaining)
+                        digest = None
+                    remaining -= len(block)
+                    if digest is not None:
+                        digest.update(block)
+                    yield block, 0, len(block)
+                yield _pad(size), 1, 0
+        finally:
+            os.close(fd)
+        if digest is not None and size == entry.size and st.st_mtime_ns == entry.mtime_ns:
+            digests[rel] = digest.hexdigest()
+    if digests:
+        trailer = json.dumps(digests, separators=(",", ":")).encode("utf-8")
+        yield _header(HASHES_NAME, len(trailer)) + trailer + _pad(len(trailer)), 0, 0
     yield b"\0" * (2 * BLOCK), 0, 0
 
 
-def _batched(pieces: Iterator[tuple[bytes, int, int]]) -> Iterator[tuple[bytes, int, int]]:
-    """Pieces joined into ~SEND_BYTES chunks (with their counts): one queue hop per MiB."""
-    buf, files, nbytes = bytearray(), 0, 0
+def _batched(pieces: Iterator[tuple[bytes, int, int]], framed: bool) -> Iterator[tuple[bytes, int, int]]:
+    """Pieces joined into ~SEND_BYTES chunks with their counts (one copy, one send per MiB);
+    `framed` puts the kept receiver's 4-byte length header in front of each."""
+    parts: list[bytes] = [b""] if framed else []
+    size = files = nbytes = 0
     for piece, df, db in pieces:
-        buf += piece
+        parts.append(piece)
+        size += len(piece)
         files += df
         nbytes += db
-        if len(buf) >= SEND_BYTES:
-            yield bytes(buf), files, nbytes
-            buf, files, nbytes = bytearray(), 0, 0
-    if buf or files:
-        yield bytes(buf), files, nbytes
+        if size >= SEND_BYTES:
+            if framed:
+                parts[0] = size.to_bytes(4, "big")
+            yield b"".join(parts), files, nbytes
+            parts = [b""] if framed else []
+            size = files = nbytes = 0
+    if size or files:
+        if framed:
+            parts[0] = size.to_bytes(4, "big")
+        yield b"".join(parts), files, nbytes
 
 
-async def _stream_plan(sender: _Sender, plan: "SyncPlan", root: str, full: bool) -> None:
-    """Send the plan. A big one is read and framed on a thread while the loop sends the previous
-    MiB: reading overlaps the pipe, and the event loop (the app's) never waits on the disk."""
-    pieces = _tar_pieces(plan, root, full)
+async def _stream_plan(sender: _Sender, plan: "SyncPlan", root: str, full: bool) -> dict[str, str]:
+    """Send the plan; the hashes computed on the way. A big one is read and framed on a thread
+    while the loop sends the previous MiB: reading overlaps the pipe, and the event loop (the
+    app's) never waits on the disk."""
+    digests: dict[str, str] = {}
+    chunks_of = _batched(_tar_pieces(plan, root, full, digests), sender.framed)
     if plan.bytes_total < THREADED_BYTES and len(plan.copies) < THREADED_FILES:
-        for piece, df, db in pieces:
-            await sender.add(piece)
-            sender.files_done += df
-            sender.bytes_done += db
-        await sender.flush()
-        return
+        for chunk in chunks_of:
+            await sender.send_chunk(*chunk)
+        return digests
     chunks: queue.Queue = queue.Queue(maxsize=4)
     stop = threading.Event()
 
     def produce() -> None:
         try:
-            for chunk in _batched(pieces):
+            for chunk in chunks_of:
                 while not stop.is_set():
                     try:
                         chunks.put(chunk, timeout=0.1)
@@ -220,6 +245,17 @@ async def _stream_plan(sender: _Sender, plan: "SyncPlan", root: str, full: bool)
             chunks.put_nowait(None)
         except queue.Full:
             pass
+    return digests
+
+
+def _adopt_digests(plan: "SyncPlan", digests: dict[str, str]) -> None:
+    """The hashes computed while sending, into the plan's manifest (the caller keeps it as
+    what the remote now holds; the scanner takes them into its stat cache)."""
+    new = plan.new_manifest
+    for rel, digest in digests.items():
+        entry = new.get(rel)
+        if entry is not None and not entry.sha256:
+            new[rel] = Entry(entry.size, entry.mtime_ns, entry.mode, digest, None)
 
 
 def _workdir(target: "Target") -> str:
@@ -285,13 +321,14 @@ async def sync_via_agent(target: "Target", plan: "SyncPlan", source_root: str,
         # replace the remote record on the first sync that sends most of the tree anyway;
         # otherwise append to it (a record of a path no longer synced is harmless: never reported)
         full = _full_sent.get(target) != workdir and 2 * len(plan.copies) >= len(plan.new_manifest)
+    digests: dict[str, str] = {}
     if keep_open:
-        answer = await _sync_kept(target, workdir, plan, str(source_root), full, on_progress)
+        answer = await _sync_kept(target, workdir, plan, str(source_root), full, on_progress, digests)
     else:
         channel = await target.spawn(target.agent_argv("receive", workdir))
         sender = _Sender(channel, len(plan.copies), plan.bytes_total, on_progress)
         try:
-            await _stream_plan(sender, plan, str(source_root), full)
+            digests = await _stream_plan(sender, plan, str(source_root), full)
         except (BrokenPipeError, ConnectionResetError):
             pass  # the receiver stopped early: its answer says why
         except BaseException:
@@ -304,6 +341,7 @@ async def sync_via_agent(target: "Target", plan: "SyncPlan", source_root: str,
         answer = await _read_answer(channel, "receive")
     if not isinstance(answer, dict) or not answer.get("ok"):
         raise _refused(target, answer)
+    _adopt_digests(plan, digests)
     try:
         _full_sent[target] = workdir
     except TypeError:
@@ -338,12 +376,12 @@ async def _round_trip(target: "Target", channel: "Channel", send: Any) -> bytes:
 
 
 async def _sync_kept(target: "Target", workdir: str, plan: "SyncPlan", root: str, full: bool,
-                     on_progress: ProgressFn | None) -> object:
+                     on_progress: ProgressFn | None, digests: dict[str, str]) -> object:
     channel = await _kept_channel(target, workdir)
     sender = _Sender(channel, len(plan.copies), plan.bytes_total, on_progress, framed=True)
 
     async def send() -> None:
-        await _stream_plan(sender, plan, root, full)
+        digests.update(await _stream_plan(sender, plan, root, full))
         await channel.send(b"\0\0\0\0")
 
     line = await _round_trip(target, channel, send)
