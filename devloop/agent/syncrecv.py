@@ -527,7 +527,7 @@ def _fill_hashes(entries, hashes):
 
 
 def _answer(obj):
-    sys.stdout.write(json.dumps(obj) + "\n")
+    sys.stdout.write(json.dumps(obj, separators=(",", ":")) + "\n")
     sys.stdout.flush()
 
 
@@ -637,7 +637,21 @@ def manifest_answer(root):
         return None
     # the journal is compacted by receive once it is big; rewriting the whole record here on
     # every question would cost more than reading the few journal lines it saves
-    good = {rel: rec[:5] for rel, rec in files.items() if _verified(root, rel, rec)}
+    good = {}
+    lstat = os.lstat
+    prefix = root + "/"
+    is_reg = stat.S_ISREG
+    for rel, rec in files.items():
+        if rec[4] is None:  # a file: the inlined _verified (this loop is 10,000 lstat calls)
+            try:
+                st = lstat(prefix + rel)
+            except OSError:
+                continue
+            if (is_reg(st.st_mode) and st.st_size == rec[5] and st.st_mtime_ns == rec[6]
+                    and st.st_mode & 0o777 == rec[2]):
+                good[rel] = rec[:5]
+        elif _verified(root, rel, rec):
+            good[rel] = rec[:5]
     return {"version": 1, "files": good}
 
 

@@ -102,6 +102,7 @@ class Session:
         self._rid_cell: dict[str, int] = {}
         self._synced: Any = None  # the manifest the remote has (what devloop synced there)
         self._scanner: Any = None
+        self._manifest_write: asyncio.Future | None = None  # the last record write (on a thread)
         self._pending_changes: set[str] = set()
         self._pass_hashes: list[str] = []  # the cells' code as the running pass started
         self._pass_ended_at = float("-inf")  # monotonic time the last pass ended
@@ -176,6 +177,9 @@ class Session:
         self._closed = True
         for task in list(self._tasks):
             task.cancel()
+        if self._manifest_write is not None:  # a record write in flight finishes
+            with contextlib.suppress(Exception):
+                await self._manifest_write
         if self.kernel is not None:
             try:
                 await self.kernel.shutdown()
@@ -340,7 +344,7 @@ class Session:
                                        keep_open=paths is not None)
         scanner.adopt_hashes(plan.new_manifest)
         self._synced = plan.new_manifest
-        self._save_manifest(plan.new_manifest)
+        await self._save_manifest(plan.new_manifest)
         self.emit(ev.SyncDone(files=stats.files, bytes=stats.bytes, deleted=stats.deleted,
                               ms=round((time.perf_counter() - t0) * 1000, 1),
                               dependencies_changed=tuple(plan.dependency_files)))
@@ -366,12 +370,21 @@ class Session:
 
         return report
 
-    def _save_manifest(self, manifest: Any) -> None:
-        try:
-            from devloop.core.sync.manifest import save_local_manifest
+    async def _save_manifest(self, manifest: Any) -> None:
+        """Keep what was synced (for `devloop sync --dry-run`), written on a thread: for a big
+        tree the write takes tens of ms the rerun should not wait for. One write at a time, in
+        order (the previous one is awaited first)."""
+        previous = self._manifest_write
+        if previous is not None:
+            await previous
+        self._manifest_write = asyncio.ensure_future(self._write_manifest(manifest))
 
-            save_local_manifest(self.root, self.profile.name, manifest)
-        except (ImportError, OSError) as exc:
+    async def _write_manifest(self, manifest: Any) -> None:
+        from devloop.core.sync.manifest import save_local_manifest
+
+        try:
+            await asyncio.to_thread(save_local_manifest, self.root, self.profile.name, manifest)
+        except OSError as exc:
             self._log(f"could not keep the sync manifest: {exc}")
 
     async def sync_now(self) -> None:

@@ -15,9 +15,10 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Iterable, Optional
+from typing import TYPE_CHECKING, Iterable, Optional
 
-import pathspec
+if TYPE_CHECKING:  # pragma: no cover
+    import pathspec
 
 IGNORE_FILES = (".gitignore", ".devloopignore")
 ALWAYS_EXCLUDED = frozenset({".git", ".devloop"})
@@ -31,7 +32,13 @@ DEFAULT_PATTERNS = (
 
 def _spec(lines: Iterable[str]) -> pathspec.GitIgnoreSpec | None:
     lines = [ln for ln in lines if ln.strip() and not ln.lstrip().startswith("#")]
-    return pathspec.GitIgnoreSpec.from_lines(lines) if lines else None
+    if not lines:
+        return None
+    # imported here: a rescan whose decisions all come from the stat cache never needs it
+    # (pathspec's import, with its backend probing, is ~30 ms of every `devloop sync`)
+    import pathspec
+
+    return pathspec.GitIgnoreSpec.from_lines(lines)
 
 
 _DIR_GROUP = "(?P<ps_d>"
@@ -74,6 +81,19 @@ class IgnoreRules:
     @classmethod
     def load(cls, root: Path | str, extra_patterns: Iterable[str] = ()) -> "IgnoreRules":
         return cls(Path(root), extra_patterns)
+
+    def remembered(self) -> list[list]:
+        """The decisions worth keeping across runs (with the stat cache): every folder's and
+        every excluded file's, as [relpath, is_dir, excluded]. Included files need none: a
+        cached file was found included under the same rules."""
+        return [[rel, is_dir, ignored] for (rel, is_dir), ignored in self._decisions.items()
+                if is_dir or ignored]
+
+    def remember(self, decisions: Iterable) -> None:
+        """Take decisions back from `remembered()` (the caller checked the rules are the same)."""
+        known = self._decisions
+        for rel, is_dir, ignored in decisions:
+            known[(str(rel), bool(is_dir))] = bool(ignored)
 
     def reload(self) -> None:
         """Forget loaded ignore files and cached decisions (an ignore file changed)."""

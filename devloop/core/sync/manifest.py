@@ -32,6 +32,7 @@ CHUNK = 1 << 20
 # CPUs: on 2 vCPUs threads measured slower than one (the sync's other process needs a CPU too).
 PARALLEL_HASH_MIN = 64
 HASH_THREADS = min(8, os.cpu_count() or 1)
+CACHE_VERSION = 2  # statcache.json: {rel: [size, mtime_ns, inode, st_mode, [Entry fields]]}
 
 
 class Entry(NamedTuple):
@@ -78,11 +79,13 @@ def file_mode(st_mode: int) -> int:
 
 
 def manifest_to_json(manifest: Manifest) -> dict[str, list]:
-    return {rel: [e.size, e.mtime_ns, e.mode, e.sha256, e.link] for rel, e in manifest.items()}
+    return {rel: list(e) for rel, e in manifest.items()}
 
 
 def manifest_from_json(files: dict) -> Manifest:
-    return {rel: Entry(int(v[0]), int(v[1]), int(v[2]), str(v[3]), v[4]) for rel, v in files.items()}
+    """{rel: [size, mtime_ns, mode, sha256, link]} -> Manifest. Entry(*v): the fields are in
+    that order; a record of the wrong shape raises TypeError (callers treat it as unreadable)."""
+    return {rel: Entry(*v) for rel, v in files.items()}
 
 
 def _hash_or_none(path: str) -> str | None:
@@ -119,7 +122,8 @@ def load_local_manifest(root: Path | str, profile: str) -> Manifest | None:
 
 
 def save_local_manifest(root: Path | str, profile: str, manifest: Manifest) -> None:
-    _write_json_atomic(_manifest_path(root, profile), {"version": 1, "files": manifest_to_json(manifest)})
+    # an Entry is a tuple: json writes it as the [size, mtime_ns, mode, sha256, link] list as is
+    _write_json_atomic(_manifest_path(root, profile), {"version": 1, "files": manifest})
 
 
 # -- the scanner -------------------------------------------------------------------------------
@@ -139,6 +143,7 @@ class Scanner:
         self.hashed = 0  # files hashed by the last scan/update (for tests and -v)
         # files scan(hash_new=False) listed without a hash: rel -> (path, stat at the scan)
         self._unhashed: dict[str, tuple[str, os.stat_result]] = {}
+        self._cache_dirty = True  # the stat cache differs from what is on disk: save_cache writes
         # the rules generation every path in the stat cache was found not excluded under (set by
         # a full scan): while the rules are unchanged, a cache hit needs no ignore decision
         self._decided_gen: int | None = None
@@ -154,31 +159,37 @@ class Scanner:
         try:
             with open(self.cache_file, encoding="utf-8") as f:  # type: ignore[arg-type]
                 data = json.load(f)
-            if data.get("root") != self.root:
+            if data.get("root") != self.root or data.get("version") != CACHE_VERSION:
                 return
             cache = self._stat
-            for rel, (size, mtime, ino, st_mode, mode, sha, link) in data["files"].items():
-                cache[rel] = (size, mtime, ino, st_mode, Entry(size, mtime, mode, sha, link))
+            for rel, (size, mtime, ino, st_mode, entry) in data["files"].items():
+                cache[rel] = (size, mtime, ino, st_mode, Entry(*entry))
             ignore_files = data.get("ignore_files")
             if isinstance(ignore_files, dict) and data.get("rules") == self.rules.fingerprint():
                 # every cached path was found not excluded under these rules: the first scan
                 # trusts that (no ignore decision per file) and rescans if an ignore file differs
                 self._ignore_files = {rel: (int(v[0]), int(v[1])) for rel, v in ignore_files.items()}
+                self.rules.remember(data.get("decisions") or ())
                 self._decided_gen = self.rules.generation
+                self._cache_dirty = False
         except (OSError, ValueError, KeyError, TypeError, IndexError):
             self._stat.clear()
             self._ignore_files = {}
             self._decided_gen = None
+            self.rules.reload()
 
     def save_cache(self) -> None:
-        if self.cache_file is None:
+        """Write the stat cache, unless nothing in it changed since it was loaded or saved."""
+        if self.cache_file is None or not self._cache_dirty:
             return
-        files = {rel: [s, m, i, sm, e.mode, e.sha256, e.link] for rel, (s, m, i, sm, e) in self._stat.items()}
-        data = {"version": 1, "root": self.root, "files": files}
+        # the values are tuples (the Entry nested in each): json writes them as lists as they are
+        data = {"version": CACHE_VERSION, "root": self.root, "files": self._stat}
         if self._decided_gen == self.rules.generation:
             data["rules"] = self.rules.fingerprint()
             data["ignore_files"] = {rel: list(v) for rel, v in self._ignore_files.items()}
+            data["decisions"] = self.rules.remembered()
         _write_json_atomic(self.cache_file, data)
+        self._cache_dirty = False
 
     # one path ----------------------------------------------------------------------------------
     def _entry(self, rel: str, path: str, st: os.stat_result) -> Entry | None:
@@ -207,6 +218,7 @@ class Scanner:
         else:  # fifo, socket, device: not synced
             return None
         self._stat[rel] = (st.st_size, st.st_mtime_ns, st.st_ino, st_mode, entry)
+        self._cache_dirty = True
         return entry
 
     # walks -------------------------------------------------------------------------------------
@@ -287,6 +299,7 @@ class Scanner:
             else:
                 entry = Entry(st.st_size, st.st_mtime_ns, mode, digest, None)
             self._stat[rel] = (st.st_size, st.st_mtime_ns, st.st_ino, st_mode, entry)
+            self._cache_dirty = True
             out[rel] = entry
 
     def scan(self, hash_new: bool = True) -> Manifest:
@@ -298,6 +311,7 @@ class Scanner:
         hold some of them, and `adopt_hashes(manifest)` after the sync."""
         self.hashed = 0
         self._unhashed = {}
+        decided = len(self.rules._decisions)
         for _ in range(2):
             trusted = self._decided_gen == self.rules.generation
             out: Manifest = {}
@@ -321,6 +335,9 @@ class Scanner:
         self._manifest = out
         for rel in [r for r in self._stat if r not in out]:
             del self._stat[rel]
+            self._cache_dirty = True
+        if changed or self._decided_gen != self.rules.generation or len(self.rules._decisions) != decided:
+            self._cache_dirty = True  # (new decisions: kept with the cache, see IgnoreRules.remembered)
         self._decided_gen = self.rules.generation
         return out
 
@@ -354,6 +371,7 @@ class Scanner:
             if (entry is not None and entry.sha256 and entry.size == st.st_size
                     and entry.mtime_ns == st.st_mtime_ns):
                 self._stat[rel] = (st.st_size, st.st_mtime_ns, st.st_ino, st.st_mode, entry)
+                self._cache_dirty = True
                 if rel in self._manifest:
                     self._manifest[rel] = entry
         self._unhashed = {}
@@ -382,7 +400,8 @@ class Scanner:
             if st is None or self.rules.matches(rel, is_dir) or is_dir:
                 # gone, excluded, or a folder: drop what was known under it
                 out.pop(rel, None)
-                self._stat.pop(rel, None)
+                if self._stat.pop(rel, None) is not None:
+                    self._cache_dirty = True
                 prefix = rel + "/"
                 for old in [k for k in out if k.startswith(prefix)]:
                     del out[old]

@@ -435,4 +435,7 @@ async def fetch_remote_manifest(target: "Target", *, keep_open: bool = False) ->
         return None
     if not isinstance(answer, dict) or "files" not in answer:
         raise TargetError(f"the devloop agent's manifest mode answered an unknown shape: {str(answer)[:200]}")
-    return manifest_from_json(answer["files"])
+    try:
+        return manifest_from_json(answer["files"])
+    except (TypeError, ValueError, AttributeError) as exc:
+        raise TargetError(f"the devloop agent's manifest has entries of an unknown shape: {exc}") from exc
