@@ -196,9 +196,17 @@ class Writer:
         stat (what the record keeps to verify it later)."""
         dir_rel = rel.rpartition("/")[0]
         self.prepare_dir(dir_rel)
-        tmp = self._tmp(dir_rel)
-        # O_EXCL|O_NOFOLLOW: never write through something planted at the temp name
-        fd = os.open(tmp, _CREATE_FLAGS, mode)
+        # O_EXCL|O_NOFOLLOW: never write through something planted at the temp name; a name
+        # left by a killed receiver with the same pid (a restarted container) is skipped
+        for _attempt in range(100):
+            tmp = self._tmp(dir_rel)
+            try:
+                fd = os.open(tmp, _CREATE_FLAGS, mode)
+                break
+            except FileExistsError:
+                continue
+        else:
+            raise Refused("cannot write %r on the target: 100 temp names in its folder are taken" % rel)
         try:
             try:
                 tar.copy_to(fd, size, rel)

@@ -45,3 +45,22 @@ def test_cli_commands_other_than_up_do_not_load_textual() -> None:
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
+
+
+def test_a_command_imports_only_its_own_module() -> None:
+    """`devloop sync` builds the parser for `sync` alone: the other commands' modules (doctor
+    pulls in every target's checks) are not imported, while `devloop --help` still lists all."""
+    code = (
+        "import sys\n"
+        "from devloop import cli\n"
+        "assert cli.chosen_command(['-v', 'sync', '-p', 'x']) == 'sync'\n"
+        "assert cli.chosen_command(['--help']) is None and cli.chosen_command(['nosuch']) is None\n"
+        "parser, table = cli.build_parser(cli.chosen_command(['sync', '--dry-run']))\n"
+        "assert list(table) == ['sync'], list(table)\n"
+        "others = sorted(m for m in sys.modules if m.startswith('devloop.commands.') and not m.startswith('devloop.commands._') and m != 'devloop.commands.sync')\n"
+        "assert not others, others\n"
+        "parser, table = cli.build_parser()\n"
+        "assert {'sync', 'run', 'watch', 'up', 'doctor'} <= set(table), sorted(table)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr

@@ -1,6 +1,8 @@
 """Scanner + ignore rules on real temporary trees."""
 
 import os
+import subprocess
+import sys
 
 from devloop.core.sync.manifest import (IgnoreRules, Scanner, load_local_manifest, save_local_manifest)
 
@@ -227,3 +229,171 @@ def test_prefilter_matches_pathspec(tmp_path_factory, root_lines, sub_lines, rel
         specs["a"] = pathspec.GitIgnoreSpec.from_lines(sub_lines)
     rules = IgnoreRules.load(root)
     assert rules._decide(rel, is_dir) == _reference(specs, rel, is_dir)
+
+
+# -- first-sync hashing: scan(hash_new=False), hash_needed, adopt_hashes, hash_file ----------------
+
+import hashlib  # noqa: E402
+from concurrent.futures import ThreadPoolExecutor  # noqa: E402
+
+from devloop.core.sync.manifest import CHUNK, Entry, hash_file  # noqa: E402
+
+
+def sha(path):
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_scan_without_hashing_new_files(tmp_path):
+    """scan(hash_new=False) lists new files with sha256 "" and reads none of them; a file the
+    stat cache already knows keeps its hash; links are as always."""
+    write(tmp_path, "old.py", "old")
+    sc = Scanner(tmp_path, IgnoreRules.load(tmp_path))
+    sc.scan()
+    write(tmp_path, "a.py", "aa")
+    write(tmp_path, "pkg/b.py", "bbb", mode=0o755)
+    os.symlink("a.py", tmp_path / "l.py")
+    m = sc.scan(hash_new=False)
+    assert sc.hashed == 0 and sc.unhashed == 2
+    assert m["a.py"] == Entry(2, os.stat(tmp_path / "a.py").st_mtime_ns, 0o644, "", None)
+    assert m["pkg/b.py"].sha256 == "" and m["pkg/b.py"].mode == 0o755 and m["pkg/b.py"].size == 3
+    assert m["old.py"].sha256 == sha(tmp_path / "old.py")
+    assert m["l.py"].link == "a.py"
+    # not taken into the stat cache unhashed: a normal scan hashes exactly those two
+    m2 = sc.scan()
+    assert sc.hashed == 2 and sc.unhashed == 0 and m2["a.py"].sha256 == sha(tmp_path / "a.py")
+
+
+def test_hash_needed_hashes_only_what_the_remote_may_hold(tmp_path):
+    """Only an unhashed file the remote has at the same path with the same size (and not as a
+    link) is hashed: for the others the hash cannot change the plan (they are sent anyway)."""
+    for rel, data in {"same.py": "1234", "resized.py": "1234", "elsewhere.py": "1234",
+                      "was_link.py": "1234", "new.py": "1234"}.items():
+        write(tmp_path, rel, data)
+    sc = Scanner(tmp_path, IgnoreRules.load(tmp_path))
+    m = sc.scan(hash_new=False)
+    remote = {
+        "same.py": Entry(4, 1, 0o644, "remote-hash", None),
+        "resized.py": Entry(5, 1, 0o644, "remote-hash", None),
+        "other/elsewhere.py": Entry(4, 1, 0o644, "remote-hash", None),
+        "was_link.py": Entry(4, 1, 0o777, "", "x.py"),  # a link whose target is 4 bytes
+    }
+    assert sc.hash_needed(remote) == 1
+    assert sc.hashed == 1 and sc.unhashed == 4
+    assert m["same.py"].sha256 == sha(tmp_path / "same.py")  # the manifest scan() returned
+    assert sc.manifest["same.py"] is m["same.py"]
+    assert {rel for rel, e in m.items() if not e.sha256} == {"resized.py", "elsewhere.py", "was_link.py", "new.py"}
+    assert sc.hash_needed(remote) == 0  # already done
+    sc.scan()
+    assert sc.hashed == 4  # same.py went into the stat cache
+
+
+def test_hash_needed_without_a_remote_hashes_nothing(tmp_path):
+    write(tmp_path, "a.py")
+    sc = Scanner(tmp_path, IgnoreRules.load(tmp_path))
+    sc.scan(hash_new=False)
+    assert sc.hash_needed(None) == 0 and sc.hash_needed({}) == 0 and sc.hashed == 0 and sc.unhashed == 1
+
+
+def test_adopt_hashes_fills_the_stat_cache(tmp_path):
+    """Hashes the transport computed while sending go into the stat cache (and the saved
+    cache): the next scan, in this process or the next, reads nothing."""
+    for i in range(5):
+        write(tmp_path, f"f{i}.py", "x" * i)
+    cache = tmp_path / ".devloop" / "statcache.json"
+    sc = Scanner(tmp_path, IgnoreRules.load(tmp_path), cache_file=cache)
+    m = sc.scan(hash_new=False)
+    sent = {rel: e._replace(sha256=sha(tmp_path / rel)) for rel, e in m.items()}  # what the transport fills in
+    sc.adopt_hashes(sent)
+    assert sc.unhashed == 0
+    assert sc.manifest == sent
+    again = sc.scan(hash_new=False)
+    assert sc.hashed == 0 and sc.unhashed == 0 and again == sent
+    sc.save_cache()
+    cold = Scanner(tmp_path, IgnoreRules.load(tmp_path), cache_file=cache)
+    assert cold.scan() == sent and cold.hashed == 0
+
+
+def test_adopt_hashes_skips_files_changed_since_the_scan(tmp_path):
+    """A hash is adopted only for an entry with the size and mtime_ns the scan saw: one sent with
+    another stat (rewritten between scan and send), or without a hash, is hashed next scan."""
+    for rel in ("kept.py", "new_mtime.py", "new_size.py", "no_hash.py"):
+        write(tmp_path, rel, "data")
+    sc = Scanner(tmp_path, IgnoreRules.load(tmp_path))
+    m = sc.scan(hash_new=False)
+    sent = {
+        "kept.py": m["kept.py"]._replace(sha256=sha(tmp_path / "kept.py")),
+        "new_mtime.py": m["new_mtime.py"]._replace(sha256="f" * 64, mtime_ns=m["new_mtime.py"].mtime_ns + 1),
+        "new_size.py": m["new_size.py"]._replace(sha256="f" * 64, size=5),
+        "no_hash.py": m["no_hash.py"],
+    }
+    sc.adopt_hashes(sent)
+    again = sc.scan()
+    assert sc.hashed == 3
+    assert {rel: e.sha256 for rel, e in again.items()} == {rel: sha(tmp_path / rel) for rel in sent}
+
+
+def test_hash_file_matches_hashlib_across_sizes_and_threads(tmp_path):
+    """hash_file reuses one read buffer per thread: sizes at the buffer's edge hash right, and
+    threads hashing at once do not share (and garble) a buffer."""
+    paths = []
+    for i, n in enumerate([0, 1, CHUNK - 1, CHUNK, CHUNK + 1, 2 * CHUNK + 3, 4096, 7]):
+        p = tmp_path / f"f{i}"
+        p.write_bytes(os.urandom(n))
+        paths.append(p)
+    want = [sha(p) for p in paths]
+    assert [hash_file(str(p)) for p in paths] == want
+    with ThreadPoolExecutor(4) as pool:
+        assert list(pool.map(lambda p: hash_file(str(p)), paths * 4)) == want * 4
+
+
+def test_stat_cache_is_written_only_when_it_changed(tmp_path):
+    """`devloop sync` with nothing new does not rewrite a 1 MB cache; a change does."""
+    proj = tmp_path / "p"
+    for i in range(3):
+        write(proj, f"f{i}.py", str(i))
+    cache = proj / ".devloop" / "statcache.json"
+    sc = Scanner(proj, IgnoreRules.load(proj), cache_file=cache)
+    sc.scan()
+    sc.save_cache()
+    os.utime(cache, ns=(1, 1))  # mark it: an unchanged cache keeps this mtime
+    sc2 = Scanner(proj, IgnoreRules.load(proj), cache_file=cache)
+    sc2.scan()
+    sc2.save_cache()
+    assert cache.stat().st_mtime_ns == 1
+    write(proj, "f1.py", "changed")
+    sc2.scan()
+    sc2.save_cache()
+    assert cache.stat().st_mtime_ns != 1  # rewritten
+    sc3 = Scanner(proj, IgnoreRules.load(proj), cache_file=cache)
+    sc3.scan()
+    assert sc3.hashed == 0
+
+
+def test_cached_scan_needs_no_pathspec_until_something_new_appears(tmp_path):
+    """Folder decisions are kept with the stat cache: a rescan from the cache of an unchanged
+    tree makes no ignore decision (so `devloop sync` skips pathspec's import), and a changed
+    .gitignore still takes effect."""
+    proj = tmp_path / "p"
+    write(proj, "src/a.py", "1")
+    write(proj, "src/deep/b.py", "2")
+    write(proj, "out/ckpt.bin", "3")
+    write(proj, ".gitignore", "out/\n")
+    cache = proj / ".devloop" / "statcache.json"
+    sc = Scanner(proj, IgnoreRules.load(proj), cache_file=cache)
+    first = sc.scan()
+    sc.save_cache()
+    assert "out/ckpt.bin" not in first
+    code = (
+        "import sys\n"
+        "from devloop.core.sync.manifest import IgnoreRules, Scanner\n"
+        f"root = {str(proj)!r}\n"
+        f"sc = Scanner(root, IgnoreRules.load(root), cache_file={str(cache)!r})\n"
+        "m = sc.scan()\n"
+        "print(sorted(m), sc.hashed, 'pathspec' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == f"{sorted(first)} 0 False"
+    write(proj, ".gitignore", "out/\ndeep/\n")  # a changed ignore file: decisions made again
+    sc2 = Scanner(proj, IgnoreRules.load(proj), cache_file=cache)
+    assert "src/deep/b.py" not in sc2.scan()

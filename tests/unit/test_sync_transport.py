@@ -308,3 +308,111 @@ async def test_a_cancelled_big_sync_leaves_no_reader_thread_behind(tmp_path):
     assert not any(t.name == "devloop-sync-read" and t.is_alive() for t in threading.enumerate())
     await close_receiver(target)
     await target.stop()
+
+
+# -- a first sync reads each file once: hashed while sent, the hashes kept on both sides ----------
+
+def sha_of(path):
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+LONG_NAME = "/".join(f"dir{i:02d}" for i in range(20)) + "/file.py"  # over ustar's 100 bytes
+
+
+@pytest.mark.parametrize("threaded", [False, True], ids=["inline", "threaded"])
+@pytest.mark.parametrize("keep_open", [False, True], ids=["receive", "kept-receiver"])
+async def test_first_sync_hashes_files_while_sending(tmp_path, keep_open, threaded):
+    """scan(hash_new=False) then a sync: plan.new_manifest ends with the real sha256 of every file
+    (empty, one block, in pieces over SMALL_FILE, over the 1 MiB send size, long and non-ASCII
+    names), the remote record holds the same, no hashes file lands in the workdir, and once the
+    scanner adopts the hashes the next scan reads nothing and the next sync sends nothing.
+    `threaded`: a plan over THREADED_BYTES, read (and hashed) on the reader thread."""
+    from devloop.core.sync import transport
+
+    wd = tmp_path / "wd"
+    proj = make_project(tmp_path, wd)
+    contents = {
+        "empty.txt": b"",
+        "small.py": b"print(1)\n",
+        "block.bin": os.urandom(512),
+        "pieces.bin": os.urandom(transport.SMALL_FILE + 1),
+        "big.bin": os.urandom((transport.THREADED_BYTES if threaded else transport.SEND_BYTES) + 1),
+        "données/é.py": "x = 'é'\n".encode(),
+        LONG_NAME: b"deep",
+        "n" * 97 + ".py": b"a name of exactly 100 bytes: no NUL after it in the header",
+    }
+    for rel, data in contents.items():
+        (proj / rel).parent.mkdir(parents=True, exist_ok=True)
+        (proj / rel).write_bytes(data)
+    os.symlink("small.py", proj / "link.py")
+    os.symlink(LONG_NAME, proj / "long_link.py")  # a target over 100 bytes: a PAX linkpath
+    target, config = target_for(proj)
+    await target.start()
+    scanner = Scanner(proj, IgnoreRules.load(proj, config.sync.exclude))
+    try:
+        new = scanner.scan(hash_new=False)
+        files = [rel for rel, e in new.items() if e.link is None]
+        assert set(contents) <= set(files)
+        assert scanner.hashed == 0 and scanner.unhashed == len(files)
+        assert all(new[rel].sha256 == "" for rel in files)
+        plan = plan_sync(None, new)
+        stats = await sync_via_agent(target, plan, str(proj), keep_open=keep_open)
+        assert stats.files == len(plan.copies) == len(new)
+        assert {rel: plan.new_manifest[rel].sha256 for rel in files} == {rel: sha_of(proj / rel) for rel in files}
+        assert plan.new_manifest["link.py"].sha256 == "" and plan.new_manifest["link.py"].link == "small.py"
+        assert os.readlink(wd / "long_link.py") == LONG_NAME
+        assert tree(wd) == tree(proj)
+        assert sorted(os.listdir(wd / ".devloop")) == ["manifest.json"]
+        remote = await fetch_remote_manifest(target, keep_open=keep_open)
+        assert remote == plan.new_manifest
+        scanner.adopt_hashes(plan.new_manifest)
+        again = scanner.scan(hash_new=False)
+        assert scanner.hashed == 0 and scanner.unhashed == 0
+        plan2 = plan_sync(remote, again)
+        assert plan2.empty
+        stats2 = await sync_via_agent(target, plan2, str(proj), keep_open=keep_open)
+        assert (stats2.files, stats2.bytes, stats2.deleted) == (0, 0, 0)
+    finally:
+        await close_receiver(target)
+
+
+@pytest.mark.parametrize("change", ["size", "mtime"])
+async def test_a_file_rewritten_between_scan_and_send_is_sent_without_a_hash(tmp_path, change):
+    """A file rewritten after the scan (another size, or the same size with another mtime) is
+    sent as it is now, but the hash of those bytes is not filled in for the scanned entry (it
+    stays ""), on either side; the scanner does not adopt it, and the next sync sends exactly
+    that file again and then records its real hash."""
+    wd = tmp_path / "wd"
+    proj = make_project(tmp_path, wd)
+    (proj / "a.py").write_bytes(b"v1")
+    (proj / "b.py").write_bytes(b"other")
+    target, config = target_for(proj)
+    await target.start()
+    scanner = Scanner(proj, IgnoreRules.load(proj, config.sync.exclude))
+    new = scanner.scan(hash_new=False)
+    plan = plan_sync(None, new)
+    scanned = new["a.py"]
+    if change == "size":
+        (proj / "a.py").write_bytes(b"version two")
+    else:
+        (proj / "a.py").write_bytes(b"v2")
+        os.utime(proj / "a.py", ns=(scanned.mtime_ns + 5_000_000_000,) * 2)
+    rewritten = (proj / "a.py").read_bytes()
+    await sync_via_agent(target, plan, str(proj))
+    assert (wd / "a.py").read_bytes() == rewritten
+    assert plan.new_manifest["a.py"] == scanned  # still the scanned entry, sha256 ""
+    assert plan.new_manifest["b.py"].sha256 == sha_of(proj / "b.py")
+    remote = await fetch_remote_manifest(target)
+    assert remote["a.py"].sha256 == "" and remote["b.py"].sha256 == sha_of(proj / "b.py")
+    # what `devloop sync` does next time: only a.py is unknown, and it is sent again
+    scanner.adopt_hashes(plan.new_manifest)
+    again = scanner.scan(hash_new=False)
+    assert scanner.unhashed == 1 and again["a.py"].sha256 == ""
+    scanner.hash_needed(remote)
+    plan2 = plan_sync(remote, again)
+    assert plan2.copies == ("a.py",)
+    await sync_via_agent(target, plan2, str(proj))
+    assert plan2.new_manifest["a.py"].sha256 == sha_of(proj / "a.py")
+    assert (await fetch_remote_manifest(target)) == plan2.new_manifest

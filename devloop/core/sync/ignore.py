@@ -158,7 +158,7 @@ class IgnoreRules:
         parent, _, name = relpath.rpartition("/")
         result = False
         if name in ALWAYS_EXCLUDED:
-            result = True
+            return True  # not stored: a rule, not a decision (nothing to keep with the cache)
         else:
             suffix = "/" if is_dir else ""
             # deepest folder first: the first level with an opinion decides
