@@ -22,6 +22,8 @@ DESCRIPTION = (
 LISTED = 20  # paths listed by name without -v
 PROGRESS_EVERY_S = 0.25
 PROGRESS_AFTER_S = 0.5
+EAGER_HASH_FILES = 256  # up to this many changed files (and bytes) are hashed during the scan
+EAGER_HASH_BYTES = 16 << 20
 
 
 def register(parser: argparse.ArgumentParser) -> None:
@@ -120,6 +122,16 @@ def run(args: argparse.Namespace) -> int:
         scanner = Scanner(root, IgnoreRules.load(root, exclude), cache_file=root / ".devloop" / "statcache.json")
         return scanner, scanner.scan(hash_new)
 
+    def scan_and_keep():
+        """The scan for a sync: a few changed files are hashed at once and the stat cache is
+        written while the target is still answering; a big first sync leaves new files to be
+        hashed as they are sent."""
+        scanner, manifest = scan(False)
+        if scanner.unhashed <= EAGER_HASH_FILES and scanner.unhashed_bytes <= EAGER_HASH_BYTES:
+            scanner.hash_unhashed()
+            scanner.save_cache()
+        return scanner, manifest
+
     async def main(stop: asyncio.Event) -> int:
         started = time.perf_counter()
         target = create_target(profile, config)
@@ -144,7 +156,7 @@ def run(args: argparse.Namespace) -> int:
         # both sides stat the whole tree, so they overlap instead of adding up
         # new files are left unhashed: hashed below only where the remote may hold them already,
         # the rest while they are sent (a first sync reads the tree once, not twice)
-        scanning = asyncio.ensure_future(asyncio.to_thread(scan, False))
+        scanning = asyncio.ensure_future(asyncio.to_thread(scan_and_keep))
         kept = _uses_agent_receiver(target)
         saving = None
         try:
@@ -157,8 +169,6 @@ def run(args: argparse.Namespace) -> int:
             if scanner.unhashed:
                 await asyncio.to_thread(scanner.hash_needed, remote)
             plan = plan_sync(remote, manifest)
-            if plan.empty:
-                saving = asyncio.ensure_future(asyncio.to_thread(scanner.save_cache))
             if not args.json:
                 if plan.empty:
                     print(f"{profile.name}: up to date ({len(manifest)} files)")
@@ -176,7 +186,8 @@ def run(args: argparse.Namespace) -> int:
                     progress.clear()
                 files, nbytes, deleted = stats.files, stats.bytes, stats.deleted
                 scanner.adopt_hashes(plan.new_manifest)
-                saving = asyncio.ensure_future(asyncio.to_thread(scanner.save_cache))
+            # (a no-op unless hashes arrived with the sync or the scan changed it)
+            saving = asyncio.ensure_future(asyncio.to_thread(scanner.save_cache))
             save_local_manifest(root, profile.name, plan.new_manifest)
             await saving
             ms = (time.perf_counter() - started) * 1000

@@ -345,6 +345,19 @@ class Scanner:
     def unhashed(self) -> int:
         return len(self._unhashed)
 
+    @property
+    def unhashed_bytes(self) -> int:
+        return sum(st.st_size for _path, st in self._unhashed.values())
+
+    def hash_unhashed(self) -> int:
+        """Hash every file scan(hash_new=False) left unhashed (a few changed files: cheaper
+        now, and the stat cache is complete at once). Returns how many."""
+        todo = [(rel, path, st) for rel, (path, st) in self._unhashed.items()]
+        if todo:
+            self._hash_pending(todo, self._manifest)
+        self._unhashed = {}
+        return len(todo)
+
     def hash_needed(self, remote: Manifest | None) -> int:
         """Hash the unhashed files the remote may already hold (same path, same size): only for
         those does the hash decide whether to send. The rest are sent anyway (and hashed on the

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Mapping, Sequence
 
-from devloop.core.agent_bundle import write_bundle
+from devloop.core.agent_bundle import unpacked_bundle
 from devloop.core.targets.base import Channel, SyncStats, Target, TargetError, TargetInfo
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -125,7 +125,7 @@ class LocalTarget(Target):
                     hint="point `workdir:` at a folder outside the project, or remove it to run in place",
                 )
             self.workdir.mkdir(parents=True, exist_ok=True)
-        self._bundle = await asyncio.to_thread(write_bundle, cache_dir())
+        self._bundle = await asyncio.to_thread(unpacked_bundle, cache_dir())
         self._info = TargetInfo(
             kind="local", id=os.uname().nodename, workdir=str(self.workdir), python=self.python,
             details={"in_place": self.in_place},
