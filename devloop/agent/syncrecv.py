@@ -118,6 +118,11 @@ def _verified(root, rel, rec):
 # -- path safety ------------------------------------------------------------------------------
 
 def check_relpath(rel):
+    # the common case first, cheaply: no component starts with "." (so no "..", ".", or
+    # .devloop), none is empty, not absolute, no NUL, no drive letter
+    if (isinstance(rel, str) and rel and "/." not in "/" + rel and "//" not in rel
+            and rel[0] != "/" and rel[-1] != "/" and "\x00" not in rel and rel[1:2] != ":"):
+        return
     if not isinstance(rel, str) or not rel:
         raise Refused("refused: empty or non-text path in the sync stream")
     if "\x00" in rel:
@@ -163,6 +168,7 @@ class Writer:
         umask = os.umask(0)
         os.umask(umask)
         self._umask = umask
+        self._exact_times = False  # set after the first file if utime's nanoseconds stick
 
     def _inside(self, path):
         real = os.path.realpath(path)
@@ -192,8 +198,8 @@ class Writer:
         return "%s/%s/%s" % (self.root, dir_rel, name) if dir_rel else "%s/%s" % (self.root, name)
 
     def write_file(self, rel, tar, size, mode, mtime_ns):
-        """The next `size` bytes of `tar` into a temp file, renamed over `rel`; the temp file's
-        stat (what the record keeps to verify it later)."""
+        """The next `size` bytes of `tar` into a temp file, renamed over `rel`; its (size,
+        mtime_ns) on disk (what the record keeps to verify it later)."""
         dir_rel = rel.rpartition("/")[0]
         self.prepare_dir(dir_rel)
         # O_EXCL|O_NOFOLLOW: never write through something planted at the temp name; a name
@@ -213,7 +219,13 @@ class Writer:
                 if mode & self._umask:  # the umask took bits away: set them explicitly
                     os.fchmod(fd, mode)
                 os.utime(fd, ns=(mtime_ns, mtime_ns))
-                st = os.fstat(fd)
+                if self._exact_times:  # what the file holds now is known: no fstat per file
+                    st = (size, mtime_ns)
+                else:
+                    full = os.fstat(fd)
+                    st = (full.st_size, full.st_mtime_ns)
+                    # this filesystem keeps the nanoseconds set: trust that for the next files
+                    self._exact_times = full.st_mtime_ns == mtime_ns and full.st_size == size
             finally:
                 os.close(fd)
             _replace(tmp, self.root + "/" + rel, rel)
@@ -493,8 +505,7 @@ def receive(root, stream):
             writer.write_link(rel, rec[4])
             written[rel] = None
         elif kind in REGULAR:
-            st = write_file(rel, tar, size, int(rec[2]) & 0o777, int(rec[1]))
-            written[rel] = (st.st_size, st.st_mtime_ns)
+            written[rel] = write_file(rel, tar, size, int(rec[2]) & 0o777, int(rec[1]))
             nbytes += size
         else:
             raise Refused("refused: %r is neither a file nor a symlink" % rel)
