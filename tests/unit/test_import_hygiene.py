@@ -20,6 +20,12 @@ def core_modules() -> list[str]:
     return sorted(names)
 
 
+def run_fresh(code: str) -> None:
+    """Run `code` in a fresh interpreter (a clean sys.modules); its asserts must hold."""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+
+
 def test_core_imports_neither_textual_nor_rich() -> None:
     modules = core_modules()
     assert "devloop.core.session" in modules and "devloop.core.events" in modules
@@ -31,8 +37,7 @@ def test_core_imports_neither_textual_nor_rich() -> None:
         "or m.startswith(('textual.', 'rich.')))\n"
         "assert not ui, ui\n"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
-    assert result.returncode == 0, result.stderr
+    run_fresh(code)
 
 
 def test_cli_commands_other_than_up_do_not_load_textual() -> None:
@@ -43,8 +48,7 @@ def test_cli_commands_other_than_up_do_not_load_textual() -> None:
         "build_parser()\n"
         "assert 'textual' not in sys.modules, 'devloop.cli loaded textual'\n"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
-    assert result.returncode == 0, result.stderr
+    run_fresh(code)
 
 
 def test_a_command_imports_only_its_own_module() -> None:
@@ -62,5 +66,4 @@ def test_a_command_imports_only_its_own_module() -> None:
         "parser, table = cli.build_parser()\n"
         "assert {'sync', 'run', 'watch', 'up', 'doctor'} <= set(table), sorted(table)\n"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
-    assert result.returncode == 0, result.stderr
+    run_fresh(code)
