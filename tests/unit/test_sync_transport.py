@@ -416,3 +416,31 @@ async def test_a_file_rewritten_between_scan_and_send_is_sent_without_a_hash(tmp
     await sync_via_agent(target, plan2, str(proj))
     assert plan2.new_manifest["a.py"].sha256 == sha_of(proj / "a.py")
     assert (await fetch_remote_manifest(target)) == plan2.new_manifest
+
+
+@pytest.mark.parametrize("keep_open", [False, True], ids=["receive", "kept-receiver"])
+async def test_a_cancelled_sync_leaves_no_temp_file_in_the_workdir(tmp_path, keep_open):
+    """Quitting during a big first sync ends the receiver's input instead of killing it
+    outright: it removes the half-written temp file and exits, so no `.devloop-tmp-*` file is
+    left in the workdir for the user's code to trip over."""
+    from devloop.core.sync import transport
+
+    wd = tmp_path / "wd"
+    proj = make_project(tmp_path, wd)
+    for i in range(24):
+        (proj / f"big{i:02d}.bin").write_bytes(os.urandom(2 << 20))
+    target, config = target_for(proj)
+    await target.start()
+    scanner = Scanner(proj, IgnoreRules.load(proj, config.sync.exclude))
+    plan = plan_sync(None, scanner.scan(False))
+    streaming = asyncio.Event()
+    task = asyncio.create_task(transport.sync_via_agent(target, plan, str(proj), lambda *a: streaming.set(),
+                                                        keep_open=keep_open))
+    await asyncio.wait_for(streaming.wait(), 30)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    left = [p.name for p in wd.rglob("*") if "devloop-tmp" in p.name]
+    assert left == []
+    await close_receiver(target)
+    await target.stop()

@@ -33,6 +33,7 @@ SEND_BYTES = 1 << 20
 SMALL_FILE = 256 << 10  # files up to this size are read in one go and sent as one piece
 THREADED_BYTES = 4 << 20  # a plan this big (or with this many files) is read on a thread
 THREADED_FILES = 256
+ABORT_WAIT_S = 2.0  # a stopped sync gives its receiver this long to clean up and exit
 MANIFEST_REQUEST = b"\xff\xff\xff\xff"  # a kept receiver's frame header: answer the manifest
 
 ProgressFn = Callable[[int, int, int, int], None]
@@ -332,7 +333,7 @@ async def sync_via_agent(target: "Target", plan: "SyncPlan", source_root: str,
         except (BrokenPipeError, ConnectionResetError):
             pass  # the receiver stopped early: its answer says why
         except BaseException:
-            await channel.kill()
+            await _abort(channel)
             raise
         try:
             await channel.close_stdin()
@@ -371,8 +372,26 @@ async def _round_trip(target: "Target", channel: "Channel", send: Any) -> bytes:
         return b""
     except BaseException:
         _receivers.pop(target, None)
+        await _abort(channel)
+        raise
+
+
+async def _abort(channel: "Channel") -> None:
+    """Stop a receiver mid-sync (cancelled, or the sender failed): its input ends first, so it
+    removes the temp file it was writing and exits; a SIGKILL would leave that file in the
+    workdir. Killed all the same if it has not exited within ABORT_WAIT_S."""
+    async def end_and_wait() -> None:
+        await channel.close_stdin()
+        await channel.wait()
+
+    try:
+        await asyncio.wait_for(end_and_wait(), ABORT_WAIT_S)
+    except asyncio.CancelledError:
         await channel.kill()
         raise
+    except Exception:  # noqa: BLE001 - a broken channel or a slow exit: the kill below ends it
+        pass
+    await channel.kill()
 
 
 async def _sync_kept(target: "Target", workdir: str, plan: "SyncPlan", root: str, full: bool,
