@@ -231,6 +231,7 @@ class Scanner:
         decisions = rules._decisions
         decide = rules._decide
         note_listing = rules.note_listing
+        levels = rules._levels
         cache = self._stat
         entry_for = self._entry
         ignore_names = IGNORE_FILES
@@ -246,9 +247,11 @@ class Scanner:
                     entries = list(it)
             except OSError:
                 continue
-            note_listing(dir_rel, [de.name for de in entries])
+            if dir_rel not in levels:  # (known after the first walk: no list built again)
+                note_listing(dir_rel, [de.name for de in entries])
             for de in entries:
-                rel = prefix + de.name
+                name = de.name
+                rel = prefix + name
                 try:
                     if de.is_dir(follow_symlinks=False):
                         ignored = decisions.get((rel, True))
@@ -276,7 +279,7 @@ class Scanner:
                     entry = entry_for(rel, de.path, st)
                     if entry is not None:
                         out[rel] = entry
-                if de.name in ignore_names:
+                if name in ignore_names:
                     seen_ignore[rel] = (st.st_size, st.st_mtime_ns)
 
     def _hash_pending(self, pending: list, out: Manifest) -> None:
