@@ -416,9 +416,6 @@ class TarReader:
         if pad:
             self._skip(pad)
 
-    def skip_member(self, size):
-        self._skip(size + (-size % 512))
-
 
 def _pax_records(data):
     """PAX extended header records, each `LEN key=value` and a newline."""

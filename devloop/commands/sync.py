@@ -153,9 +153,8 @@ def run(args: argparse.Namespace) -> int:
             await asyncio.to_thread(scanner.save_cache)
             return 0
         # the local scan runs on a thread while the target starts and answers what it holds:
-        # both sides stat the whole tree, so they overlap instead of adding up
-        # new files are left unhashed: hashed below only where the remote may hold them already,
-        # the rest while they are sent (a first sync reads the tree once, not twice)
+        # both sides stat the whole tree, so they overlap instead of adding up (see
+        # scan_and_keep for which new files are hashed then, which on the way out)
         scanning = asyncio.ensure_future(asyncio.to_thread(scan_and_keep))
         kept = _uses_agent_receiver(target)
         saving = None

@@ -82,7 +82,8 @@ def control_record(plan: "SyncPlan", full: bool) -> bytes:
         names = new.keys()
     else:
         names = [*plan.copies, *plan.mode_changes]
-    entries = {rel: [e.size, e.mtime_ns, e.mode, e.sha256, e.link] for rel in names for e in (new[rel],)}
+    # an Entry is the tuple (size, mtime_ns, mode, sha256, link): json writes it as that list
+    entries = {rel: new[rel] for rel in names}
     control = {
         "v": 1,
         "full": full,
