@@ -90,15 +90,19 @@ def test_stat_cache_hashes_only_changed_files(tmp_path):
     assert sc.hashed == 1 and third["f3.py"] != first["f3.py"]
 
 
+def cached_scanner(proj):
+    """A scanner keeping its stat cache where `devloop sync` keeps it."""
+    return Scanner(proj, IgnoreRules.load(proj), cache_file=proj / ".devloop" / "statcache.json")
+
+
 def test_stat_cache_survives_on_disk(tmp_path):
     proj = tmp_path / "p"
     for i in range(5):
         write(proj, f"f{i}.py", str(i))
-    cache = proj / ".devloop" / "statcache.json"
-    sc = Scanner(proj, IgnoreRules.load(proj), cache_file=cache)
+    sc = cached_scanner(proj)
     first = sc.scan()
     sc.save_cache()
-    sc2 = Scanner(proj, IgnoreRules.load(proj), cache_file=cache)
+    sc2 = cached_scanner(proj)
     assert sc2.scan() == first and sc2.hashed == 0
 
 
@@ -352,11 +356,11 @@ def test_stat_cache_is_written_only_when_it_changed(tmp_path):
     for i in range(3):
         write(proj, f"f{i}.py", str(i))
     cache = proj / ".devloop" / "statcache.json"
-    sc = Scanner(proj, IgnoreRules.load(proj), cache_file=cache)
+    sc = cached_scanner(proj)
     sc.scan()
     sc.save_cache()
     os.utime(cache, ns=(1, 1))  # mark it: an unchanged cache keeps this mtime
-    sc2 = Scanner(proj, IgnoreRules.load(proj), cache_file=cache)
+    sc2 = cached_scanner(proj)
     sc2.scan()
     sc2.save_cache()
     assert cache.stat().st_mtime_ns == 1
@@ -364,7 +368,7 @@ def test_stat_cache_is_written_only_when_it_changed(tmp_path):
     sc2.scan()
     sc2.save_cache()
     assert cache.stat().st_mtime_ns != 1  # rewritten
-    sc3 = Scanner(proj, IgnoreRules.load(proj), cache_file=cache)
+    sc3 = cached_scanner(proj)
     sc3.scan()
     assert sc3.hashed == 0
 
@@ -379,7 +383,7 @@ def test_cached_scan_needs_no_pathspec_until_something_new_appears(tmp_path):
     write(proj, "out/ckpt.bin", "3")
     write(proj, ".gitignore", "out/\n")
     cache = proj / ".devloop" / "statcache.json"
-    sc = Scanner(proj, IgnoreRules.load(proj), cache_file=cache)
+    sc = cached_scanner(proj)
     first = sc.scan()
     sc.save_cache()
     assert "out/ckpt.bin" not in first
@@ -395,5 +399,5 @@ def test_cached_scan_needs_no_pathspec_until_something_new_appears(tmp_path):
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == f"{sorted(first)} 0 False"
     write(proj, ".gitignore", "out/\ndeep/\n")  # a changed ignore file: decisions made again
-    sc2 = Scanner(proj, IgnoreRules.load(proj), cache_file=cache)
+    sc2 = cached_scanner(proj)
     assert "src/deep/b.py" not in sc2.scan()

@@ -23,7 +23,7 @@ from devloop.core.sync.ignore import IGNORE_FILES, IgnoreRules
 
 __all__ = [
     "Entry", "Manifest", "IgnoreRules", "Scanner", "hash_file", "load_local_manifest",
-    "save_local_manifest", "manifest_to_json", "manifest_from_json",
+    "save_local_manifest", "manifest_from_json", "READ_FLAGS",
 ]
 
 CHUNK = 1 << 20
@@ -50,7 +50,7 @@ class Entry(NamedTuple):
 Manifest = dict[str, Entry]
 
 
-_READ_FLAGS = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0)
+READ_FLAGS = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0)  # how sync opens files it reads
 _buffers = threading.local()  # one read buffer per hashing thread, not one allocation per file
 
 
@@ -62,7 +62,7 @@ def hash_file(path: str) -> str:
         buf = _buffers.buf = bytearray(CHUNK)
     view = memoryview(buf)
     h = hashlib.sha256()
-    fd = os.open(path, _READ_FLAGS)
+    fd = os.open(path, READ_FLAGS)
     try:
         while True:
             n = os.readv(fd, (buf,))
@@ -76,10 +76,6 @@ def hash_file(path: str) -> str:
 
 def file_mode(st_mode: int) -> int:
     return 0o755 if st_mode & 0o111 else 0o644
-
-
-def manifest_to_json(manifest: Manifest) -> dict[str, list]:
-    return {rel: list(e) for rel, e in manifest.items()}
 
 
 def manifest_from_json(files: dict) -> Manifest:
@@ -355,11 +351,7 @@ class Scanner:
     def hash_unhashed(self) -> int:
         """Hash every file scan(hash_new=False) left unhashed (a few changed files: cheaper
         now, and the stat cache is complete at once). Returns how many."""
-        todo = [(rel, path, st) for rel, (path, st) in self._unhashed.items()]
-        if todo:
-            self._hash_pending(todo, self._manifest)
-        self._unhashed = {}
-        return len(todo)
+        return self._hash_unhashed(list(self._unhashed))
 
     def hash_needed(self, remote: Manifest | None) -> int:
         """Hash the unhashed files the remote may already hold (same path, same size): only for
@@ -368,15 +360,15 @@ class Scanner:
         if not self._unhashed:
             return 0
         remote = remote or {}
-        todo = []
-        for rel, (path, st) in self._unhashed.items():
-            there = remote.get(rel)
-            if there is not None and there.link is None and there.size == st.st_size:
-                todo.append((rel, path, st))
+        return self._hash_unhashed([
+            rel for rel, (_path, st) in self._unhashed.items()
+            if (there := remote.get(rel)) is not None and there.link is None and there.size == st.st_size])
+
+    def _hash_unhashed(self, rels: list[str]) -> int:
+        """Hash these unhashed files into the manifest and the stat cache."""
+        todo = [(rel, *self._unhashed.pop(rel)) for rel in rels]
         if todo:
             self._hash_pending(todo, self._manifest)
-            for rel, _path, _st in todo:
-                self._unhashed.pop(rel, None)
         return len(todo)
 
     def adopt_hashes(self, manifest: Manifest) -> None:

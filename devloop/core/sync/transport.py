@@ -18,7 +18,7 @@ import time
 import weakref
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
-from devloop.core.sync.manifest import Entry, Manifest, manifest_from_json
+from devloop.core.sync.manifest import READ_FLAGS, Entry, Manifest, manifest_from_json
 from devloop.core.targets.base import SyncStats, TargetError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -116,9 +116,6 @@ class _Sender:
             self.on_progress(self.files_done, self.files_total, self.bytes_done, self.bytes_total)
 
 
-_READ_FLAGS = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0)
-
-
 def _tar_pieces(plan: "SyncPlan", root: str, full: bool,
                 digests: dict[str, str]) -> Iterator[tuple[bytes, int, int]]:
     """The plan as tar bytes: (piece, files finished with it, file bytes in it). Blocking reads:
@@ -135,7 +132,7 @@ def _tar_pieces(plan: "SyncPlan", root: str, full: bool,
             yield _header(rel, link=entry.link, mode=0o777), 1, 0
             continue
         try:
-            fd = os.open(join(root, rel), _READ_FLAGS)
+            fd = os.open(join(root, rel), READ_FLAGS)
         except OSError:
             # gone since the scan: send it empty; the watcher's next event deletes or resends it
             yield _header(rel, 0, entry.mode, entry.mtime_ns // 1_000_000_000), 1, 0
