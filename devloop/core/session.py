@@ -26,6 +26,7 @@ from typing import Any, Iterable
 from devloop.core import events as ev
 from devloop.core.cells import Cell, ParsedFile, parse_cells, plan_reruns
 from devloop.core.kernel import ExecResult, KernelClient
+from devloop.core.sync.syncer import Syncer
 from devloop.core.targets import create_target
 from devloop.core.targets.base import ConnectionLost, TargetError, TargetInfo
 
@@ -100,9 +101,9 @@ class Session:
         self._changes_lock = asyncio.Lock()
         self._running_cell: int | None = None
         self._rid_cell: dict[str, int] = {}
-        self._synced: Any = None  # the manifest the remote has (what devloop synced there)
-        self._scanner: Any = None
-        self._manifest_write: asyncio.Future | None = None  # the last record write (on a thread)
+        # the scanner, what the target holds, the kept receiver, the local record
+        self.syncer = Syncer(self.target, self.root, tuple(config.sync.exclude or ()), profile=profile.name,
+                             log=self._log, progress=self._progress_reporter)
         self._pending_changes: set[str] = set()
         self._pass_hashes: list[str] = []  # the cells' code as the running pass started
         self._pass_ended_at = float("-inf")  # monotonic time the last pass ended
@@ -145,14 +146,13 @@ class Session:
             self._reparse()
         self.emit(ev.TargetState(state="starting", profile=p.name, kind=p.kind,
                                  message=f"starting the {p.kind} target"))
-        if hasattr(self.target, "progress"):  # e.g. kubernetes: scheduling, pulling, creating
-            self.target.progress = lambda text: self.emit(ev.TargetState(
-                state="starting", profile=p.name, kind=p.kind, message=text))
+        # e.g. kubernetes: scheduling, pulling, creating
+        self.target.progress = lambda text: self.emit(ev.TargetState(
+            state="starting", profile=p.name, kind=p.kind, message=text))
         self._target_info = await self.target.start()
         info = self._target_info
-        follow_logs = getattr(self.target, "follow_logs", None)
-        if follow_logs is not None:  # the pod's main container log, beside the agent's output
-            self._spawn(follow_logs(lambda text: self.emit(ev.Output(cell=-1, stream="stdout", text=text))))
+        # e.g. the pod's main container log, beside the agent's output (most targets: none)
+        self._spawn(self.target.follow_logs(lambda text: self.emit(ev.Output(cell=-1, stream="stdout", text=text))))
         self._log(f"target {info.kind} {info.id}: workdir {info.workdir}, python {info.python}"
                   + (f", image {info.image} ({info.image_digest})" if info.image else ""), "info")
         # The first sync and the kernel's start both wait on the target: overlap them (the kernel
@@ -177,18 +177,15 @@ class Session:
         self._closed = True
         for task in list(self._tasks):
             task.cancel()
-        if self._manifest_write is not None:  # a record write in flight finishes
-            with contextlib.suppress(Exception):
-                await self._manifest_write
+        with contextlib.suppress(Exception):  # a record write in flight finishes
+            await self.syncer.flush()
         if self.kernel is not None:
             try:
                 await self.kernel.shutdown()
             except Exception as exc:  # noqa: BLE001 - closing must go on
                 self._log(f"kernel shutdown: {exc}")
         try:
-            from devloop.core.sync.transport import close_receiver
-
-            await close_receiver(self.target)
+            await self.syncer.close()
         except Exception as exc:  # noqa: BLE001 - closing must go on
             self._log(f"closing the sync receiver: {exc}")
         try:
@@ -245,13 +242,7 @@ class Session:
                 self._log(f"reconnect failed: {exc}", "warning")
                 await asyncio.sleep(delay)
                 delay *= 2
-        self._synced = None
-        try:
-            from devloop.core.sync.transport import close_receiver
-
-            await close_receiver(self.target)
-        except Exception:  # noqa: BLE001 - the old receiver went with the old connection
-            pass
+        await self.syncer.reset()  # what the target holds is asked again
         await self._initial_sync()
         self.emit(ev.TargetState(state="ready", profile=self.profile.name, kind=self.profile.kind,
                                  message="reconnected: files resynced; the kernel is fresh, so earlier "
@@ -299,55 +290,19 @@ class Session:
         return IgnoreRules.load(self.root, tuple(self.config.sync.exclude or ()))
 
     async def _initial_sync(self) -> None:
-        if not getattr(self.target, "needs_sync", True):
-            return
-        from devloop.core.sync.manifest import Scanner
+        """The first sync after a (re)connect: the walk overlaps the remote's answer (the Syncer)."""
+        await self._sync(None)
 
-        if self._scanner is None:
-            self._scanner = Scanner(self.root, self._rules())
-        # the walk overlaps the remote's answer; files new since the stat cache are hashed only
-        # where the remote may hold them already, the rest on the way out (read once, not twice)
-        walking = asyncio.ensure_future(asyncio.to_thread(self._scanner.scan, False))
-        try:
-            remote = await self.target.remote_manifest()
-        except BaseException:
-            await asyncio.gather(walking, return_exceptions=True)
-            raise
-        manifest = await walking
-        self._synced = remote
-        self._log(f"remote has {len(remote) if remote else 0} synced files", "debug")
-        await self._sync(None, scanned=manifest)
-
-    async def _sync(self, paths: Iterable[str] | None, scanned: Any = None) -> Any:
-        """Send what changed; returns the plan (None when nothing was sent). `scanned`: a
-        manifest the caller just walked (left unhashed where the remote cannot hold it)."""
-        if not getattr(self.target, "needs_sync", True):
+    async def _sync(self, paths: Iterable[str] | None) -> Any:
+        """Send what changed (`paths`: the watcher's; None: the whole tree), report it, run the
+        profile's setup when a dependency file changed; the plan (None when nothing was sent)."""
+        result = await self.syncer.sync_now(paths)
+        plan = result.plan
+        if plan is None:
             return None
-        from devloop.core.sync.plan import plan_sync
-
-        t0 = time.perf_counter()
-        scanner = self._scanner
-        if scanned is not None:
-            manifest = scanned
-        elif paths is None or self._synced is None:
-            manifest = await asyncio.to_thread(scanner.scan, False)
-        else:
-            manifest = await asyncio.to_thread(scanner.update, list(paths))
-        if scanner.unhashed:
-            await asyncio.to_thread(scanner.hash_needed, self._synced)
-        plan = plan_sync(self._synced, manifest)
-        if plan.empty:
-            return None
-        self._log(f"sync plan: {len(plan.copies)} to copy ({plan.bytes_total} bytes), "
-                  f"{len(plan.deletes)} to delete, {len(plan.mode_changes)} mode changes")
-        stats = await self.target.sync(plan, str(self.root), self._progress_reporter(),
-                                       keep_open=paths is not None)
-        scanner.adopt_hashes(plan.new_manifest)
-        self._synced = plan.new_manifest
-        await self._save_manifest(plan.new_manifest)
+        stats = result.stats
         self.emit(ev.SyncDone(files=stats.files, bytes=stats.bytes, deleted=stats.deleted,
-                              ms=round((time.perf_counter() - t0) * 1000, 1),
-                              dependencies_changed=tuple(plan.dependency_files)))
+                              ms=round(result.ms, 1), dependencies_changed=tuple(plan.dependency_files)))
         if plan.dependency_files and self.profile.setup:
             await self._run_setup(plan.dependency_files)
         return plan
@@ -370,29 +325,10 @@ class Session:
 
         return report
 
-    async def _save_manifest(self, manifest: Any) -> None:
-        """Keep what was synced (for `devloop sync --dry-run`), written on a thread: for a big
-        tree the write takes tens of ms the rerun should not wait for. One write at a time, in
-        order (the previous one is awaited first)."""
-        previous = self._manifest_write
-        if previous is not None:
-            await previous
-        self._manifest_write = asyncio.ensure_future(self._write_manifest(manifest))
-
-    async def _write_manifest(self, manifest: Any) -> None:
-        from devloop.core.sync.manifest import save_local_manifest
-
-        try:
-            await asyncio.to_thread(save_local_manifest, self.root, self.profile.name, manifest)
-        except OSError as exc:
-            self._log(f"could not keep the sync manifest: {exc}")
-
     async def sync_now(self) -> None:
+        """Sync the whole tree now (the `sync` key)."""
         async with self._changes_lock:
-            if self._scanner is None and getattr(self.target, "needs_sync", True):
-                await self._initial_sync()
-            else:
-                await self._sync(None)
+            await self._sync(None)
 
     async def _run_setup(self, files: Iterable[str]) -> None:
         """The profile's `setup` command, run when a dependency file changed, before the rerun."""
@@ -607,11 +543,8 @@ class Session:
 
     async def _explain_exit(self, code: int | None) -> str | None:
         """The target's reason for an exit code (an OOM kill names the memory limit), if it has one."""
-        explain = getattr(self.target, "explain_exit", None)
-        if explain is None:
-            return None
         try:
-            return await explain(code)
+            return await self.target.explain_exit(code)
         except Exception as exc:  # noqa: BLE001 - the exit is reported either way
             self._log(f"could not ask the target why the process ended: {exc}")
             return None
