@@ -2,14 +2,15 @@
 
 The engine emits these and knows nothing of who listens: the headless reporter turns them into
 text / JSON lines, the Textual app into widget updates. `to_json()` gives the `--json` line shape
-documented in the README (key `event` plus the dataclass fields).
+documented in the README (key `event` plus the dataclass fields); `from_json()` is its inverse, so
+events can travel between processes (a front end attached to a session over a socket).
 """
 
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, Callable, ClassVar
+from typing import Any, Callable, ClassVar, Mapping
 
 
 @dataclass(frozen=True)
@@ -176,3 +177,40 @@ class Diagnostic(Event):
 
 
 Emit = Callable[[Event], None]
+
+
+def from_json(data: Mapping[str, Any]) -> Event:
+    """The event a `to_json()` dict stands for (also after a trip through JSON text: lists come
+    back as the tuples the fields hold). Fields left out of the JSON (`KernelReady.packages`,
+    `CellError.traceback`) get their defaults; keys this version does not know are ignored, so
+    a newer peer's extra fields never break an older reader."""
+    name = data.get("event") if isinstance(data, Mapping) else None
+    cls = _event_class(name) if isinstance(name, str) else None
+    if cls is None:
+        raise ValueError(f"not a devloop event: 'event' is {name!r} -- fix: pass a dict made by Event.to_json()")
+    values: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):
+        if f.name in data:
+            value = data[f.name]
+            if isinstance(value, list) and str(f.type).startswith("tuple"):
+                value = tuple(value)
+            values[f.name] = value
+    try:
+        return cls(**values)
+    except TypeError as exc:
+        raise ValueError(f"{name!r} event: {exc} -- fix: pass a dict made by Event.to_json()") from None
+
+
+_BY_NAME: dict[str, type[Event]] = {}
+
+
+def _event_class(name: str) -> type[Event] | None:
+    """The Event subclass whose `name` is `name` (the table is rebuilt when a name is missing,
+    so subclasses defined after the first call are found too)."""
+    if name not in _BY_NAME:
+        todo: list[type[Event]] = list(Event.__subclasses__())
+        while todo:
+            cls = todo.pop()
+            _BY_NAME.setdefault(cls.name, cls)
+            todo.extend(cls.__subclasses__())
+    return _BY_NAME.get(name)
