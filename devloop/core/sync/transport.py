@@ -9,10 +9,12 @@ remote replaces its record); later ones carry only what changed (the remote appe
 from __future__ import annotations
 
 import asyncio
+import errno
 import hashlib
 import json
 import os
 import queue
+import stat
 import threading
 import time
 import weakref
@@ -91,6 +93,9 @@ def control_record(plan: "SyncPlan", full: bool) -> bytes:
         "chmod": {rel: new[rel].mode for rel in plan.mode_changes},
         "entries": entries,
     }
+    if full:  # the entries not sent: the receiver checks the plan's writes before doing any
+        copies = set(plan.copies)
+        control["keep"] = [rel for rel in new if rel not in copies]
     return json.dumps(control, separators=(",", ":")).encode("utf-8")
 
 
@@ -121,55 +126,91 @@ def _tar_pieces(plan: "SyncPlan", root: str, full: bool,
     """The plan as tar bytes: (piece, files finished with it, file bytes in it). Blocking reads:
     run it on a thread for a big plan (see _stream_plan). Files planned without a hash (a first
     sync: see Scanner.scan(hash_new=False)) are hashed as they are read; their hashes go into
-    `digests` and, as a last member, to the receiver's record."""
+    `digests` and, as a last member, to the receiver's record.
+
+    The record must claim only what arrived whole: a file gone since the scan is not sent at
+    all (the target keeps what it had, unrecorded), and a hashed file that changed since the
+    scan or while it was read (its bytes are not the hash's) is named in a last member,
+    `.devloop/unsent.json`, so the receiver leaves it unverified and the next sync sends it
+    again. A file that cannot be read (permissions) is an error naming it, never sent empty."""
     control = control_record(plan, full)
     yield _header(CONTROL_NAME, len(control)) + control + _pad(len(control)), 0, 0
     new = plan.new_manifest
     join = os.path.join
+    # O_NOFOLLOW: a file swapped for a link since the scan is not read through it; O_NONBLOCK:
+    # one swapped for a fifo does not hang the sync (neither changes reads of a regular file)
+    flags = READ_FLAGS | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+    unsent: list[str] = []
     for rel in plan.copies:
         entry: Entry = new[rel]
         if entry.link is not None:
             yield _header(rel, link=entry.link, mode=0o777), 1, 0
             continue
         try:
-            fd = os.open(join(root, rel), READ_FLAGS)
-        except OSError:
-            # gone since the scan: send it empty; the watcher's next event deletes or resends it
-            yield _header(rel, 0, entry.mode, entry.mtime_ns // 1_000_000_000), 1, 0
+            fd = os.open(join(root, rel), flags)
+        except (FileNotFoundError, NotADirectoryError):
+            yield b"", 1, 0  # gone since the scan: not sent; the next sync deletes or sends it
             continue
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:  # a link now: the next scan sees it as one
+                yield b"", 1, 0
+                continue
+            raise TargetError(f"cannot read {join(root, rel)}: {exc.strerror or exc} (nothing of it was sent)",
+                              hint=f"make it readable, or exclude {rel} in .devloopignore") from None
         try:
             st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                yield b"", 1, 0  # a fifo or device now: not synced
+                continue
             size = st.st_size
+            # the bytes sent are the scanned ones only if the file is as it was scanned
+            whole = size == entry.size and st.st_mtime_ns == entry.mtime_ns
             digest = None if entry.sha256 else hashlib.sha256()
             head = _header(rel, size, entry.mode, entry.mtime_ns // 1_000_000_000)
-            if size <= SMALL_FILE:  # header, data and padding as one piece
-                data = os.read(fd, size) if size else b""
-                if len(data) < size:  # shrank while read: pad to the announced size
-                    data += bytes(size - len(data))
-                    digest = None
-                if digest is not None:
-                    digest.update(data)
-                yield b"%b%b%b" % (head, data, bytes(-size % BLOCK)), 1, size
-            else:
-                yield head, 0, 0
-                remaining = size
-                while remaining > 0:
-                    block = os.read(fd, min(SEND_BYTES, remaining))
-                    if not block:  # shrank while read: pad to the announced size
-                        block = bytes(remaining)
+            try:
+                if size <= SMALL_FILE:  # header, data and padding as one piece
+                    data = os.read(fd, size) if size else b""
+                    if len(data) < size:  # shrank while read: pad to the announced size
+                        data += bytes(size - len(data))
                         digest = None
-                    remaining -= len(block)
+                        whole = False
                     if digest is not None:
-                        digest.update(block)
-                    yield block, 0, len(block)
-                yield _pad(size), 1, 0
+                        digest.update(data)
+                    yield b"%b%b%b" % (head, data, bytes(-size % BLOCK)), 1, size
+                else:
+                    yield head, 0, 0
+                    remaining = size
+                    while remaining > 0:
+                        block = os.read(fd, min(SEND_BYTES, remaining))
+                        if not block:  # shrank while read: pad to the announced size
+                            block = bytes(remaining)
+                            digest = None
+                            whole = False
+                        remaining -= len(block)
+                        if digest is not None:
+                            digest.update(block)
+                        yield block, 0, len(block)
+                    yield _pad(size), 1, 0
+            except OSError as exc:  # EIO, or a read refused halfway: the stream cannot go on
+                raise TargetError(f"cannot read {join(root, rel)}: {exc.strerror or exc}",
+                                  hint=f"make it readable, or exclude {rel} in .devloopignore") from None
+            after = os.fstat(fd)
+            if after.st_mtime_ns != st.st_mtime_ns or after.st_size != st.st_size:
+                whole = False  # written to while it was read
         finally:
             os.close(fd)
-        if digest is not None and size == entry.size and st.st_mtime_ns == entry.mtime_ns:
+        if not whole:
+            digest = None
+            if entry.sha256:  # the record would claim that hash for other bytes
+                unsent.append(rel)
+        if digest is not None:
             digests[rel] = digest.hexdigest()
     if digests:
         trailer = json.dumps(digests, separators=(",", ":")).encode("utf-8")
         yield _header(HASHES_NAME, len(trailer)) + trailer + _pad(len(trailer)), 0, 0
+    if unsent:
+        trailer = json.dumps(unsent, separators=(",", ":")).encode("utf-8")
+        yield _header(".devloop/unsent.json", len(trailer)) + trailer + _pad(len(trailer)), 0, 0
     yield b"\0" * (2 * BLOCK), 0, 0
 
 
