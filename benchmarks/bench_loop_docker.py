@@ -69,7 +69,7 @@ async def sync_paths(root: Path, rounds: int) -> tuple[list[float], list[float]]
     await target.start()
     scanner = Scanner(root, IgnoreRules.load(root))
     old = scanner.scan()
-    await target.sync(plan_sync(None, old), str(root))
+    await sync_via_agent(target, plan_sync(None, old), str(root))
     agent, archive = [], []
     try:
         for i in range(rounds):

@@ -70,8 +70,9 @@ async def devloop_sync_times(project: Path, runs: int) -> dict[str, list[float]]
     await target.start()
     scanner = Scanner(project, IgnoreRules.load(project, ()))
     synced = scanner.scan()
-    await target.sync(plan_sync(None, synced), str(project))
-    from devloop.core.sync.transport import close_receiver
+    from devloop.core.sync.transport import close_receiver, sync_via_agent
+
+    await sync_via_agent(target, plan_sync(None, synced), str(project))
 
     changed = project / "pkg050" / "mod050.py"
     # (row name, full rescan?, keep the receiver open?)
@@ -87,7 +88,7 @@ async def devloop_sync_times(project: Path, runs: int) -> dict[str, list[float]]
                 new = scanner.scan() if full else scanner.update(["pkg050/mod050.py"])
                 plan = plan_sync(synced, new)
                 assert len(plan.copies) == 1, plan.copies
-                await target.sync(plan, str(project), keep_open=keep)
+                await sync_via_agent(target, plan, str(project), keep_open=keep)
                 times[name].append((time.perf_counter() - t0) * 1000)
                 synced = new
     finally:

@@ -28,7 +28,7 @@ from pathlib import Path
 from devloop.core.config import load_config
 from devloop.core.sync.manifest import IgnoreRules, Scanner
 from devloop.core.sync.plan import plan_sync
-from devloop.core.sync.transport import close_receiver, sync_via_agent
+from devloop.core.sync.transport import close_receiver, fetch_remote_manifest, sync_via_agent
 from devloop.core.targets.local import LocalTarget
 from devloop.core.watch import watch_changes
 
@@ -88,7 +88,7 @@ async def devloop_initial(proj: Path, wd: Path) -> float:
     # while they are sent
     scanner = Scanner(proj, IgnoreRules.load(proj, config.sync.exclude))
     walking = asyncio.ensure_future(asyncio.to_thread(scanner.scan, False))
-    remote = await target.remote_manifest()
+    remote = await fetch_remote_manifest(target)
     manifest = await walking
     scanner.hash_needed(remote)
     plan = plan_sync(remote, manifest)
@@ -120,7 +120,7 @@ async def watch_loop_changes(proj: Path, n: int, keep_open: bool) -> tuple[list[
     await target.start()
     scanner = Scanner(proj, IgnoreRules.load(proj, config.sync.exclude))
     manifest = scanner.scan()
-    plan = plan_sync(await target.remote_manifest(), manifest)
+    plan = plan_sync(await fetch_remote_manifest(target), manifest)
     await sync_via_agent(target, plan, str(proj), keep_open=keep_open)
     old = plan.new_manifest
     rescans = []

@@ -58,15 +58,15 @@ def run(args: argparse.Namespace) -> int:
 async def _sync_project(target, config, profile) -> None:
     """Bring the container's workdir up to the project as it is now (the snapshot holds the code);
     run the profile's `setup` when dependency files arrive, as a session would."""
-    from devloop.core.sync.ignore import IgnoreRules
-    from devloop.core.sync.manifest import Scanner
-    from devloop.core.sync.plan import plan_sync
+    from devloop.core.sync.syncer import Syncer
 
-    manifest = Scanner(config.root, IgnoreRules.load(config.root, config.sync.exclude)).scan()
-    plan = plan_sync(await target.remote_manifest(), manifest)
-    if plan.empty:
+    syncer = Syncer(target, config.root, tuple(config.sync.exclude or ()))  # no local record kept
+    try:
+        plan = (await syncer.sync_now()).plan
+    finally:
+        await syncer.close()
+    if plan is None:
         return
-    await target.sync(plan, str(config.root))
     if plan.dependency_files and profile.setup:
         channel = await target.spawn(["sh", "-c", profile.setup], cwd=target.info.workdir)
         await channel.close_stdin()

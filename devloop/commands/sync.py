@@ -22,8 +22,6 @@ DESCRIPTION = (
 LISTED = 20  # paths listed by name without -v
 PROGRESS_EVERY_S = 0.25
 PROGRESS_AFTER_S = 0.5
-EAGER_HASH_FILES = 256  # up to this many changed files (and bytes) are hashed during the scan
-EAGER_HASH_BYTES = 16 << 20
 
 
 def register(parser: argparse.ArgumentParser) -> None:
@@ -94,18 +92,9 @@ def _print_plan(plan, verbose: int, dry: bool) -> None:
         print(f"dependency files changed: {', '.join(plan.dependency_files)}")
 
 
-def _uses_agent_receiver(target) -> bool:
-    """Targets whose sync is the tar stream into the agent: those get a progress callback."""
-    from devloop.core.targets.base import Target
-
-    return type(target).sync is Target.sync or type(target).__name__ == "LocalTarget"
-
-
 def run(args: argparse.Namespace) -> int:
     from devloop.core.events import SyncDone
-    from devloop.core.sync.manifest import IgnoreRules, Scanner, load_local_manifest, save_local_manifest
-    from devloop.core.sync.plan import plan_sync
-    from devloop.core.sync.transport import close_receiver, fetch_remote_manifest, sync_via_agent
+    from devloop.core.sync.syncer import Syncer
     from devloop.core.targets import create_target
     from devloop.core.targets.base import TargetError
 
@@ -115,98 +104,61 @@ def run(args: argparse.Namespace) -> int:
         return fail(str(exc))
     verbose = getattr(args, "verbose", 0) or 0
     root = Path(config.root).resolve()
-    exclude = tuple(config.sync.exclude or ())
 
-    def scan(hash_new: bool = True):
-        # the stat cache (~1 MB of JSON for 10,000 files) loads on the worker thread too
-        scanner = Scanner(root, IgnoreRules.load(root, exclude), cache_file=root / ".devloop" / "statcache.json")
-        return scanner, scanner.scan(hash_new)
-
-    def scan_and_keep():
-        """The scan for a sync: a few changed files are hashed at once and the stat cache is
-        written while the target is still answering; a big first sync leaves new files to be
-        hashed as they are sent."""
-        scanner, manifest = scan(False)
-        if scanner.unhashed <= EAGER_HASH_FILES and scanner.unhashed_bytes <= EAGER_HASH_BYTES:
-            scanner.hash_unhashed()
-            scanner.save_cache()
-        return scanner, manifest
+    def log(text: str, level: str) -> None:
+        if verbose or level == "warning":
+            print(f"devloop sync: {text}", file=sys.stderr)
 
     async def main(stop: asyncio.Event) -> int:
         started = time.perf_counter()
         target = create_target(profile, config)
-        if not getattr(target, "needs_sync", True):
+        if not target.needs_sync:
             if not args.json:
                 print(f"profile {profile.name!r} runs in place: nothing to sync")
             else:
                 print(json.dumps(SyncDone(0, 0, 0, 0.0).to_json()))
             return 0
+        # a fresh process: the stat cache on disk spares hashing what did not change
+        syncer = Syncer(target, root, tuple(config.sync.exclude or ()), profile=profile.name,
+                        stat_cache=True, log=log)
         if args.dry_run:
-            scanner, manifest = await asyncio.to_thread(scan)
-            plan = plan_sync(load_local_manifest(root, profile.name), manifest)
+            plan = await syncer.dry_run()
             if args.json:
                 print(json.dumps({"event": "sync_plan", "dry_run": True, "copies": list(plan.copies),
                                   "deletes": list(plan.deletes), "mode_changes": list(plan.mode_changes),
                                   "bytes": plan.bytes_total, "dependencies_changed": list(plan.dependency_files)}))
             else:
                 _print_plan(plan, verbose, dry=True)
-            await asyncio.to_thread(scanner.save_cache)
             return 0
-        # the local scan runs on a thread while the target starts and answers what it holds:
-        # both sides stat the whole tree, so they overlap instead of adding up (see
-        # scan_and_keep for which new files are hashed then, which on the way out)
-        scanning = asyncio.ensure_future(asyncio.to_thread(scan_and_keep))
-        kept = _uses_agent_receiver(target)
-        saving = None
+        # the local walk runs on a thread while the target starts and answers what it holds:
+        # both sides stat the whole tree, so they overlap instead of adding up
+        syncer.begin_scan()
         try:
             await target.start()
-            if kept:  # one receiver process answers the manifest, then takes the sync
-                remote = await fetch_remote_manifest(target, keep_open=True)
-            else:
-                remote = await target.remote_manifest()
-            scanner, manifest = await scanning
-            if scanner.unhashed:
-                await asyncio.to_thread(scanner.hash_needed, remote)
-            plan = plan_sync(remote, manifest)
+            manifest = await syncer.connect(keep=True)  # one receiver answers, then takes the sync
+            plan = await syncer.plan(scanned=manifest)
             if not args.json:
                 if plan.empty:
                     print(f"{profile.name}: up to date ({len(manifest)} files)")
                 else:
                     _print_plan(plan, verbose, dry=False)
-            deleted = files = nbytes = 0
-            if not plan.empty:
-                progress = _Progress(args.json)
-                try:
-                    if kept:
-                        stats = await sync_via_agent(target, plan, str(root), progress, keep_open=True)
-                    else:
-                        stats = await target.sync(plan, str(root))
-                finally:
-                    progress.clear()
-                files, nbytes, deleted = stats.files, stats.bytes, stats.deleted
-                scanner.adopt_hashes(plan.new_manifest)
-            # (a no-op unless hashes arrived with the sync or the scan changed it)
-            saving = asyncio.ensure_future(asyncio.to_thread(scanner.save_cache))
-            save_local_manifest(root, profile.name, plan.new_manifest)
-            await saving
+            progress = _Progress(args.json)
+            try:
+                stats = await syncer.send(plan, None if plan.empty else progress, keep=True)
+            finally:
+                progress.clear()
+            await syncer.flush()  # the record even when nothing was sent
             ms = (time.perf_counter() - started) * 1000
-            done = SyncDone(files, nbytes, deleted, round(ms, 1), tuple(plan.dependency_files))
+            done = SyncDone(stats.files, stats.bytes, stats.deleted, round(ms, 1), tuple(plan.dependency_files))
             if args.json:
                 print(json.dumps(done.to_json()))
             elif not plan.empty:
-                print(f"synced {files} files ({_size(nbytes)}), deleted {deleted} in {ms:.0f} ms")
+                print(f"synced {stats.files} files ({_size(stats.bytes)}), deleted {stats.deleted} in {ms:.0f} ms")
             return 0
         except TargetError as exc:
             return fail(str(exc))
         finally:
-            for task in (scanning, saving):
-                if task is not None and not task.done():
-                    try:
-                        await task
-                    except Exception:  # noqa: BLE001 - the error that ended the sync is reported
-                        pass
-            if kept:
-                await close_receiver(target)
+            await syncer.close()
             await target.stop()
 
     return run_async(main)

@@ -55,20 +55,21 @@ class SyncResult:
 class Syncer:
     """Syncs `root` into `target`. `profile`: the name the local record is kept under (None:
     keep none). `stat_cache`: keep the scanner's stat cache in `.devloop/statcache.json` (a
-    fresh process, `devloop sync`, then hashes only what changed). `log(text)`: diagnostics.
+    fresh process, `devloop sync`, then hashes only what changed). `log(text, level)`: diagnostics
+    ("debug"; "warning" for a record that could not be written).
     `progress()`: makes the `on_progress(files_done, files_total, bytes_done, bytes_total)`
     callback for one send of `sync_now` (its clock starts as the send does)."""
 
     def __init__(self, target: "Target", root: Path | str, exclude: Sequence[str] = (), *,
                  profile: str | None = None, stat_cache: bool = False,
-                 log: Callable[[str], None] | None = None,
+                 log: Callable[[str, str], None] | None = None,
                  progress: Callable[[], ProgressFn | None] | None = None) -> None:
         self.target = target
         self.root = Path(root)
         self.exclude = tuple(exclude or ())
         self.profile = profile
         self.stat_cache = stat_cache
-        self._log = log or (lambda _text: None)
+        self._log = log or (lambda _text, _level: None)
         self._progress = progress
         self.remote: Manifest | None = None  # what the target holds (as devloop synced it)
         self.connected = False  # `remote` was asked since the last (re)connect
@@ -128,7 +129,7 @@ class Syncer:
         manifest = await walking
         self.remote = remote
         self.connected = True
-        self._log(f"remote has {len(remote) if remote else 0} synced files")
+        self._log(f"remote has {len(remote) if remote else 0} synced files", "debug")
         return manifest
 
     async def reset(self) -> None:
@@ -188,7 +189,7 @@ class Syncer:
         if plan.empty:
             return SyncResult(None, None, (time.perf_counter() - t0) * 1000)
         self._log(f"sync plan: {len(plan.copies)} to copy ({plan.bytes_total} bytes), "
-                  f"{len(plan.deletes)} to delete, {len(plan.mode_changes)} mode changes")
+                  f"{len(plan.deletes)} to delete, {len(plan.mode_changes)} mode changes", "debug")
         progress = self._progress() if self._progress is not None else None
         stats = await self.send(plan, progress, keep=paths is not None)
         return SyncResult(plan, stats, (time.perf_counter() - t0) * 1000)
@@ -218,7 +219,7 @@ class Syncer:
         try:
             await asyncio.to_thread(fn, *args)
         except OSError as exc:
-            self._log(f"could not keep {what}: {exc}")
+            self._log(f"could not keep {what}: {exc}", "warning")
 
     async def flush(self) -> None:
         """Wait for the writes in flight."""

@@ -3,7 +3,12 @@
 A target knows how to start an environment, run a process in it with stdin/stdout attached
 (`spawn`), and stop it. Everything else -- syncing files, running the kernel -- is built on
 `spawn` plus the stdlib-only agent bundle (`devloop.core.agent_bundle`), so a new target only has
-to provide a process channel. Targets may override `sync` with a faster path.
+to provide a process channel: `devloop.core.sync.syncer` streams files into the agent's `receive`
+mode over `spawn` for every target (this module never imports the sync code).
+
+What a target can do beyond that is declared here with a default that does nothing (`needs_sync`,
+`progress`, `follow_logs`, `explain_exit`, `doctor_checks`); targets override what they have, and
+callers call them directly.
 
 Blocking SDKs (docker, kubernetes, paramiko) run in threads (`asyncio.to_thread`); the protocol
 itself is asyncio.
@@ -13,10 +18,7 @@ from __future__ import annotations
 
 import abc
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
-
-if TYPE_CHECKING:  # pragma: no cover
-    from devloop.core.sync.plan import SyncPlan
+from typing import Any, Callable, Mapping, Sequence
 
 
 class TargetError(Exception):
@@ -103,8 +105,11 @@ class Target(abc.ABC):
     """One place where code runs. Created from a profile by `devloop.core.targets.create_target`."""
 
     kind: str = "?"
-    #: False where the code already is where it runs (local, in place): the session skips sync.
+    #: False where the code already is where it runs (local, in place): nothing is synced.
     needs_sync: bool = True
+    #: Set by the session before `start()`: a target that starts slowly (a pod being scheduled,
+    #: an image pulled) reports each step with it as one line of text. Calling it is optional.
+    progress: Callable[[str], None] | None = None
 
     @abc.abstractmethod
     async def start(self) -> TargetInfo:
@@ -128,29 +133,26 @@ class Target(abc.ABC):
     def agent_argv(self, mode: str, *args: str) -> list[str]:
         """argv that runs the agent bundle in `mode` ("kernel", "receive", "manifest") there."""
 
-    async def sync(self, plan: "SyncPlan", source_root: str, on_progress: Any = None,
-                   keep_open: bool = False) -> SyncStats:
-        """Send a sync plan: default is a tar stream into the agent's `receive` mode.
-
-        `on_progress(files_done, files_total, bytes_done, bytes_total)` is called as it goes;
-        `keep_open` keeps one receiver running for the next syncs (the watch loop)."""
-        from devloop.core.sync.transport import sync_via_agent
-
-        return await sync_via_agent(self, plan, source_root, on_progress, keep_open=keep_open)
-
-    async def remote_manifest(self) -> dict | None:
-        """The manifest the remote says it has (None when it has none): used to resend only
-        the difference after a reconnect or a restarted container."""
-        from devloop.core.sync.transport import fetch_remote_manifest
-
-        return await fetch_remote_manifest(self)
-
     async def snapshot(self) -> Snapshot:
         raise TargetError(f"the {self.kind} target cannot take snapshots")
 
     async def alive(self) -> bool:
         """Whether the environment still exists (container/pod not removed from outside)."""
         return True
+
+    async def follow_logs(self, on_text: Callable[[str], None]) -> None:
+        """Stream the environment's own log (a pod's main container) to `on_text` until the
+        target stops. The session runs it as a task after `start()`; default: none, returns at once."""
+        return None
+
+    async def explain_exit(self, code: int | None) -> str | None:
+        """Why a process in the target ended with `code`, when the target knows better than the
+        code itself (an OOM kill naming the memory limit); None: nothing to add."""
+        return None
+
+    async def doctor_checks(self) -> Sequence[tuple[str, bool, str]]:
+        """Extra checks `devloop doctor` reports for this kind: (name, ok, detail) each."""
+        return ()
 
     @abc.abstractmethod
     async def stop(self) -> None:

@@ -95,8 +95,6 @@ class KubernetesTarget(Target):
         self.root_hash = short_hash(str(Path(config.root).resolve()), 8)
         self.python = profile.python or "python3"
         self.workdir_spec = profile.workdir or DEFAULT_WORKDIR
-        #: optional `progress(text)` the session may set: pod scheduling / pulling / starting
-        self.progress: Callable[[str], None] | None = None
         self.namespace = ""
         self.context = ""
         self.pod_name = ""

@@ -10,23 +10,28 @@ from __future__ import annotations
 import asyncio
 import collections
 import os
+import shutil
 import signal
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Mapping, Sequence
 
-from devloop.core.agent_bundle import unpacked_bundle
-from devloop.core.targets.base import Channel, SyncStats, Target, TargetError, TargetInfo
+from devloop.core.agent_bundle import UnsafeCache, unpacked_bundle
+from devloop.core.config import local_workdir_problem, resolve_local_workdir
+from devloop.core.targets.base import Channel, Target, TargetError, TargetInfo
 
 if TYPE_CHECKING:  # pragma: no cover
     from devloop.core.config import Config, Profile
-    from devloop.core.sync.plan import SyncPlan
 
 STREAM_LIMIT = 64 * 1024 * 1024  # one protocol line may carry a 64 KiB chunk, JSON-escaped
 
 
 def cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    """$XDG_CACHE_HOME/devloop (a relative XDG_CACHE_HOME is ignored, as the spec says);
+    unpacked_bundle makes it 0700 and refuses one that is a link or someone else's."""
+    base = os.environ.get("XDG_CACHE_HOME") or ""
+    if not os.path.isabs(base):
+        base = os.path.join(os.path.expanduser("~"), ".cache")
     return Path(base) / "devloop"
 
 
@@ -98,12 +103,18 @@ class LocalTarget(Target):
         self.profile = profile
         self.config = config
         self.in_place = not profile.workdir
+        self._workdir_error: str | None = None
         if self.in_place:
             self.workdir = Path(config.root).resolve()
         else:
-            wd = Path(os.path.expandvars(os.path.expanduser(profile.workdir)))
-            self.workdir = (wd if wd.is_absolute() else Path(config.root) / wd).resolve()
-        self.python = profile.python or sys.executable
+            try:
+                self.workdir = resolve_local_workdir(profile.workdir, config.root)
+            except (OSError, ValueError, RuntimeError) as exc:  # reported by start()
+                self.workdir = Path(config.root).resolve()
+                self._workdir_error = (f"cannot be resolved: "
+                                       f"{getattr(exc, 'strerror', None) or exc}")
+        # a profile's python wins over the project's [run].python (as on docker)
+        self.python = profile.python or config.run.python or sys.executable
         self._bundle: Path | None = None
         self._info: TargetInfo | None = None
 
@@ -119,18 +130,57 @@ class LocalTarget(Target):
 
     async def start(self) -> TargetInfo:
         if not self.in_place:
-            if self.workdir == Path(self.config.root).resolve() or Path(self.config.root).resolve() in self.workdir.parents:
+            problem = self._workdir_error or local_workdir_problem(self.workdir, self.config.root)
+            if problem:
                 raise TargetError(
-                    f"profile {self.profile.name!r}: workdir {self.workdir} is inside the project itself",
-                    hint="point `workdir:` at a folder outside the project, or remove it to run in place",
+                    f"profile {self.profile.name!r}: workdir {str(self.workdir)[:200]} {problem}",
+                    hint="point `workdir:` at a folder of its own outside the project, or remove "
+                    "it to run in place",
                 )
-            self.workdir.mkdir(parents=True, exist_ok=True)
-        self._bundle = await asyncio.to_thread(unpacked_bundle, cache_dir())
+            try:
+                self.workdir.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise TargetError(
+                    f"profile {self.profile.name!r}: cannot create workdir {self.workdir}: "
+                    f"{exc.strerror}",
+                    hint="point `workdir:` at a folder you can write") from None
+        self._check_python()
+        try:
+            self._bundle = await asyncio.to_thread(unpacked_bundle, cache_dir())
+        except UnsafeCache as exc:
+            raise TargetError(exc.message, hint=exc.hint) from None
+        except OSError as exc:
+            raise TargetError(f"cannot prepare the agent in {cache_dir()}: {exc.strerror}",
+                              hint="make it writable, or set XDG_CACHE_HOME to a folder of "
+                              "yours") from None
         self._info = TargetInfo(
             kind="local", id=os.uname().nodename, workdir=str(self.workdir), python=self.python,
             details={"in_place": self.in_place},
         )
         return self._info
+
+    def _check_python(self) -> None:
+        """The interpreter exists and can be run (a non-executable gave a traceback).
+
+        A relative path is looked up where it will run (the workdir); in a synced workdir it
+        may only arrive with the first sync, so there only a present non-executable fails."""
+        python = self.python
+        where = ("profile " + repr(self.profile.name) if self.profile.python
+                 else "[run] in devloop.toml" if self.config.run.python else "devloop")
+        hint = (f"set `python:` in profile {self.profile.name!r} (or [run].python) to an "
+                "executable interpreter, e.g. python3")
+        if "/" not in python:
+            if shutil.which(python) is None:
+                raise TargetError(f"python {python!r} (from {where}) is not on PATH", hint=hint)
+            return
+        path = Path(python) if os.path.isabs(python) else self.workdir / python
+        if not path.exists():
+            if os.path.isabs(python) or self.in_place:
+                raise TargetError(f"python {python!r} (from {where}) does not exist", hint=hint)
+            return
+        if not path.is_file() or not os.access(path, os.X_OK):
+            raise TargetError(f"python {python!r} (from {where}) is not an executable file",
+                              hint=hint)
 
     def agent_argv(self, mode: str, *args: str) -> list[str]:
         if self._bundle is None:
@@ -157,12 +207,6 @@ class LocalTarget(Target):
                 hint=f"set `python:` in profile {self.profile.name!r} to an interpreter that exists",
             ) from exc
         return ProcessChannel(proc)
-
-    async def sync(self, plan: "SyncPlan", source_root: str, on_progress=None,
-                   keep_open: bool = False) -> SyncStats:
-        if self.in_place:
-            return SyncStats(files=0, bytes=0, deleted=0, ms=0.0)
-        return await super().sync(plan, source_root, on_progress, keep_open=keep_open)
 
     async def stop(self) -> None:
         return None

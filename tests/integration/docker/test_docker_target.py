@@ -128,6 +128,7 @@ async def test_sync_through_the_agent_receiver_then_remote_manifest(make_target,
     from devloop.core.sync.ignore import IgnoreRules
     from devloop.core.sync.manifest import Scanner
     from devloop.core.sync.plan import plan_sync
+    from devloop.core.sync.transport import fetch_remote_manifest, sync_via_agent
 
     (project / "pkg").mkdir()
     (project / "pkg" / "mod.py").write_text("VALUE = 1\n")
@@ -135,11 +136,11 @@ async def test_sync_through_the_agent_receiver_then_remote_manifest(make_target,
     target = make_target()
     await target.start()
     manifest = Scanner(project, IgnoreRules.load(project)).scan()
-    stats = await target.sync(plan_sync(None, manifest), str(project))
+    stats = await sync_via_agent(target, plan_sync(None, manifest), str(project))
     assert stats.files == 2
     (c,) = labelled(docker_client, project.name)
     assert c.exec_run(["cat", "/workspace/pkg/mod.py"]).output == b"VALUE = 1\n"
-    remote = await target.remote_manifest()
+    remote = await fetch_remote_manifest(target)
     assert remote is not None and set(remote) == {"pkg/mod.py", "train.py"}
     assert plan_sync(remote, manifest).empty
 

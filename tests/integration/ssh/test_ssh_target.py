@@ -12,6 +12,7 @@ import pytest
 from devloop.core.kernel import KernelClient
 from devloop.core.sync.manifest import IgnoreRules, Scanner
 from devloop.core.sync.plan import plan_sync
+from devloop.core.sync.transport import fetch_remote_manifest, sync_via_agent
 from devloop.core.targets import create_target
 from devloop.core.targets.ssh import SshTarget
 
@@ -122,18 +123,18 @@ async def test_sync_through_the_agent_receiver_and_remote_manifest(ssh_project: 
         scanner = Scanner(src, IgnoreRules.load(src, ()))
         first = scanner.scan()
         plan = plan_sync(None, first)
-        stats = await target.sync(plan, str(src))
+        stats = await sync_via_agent(target, plan, str(src))
         assert stats.files == len(plan.copies) >= 3
         remote = Path(target.info.workdir)
         assert (remote / "pkg" / "a.py").read_text() == "A = 1\n"
         assert os.stat(remote / "run.sh").st_mode & 0o777 == 0o755
-        assert set(await target.remote_manifest()) == set(first)
+        assert set(await fetch_remote_manifest(target)) == set(first)
 
         (src / "pkg" / "a.py").write_text("A = 2\n")
         second = scanner.update(["pkg/a.py"])
         plan2 = plan_sync(first, second)
         assert plan2.copies == ("pkg/a.py",)
-        stats2 = await target.sync(plan2, str(src))
+        stats2 = await sync_via_agent(target, plan2, str(src))
         assert stats2.files == 1
         assert (remote / "pkg" / "a.py").read_text() == "A = 2\n"
     finally:
