@@ -169,12 +169,10 @@ async def run_doctor(config: "Config", profile: "Profile") -> DoctorReport:
                                    else "devloop agent runs", False, str(exc)))
     finally:
         if target is not None:
-            extra = getattr(target, "doctor_checks", None)
-            if extra is not None:
-                try:
-                    report.checks += [Check(*c) for c in await extra()]
-                except TargetError as exc:
-                    report.checks.append(Check(f"{profile.kind} checks", False, str(exc)))
+            try:
+                report.checks += [Check(*c) for c in await target.doctor_checks()]
+            except TargetError as exc:
+                report.checks.append(Check(f"{profile.kind} checks", False, str(exc)))
             try:
                 await target.stop()
             except TargetError:
