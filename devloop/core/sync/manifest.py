@@ -10,6 +10,7 @@ Per profile, the manifest devloop last synced is kept under `.devloop/manifests/
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -20,10 +21,11 @@ from pathlib import Path
 from typing import Iterable, NamedTuple
 
 from devloop.core.sync.ignore import IGNORE_FILES, IgnoreRules
+from devloop.core.targets.base import TargetError
 
 __all__ = [
     "Entry", "Manifest", "IgnoreRules", "Scanner", "hash_file", "load_local_manifest",
-    "save_local_manifest", "manifest_from_json", "READ_FLAGS",
+    "save_local_manifest", "manifest_from_json", "READ_FLAGS", "UnreadablePath",
 ]
 
 CHUNK = 1 << 20
@@ -52,6 +54,28 @@ Manifest = dict[str, Entry]
 
 READ_FLAGS = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0)  # how sync opens files it reads
 _buffers = threading.local()  # one read buffer per hashing thread, not one allocation per file
+
+
+# a path that went away (or whose folder became a file) while it was walked: the watcher's next
+# event names it again. Any other error (EACCES, EIO) makes the path unreadable: an error.
+_VANISHED = (errno.ENOENT, errno.ENOTDIR)
+
+
+class UnreadablePath(TargetError):
+    """A file or folder of the project that cannot be read (permissions, I/O error). Never read
+    as empty or absent: that would send an empty file, or delete the target's copies. A
+    TargetError, so every front end shows it as one line with its fix."""
+
+    def __init__(self, path: str, exc: OSError) -> None:
+        super().__init__(f"cannot read {path}: {exc.strerror or exc} (devloop never syncs it as empty or gone)",
+                         hint="make it readable (chmod u+r, or u+rx for a folder), or exclude it in .devloopignore")
+        self.path = path
+
+
+def _unreadable_or_vanished(path: str, exc: OSError) -> None:
+    """Raise UnreadablePath unless `exc` says the path went away meanwhile."""
+    if exc.errno not in _VANISHED:
+        raise UnreadablePath(path, exc) from None
 
 
 def hash_file(path: str) -> str:
@@ -85,9 +109,11 @@ def manifest_from_json(files: dict) -> Manifest:
 
 
 def _hash_or_none(path: str) -> str | None:
+    """The file's hash; None when it went away; UnreadablePath when it cannot be read."""
     try:
         return hash_file(path)
-    except OSError:
+    except OSError as exc:
+        _unreadable_or_vanished(path, exc)
         return None
 
 
@@ -197,13 +223,16 @@ class Scanner:
         if stat.S_ISLNK(st_mode):
             try:
                 target = os.readlink(path)
-            except OSError:
+            except OSError as exc:
+                if exc.errno != errno.EINVAL:  # (EINVAL: no longer a link; the next event says what)
+                    _unreadable_or_vanished(path, exc)
                 return None
             entry = Entry(len(target), st.st_mtime_ns, 0o777, "", target)
         elif stat.S_ISREG(st_mode):
             try:
                 digest = hash_file(path)
-            except OSError:  # vanished or unreadable: the next event names it again
+            except OSError as exc:  # vanished: the next event names it again; unreadable: an error
+                _unreadable_or_vanished(path, exc)
                 return None
             self.hashed += 1
             if cached is not None and cached[4].sha256 == digest and cached[4].mode == file_mode(st_mode) \
@@ -241,7 +270,8 @@ class Scanner:
             try:
                 with os.scandir(os.path.join(root, dir_rel) if dir_rel else root) as it:
                     entries = list(it)
-            except OSError:
+            except OSError as exc:  # an unreadable folder is not an empty one: its files stay
+                _unreadable_or_vanished(os.path.join(root, dir_rel) if dir_rel else root, exc)
                 continue
             if dir_rel not in levels:  # (known after the first walk: no list built again)
                 note_listing(dir_rel, [de.name for de in entries])
@@ -264,7 +294,8 @@ class Scanner:
                         if ignored:
                             continue
                     st = de.stat(follow_symlinks=False)
-                except OSError:
+                except OSError as exc:
+                    _unreadable_or_vanished(de.path, exc)
                     continue
                 if (c is not None and c[1] == st.st_mtime_ns and c[0] == st.st_size
                         and c[2] == st.st_ino and c[3] == st.st_mode):
@@ -286,7 +317,7 @@ class Scanner:
         else:
             digests = [_hash_or_none(p) for _, p, _ in pending]
         for (rel, _path, st), digest in zip(pending, digests):
-            if digest is None:  # vanished or unreadable: the next event names it again
+            if digest is None:  # vanished: the next event names it again
                 continue
             self.hashed += 1
             st_mode = st.st_mode
@@ -402,7 +433,8 @@ class Scanner:
             path = os.path.join(self.root, rel)
             try:
                 st = os.lstat(path)
-            except OSError:
+            except OSError as exc:
+                _unreadable_or_vanished(path, exc)
                 st = None
             is_dir = st is not None and stat.S_ISDIR(st.st_mode)
             if st is None or self.rules.matches(rel, is_dir) or is_dir:
