@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import difflib
 import math
+import os
 import re
 import tomllib
 from dataclasses import MISSING, dataclass, field, fields
@@ -22,6 +23,8 @@ from types import MappingProxyType
 from typing import Any, Callable, Iterable, Mapping
 
 import yaml
+
+from devloop.core import config_yaml
 
 CONFIG_FILE = "devloop.toml"
 PROFILES_DIR = "profiles"
@@ -117,6 +120,13 @@ class UiConfig:
 
 
 @dataclass(frozen=True)
+class SessionConfig:
+    """`[session]`: how long a kernel session with nobody attached and no cell running lives."""
+
+    idle_stop_s: float = 2 * 3600.0  # `idle_stop = "2h"`; 0 = never stop on idle
+
+
+@dataclass(frozen=True)
 class Stage:
     """One `[[stage]]`: what promote turns into a pipeline task."""
 
@@ -183,6 +193,7 @@ class Profile:
     service_account: str | None = None
     runs_on: str | tuple[str, ...] | None = None  # GitHub runs-on label(s)
     snapshot_on_stop: bool = False
+    idle_stop_s: float | None = None  # `idle_stop:` overrides [session].idle_stop; None: unset
 
     def to_dict(self, *, only_set: bool = False) -> dict[str, Any]:
         """JSON-able view; with only_set, just the keys that differ from the defaults."""
@@ -205,6 +216,7 @@ class Config:
     run: RunConfig = RunConfig()
     gpu: GpuConfig = GpuConfig()
     ui: UiConfig = UiConfig()
+    session: SessionConfig = SessionConfig()
     stages: tuple[Stage, ...] = ()
     promote: PromoteConfig = PromoteConfig()
     profile_line: int | None = field(default=None, repr=False, compare=False)  # [project].profile
@@ -230,8 +242,9 @@ class Config:
         line = self.profile_line if from_project else None
         if not _PROFILE_NAME.match(name):
             raise ConfigError(
-                f"invalid profile name {name!r}",
-                file=where,
+                f"invalid profile name {name!r}" + ("" if from_project else " (from --profile)"),
+                file=where if from_project else None,
+                line=line,
                 hint="profile names are file names in profiles/: letters, digits, '-', '_', '.'",
             )
         path = self._profile_path(name)
@@ -241,13 +254,13 @@ class Config:
             available = self.profile_names()
             raise ConfigError(
                 f"unknown profile {name!r}; available: {', '.join(available)}",
-                file=where,
+                file=where if from_project else None,
                 line=line,
                 suggestion=nearest(name, available),
                 hint=f"create {PROFILES_DIR}/{name}.yaml (`devloop init` writes examples) "
                 "or pick one of the available profiles",
             )
-        return load_profile(path, name)
+        return load_profile(path, name, root=self.root)
 
     def _profile_path(self, name: str) -> Path | None:
         for suffix in (".yaml", ".yml"):
@@ -266,6 +279,7 @@ class Config:
             "run": _plain(self.run),
             "gpu": _plain(self.gpu),
             "ui": _plain(self.ui),
+            "session": _plain(self.session),
             "stages": [_plain(s) for s in self.stages],
             "promote": _plain(self.promote),
         }
@@ -298,6 +312,7 @@ class _Source:
     file: Path
     lines: Mapping[tuple, int]
     default_line: int | None = None
+    root: Path | None = None  # the project folder (a local workdir is checked against it)
 
     def line(self, path: tuple) -> int | None:
         path = tuple(path)
@@ -307,8 +322,9 @@ class _Source:
             path = path[:-1]
         return self.default_line
 
-    def error(self, path: tuple, message: str, *, hint: str | None = None,
+    def error(self, path: tuple, message: str, *, hint: str,
               suggestion: str | None = None) -> ConfigError:
+        """Every config error says how to fix it: `hint` is required."""
         return ConfigError(message, file=self.file, line=self.line(path), hint=hint,
                            suggestion=suggestion)
 
@@ -346,37 +362,49 @@ def _str(src: _Source, path: tuple, value: Any) -> str:
     if not isinstance(value, str):
         raise src.error(path, f"'{_label(path)}' must be a string, not {_type_name(value)}",
                         hint=f'quote it: {path[-1]} = "..."')
+    if "\0" in value:
+        raise src.error(path, f"'{_label(path)}' contains a NUL character",
+                        hint="remove the \\0 from the value")
     return value
 
 
 def _nonempty_str(src: _Source, path: tuple, value: Any) -> str:
     text = _str(src, path, value)
     if not text.strip():
-        raise src.error(path, f"'{_label(path)}' must not be empty")
+        raise src.error(path, f"'{_label(path)}' must not be empty",
+                        hint=f"give {path[-1]} a value, or remove the key for the default")
     return text
 
 
-def _int_at_least(minimum: int) -> Validator:
+def _int_between(minimum: int, maximum: int, example: int, unit: str = "") -> Validator:
+    """A whole number in [minimum, maximum]: the upper bound keeps a value like 2**63-1 or a
+    day of debounce from overflowing a C call or stalling a loop."""
     def check(src: _Source, path: tuple, value: Any) -> int:
         if isinstance(value, bool) or not isinstance(value, int):
             raise src.error(path, f"'{_label(path)}' must be a whole number, not {_type_name(value)}",
-                            hint=f"write e.g. {path[-1]} = {max(minimum, 1)}")
+                            hint=f"write e.g. {path[-1]} = {example}")
         if value < minimum:
-            raise src.error(path, f"'{_label(path)}' must be at least {minimum}, not {value}")
+            raise src.error(path, f"'{_label(path)}' must be at least {minimum}{unit}, not {value}",
+                            hint=f"write e.g. {path[-1]} = {example}")
+        if value > maximum:
+            raise src.error(path, f"'{_label(path)}' must be at most {maximum}{unit}, not {value}",
+                            hint=f"write e.g. {path[-1]} = {example}")
         return value
     return check
 
 
 def _port(src: _Source, path: tuple, value: Any) -> int:
-    port = _int_at_least(1)(src, path, value)
+    port = _int_between(1, 2**31, 22)(src, path, value)
     if port > 65535:
-        raise src.error(path, f"'{_label(path)}' must be a port number (1-65535), not {port}")
+        raise src.error(path, f"'{_label(path)}' must be a port number (1-65535), not {port}",
+                        hint=f"write e.g. {path[-1]}: 22")
     return port
 
 
 def _bool(src: _Source, path: tuple, value: Any) -> bool:
     if not isinstance(value, bool):
-        raise src.error(path, f"'{_label(path)}' must be true or false, not {_type_name(value)}")
+        raise src.error(path, f"'{_label(path)}' must be true or false, not {_type_name(value)}",
+                        hint=f"write {path[-1]} = true or false (no quotes)")
     return value
 
 
@@ -387,6 +415,7 @@ def _choice(choices: tuple[str, ...]) -> Validator:
                 path,
                 f"'{_label(path)}' must be one of {', '.join(choices)}, not {_type_name(value)}",
                 suggestion=nearest(str(value), choices),
+                hint=f"write one of: {', '.join(choices)}",
             )
         return value
     return check
@@ -404,38 +433,59 @@ def _list_of(item: Validator, *, allow_single: bool = False) -> Validator:
     return check
 
 
-_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$", re.ASCII)
+# Linux refuses to start a process with one NAME=value over 128 KiB (MAX_ARG_STRLEN), and all
+# of them share ARG_MAX (2 MiB by default): bounded here so the failure names the key.
+ENV_VALUE_MAX = 128 * 1024 - 1
+ENV_TOTAL_MAX = 1024 * 1024
 
 
 def _env(src: _Source, path: tuple, value: Any) -> Mapping[str, str]:
     if not isinstance(value, Mapping):
         raise src.error(path, f"'{_label(path)}' must be a table of NAME = value, not "
-                        f"{_type_name(value)}")
+                        f"{_type_name(value)}", hint=f"write {_label(path)} as NAME: \"value\" pairs")
     out = {}
+    total = 0
     for key, val in value.items():
         if not isinstance(key, str) or not _ENV_NAME.match(key):
             raise src.error(path + (key,), f"'{_label(path)}' has an invalid variable name {key!r}",
                             hint="use letters, digits and '_', not starting with a digit")
+        where = path + (key,)
         if isinstance(val, bool) or not isinstance(val, (str, int, float)):
-            raise src.error(path + (key,), f"'{_label(path + (key,))}' must be a string, not "
+            raise src.error(where, f"'{_label(where)}' must be a string, not "
                             f"{_type_name(val)}", hint='quote the value: "..."')
-        out[key] = val if isinstance(val, str) else str(val)
+        text = val if isinstance(val, str) else str(val)
+        if "\0" in text:
+            raise src.error(where, f"'{_label(where)}' contains a NUL character, which an "
+                            "environment variable cannot hold", hint="remove the \\0 from the value")
+        size = len(key) + 1 + len(text.encode("utf-8", "surrogatepass"))
+        if size > ENV_VALUE_MAX:
+            raise src.error(where, f"'{_label(where)}' is {size} bytes; one environment variable "
+                            f"may hold at most {ENV_VALUE_MAX}",
+                            hint="pass big data in a file, and its path in the variable")
+        total += size + 1
+        if total > ENV_TOTAL_MAX:
+            raise src.error(where, f"'{_label(path)}' holds more than {ENV_TOTAL_MAX} bytes",
+                            hint="pass big data in a file, and its path in the variable")
+        out[key] = text
     return MappingProxyType(out)
 
 
 def _str_map(src: _Source, path: tuple, value: Any) -> Mapping[str, str]:
     if not isinstance(value, Mapping):
-        raise src.error(path, f"'{_label(path)}' must be a mapping, not {_type_name(value)}")
+        raise src.error(path, f"'{_label(path)}' must be a mapping, not {_type_name(value)}",
+                        hint=f"write {path[-1]} as key: \"value\" pairs")
     out = {}
     for key, val in value.items():
+        where = path + (key,)
         if isinstance(val, bool) or not isinstance(val, (str, int, float)):
-            raise src.error(path + (key,), f"'{_label(path + (key,))}' must be a string, not "
+            raise src.error(where, f"'{_label(where)}' must be a string, not "
                             f"{_type_name(val)}", hint='quote the value: "..."')
-        out[str(key)] = val if isinstance(val, str) else str(val)
+        out[str(key)] = _str(src, where, val if isinstance(val, str) else str(val))
     return MappingProxyType(out)
 
 
-_QUANTITY = re.compile(r"^(\d+(\.\d*)?|\.\d+)(e[+-]?\d+|[KMGTPE]i|[mkMGTPE])?$")
+_QUANTITY = re.compile(r"^(\d+(\.\d*)?|\.\d+)(e[+-]?\d+|[KMGTPE]i|[mkMGTPE])?$", re.ASCII)
 _SUFFIX = {"": 1, "m": 1e-3, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "P": 1e15, "E": 1e18,
            "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60}
 
@@ -464,7 +514,7 @@ def _quantity(example: str) -> Validator:
     return check
 
 
-_DOCKER_MEMORY = re.compile(r"^(\d+(?:\.\d+)?)(?:([mgtMGTkK])[bB]|([mgt])|([bB]))$")
+_DOCKER_MEMORY = re.compile(r"^(\d+(?:\.\d+)?)(?:([mgtMGTkK])[bB]|([mgt])|([bB]))$", re.ASCII)
 
 
 def _memory(example: str) -> Validator:
@@ -483,7 +533,13 @@ def _memory(example: str) -> Validator:
     return check
 
 
-_GPU_ID = re.compile(r"^(\d+|(GPU|MIG)-[A-Za-z0-9/-]+)$")
+_GPU_ID = re.compile(r"^(\d+|(GPU|MIG)-[A-Za-z0-9/-]+)$", re.ASCII)
+_GPU_COUNT_MAX = 4096  # more than any machine holds; bounds what a count can ask a runtime for
+
+
+def _gpu_count(text: str) -> int | None:
+    """An ASCII count ("2"), else None: str.isdigit() also accepts "²", which int() refuses."""
+    return int(text) if text.isascii() and text.isdigit() else None
 _GPUS_HINT = "use 'all', a count (gpus: 2) or device ids (gpus: [0, 1] or \"device=0,1\")"
 
 
@@ -497,15 +553,18 @@ def _gpus(src: _Source, path: tuple, value: Any) -> str | int | tuple[str, ...] 
                         f"not {_type_name(value)} (YAML reads yes/no/on/off as booleans)",
                         hint=_GPUS_HINT, suggestion="all" if value else None)
     if isinstance(value, int):
-        if value < 0:
+        if value < 0 or value > _GPU_COUNT_MAX:
             raise bad
         return value
     if isinstance(value, str):
         text = value.strip()
         if text == "all":
             return "all"
-        if text.isdigit():
-            return int(text)
+        count = _gpu_count(text)
+        if count is not None:
+            if count > _GPU_COUNT_MAX:
+                raise bad
+            return count
         if text.startswith("device="):
             text = text[len("device="):]
         ids = tuple(p.strip() for p in text.split(","))
@@ -528,10 +587,9 @@ def _gpus(src: _Source, path: tuple, value: Any) -> str | int | tuple[str, ...] 
 def _stage_gpus(src: _Source, path: tuple, value: Any) -> str | int | None:
     if isinstance(value, str) and value.strip() == "all":
         return "all"
-    if isinstance(value, str) and value.strip().isdigit():
-        return int(value.strip())
-    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
-        return value
+    count = _gpu_count(value.strip()) if isinstance(value, str) else value
+    if isinstance(count, int) and not isinstance(count, bool) and 0 <= count <= _GPU_COUNT_MAX:
+        return count
     raise src.error(path, f"'{_label(path)}' must be a GPU count or 'all', not {_type_name(value)}",
                     hint="write gpus = 1")
 
@@ -557,7 +615,10 @@ def _table(
     """Validate a mapping against `spec`; unknown keys name the nearest valid one."""
     if not isinstance(value, Mapping):
         raise src.error(path, f"'{_label(path) or what}' must be a table/mapping, not "
-                        f"{_type_name(value)}")
+                        f"{_type_name(value)}",
+                        hint=f"write {what} as keys with values"
+                        + (f" ([{_label(path)}] in {CONFIG_FILE})" if src.file.suffix == ".toml"
+                           and path and all(isinstance(p, str) for p in path) else ""))
     out: dict[str, Any] = {}
     for key, val in value.items():
         if key not in spec:
@@ -578,11 +639,72 @@ def _table(
 # ----------------------------------------------------------------------------- devloop.toml
 
 
+_EXCLUDE_PLAIN = re.compile(r"^!?[A-Za-z0-9_.*/@+=,:;%&()'$~ -]*[A-Za-z0-9_.*/@+=,:;%&()'$~-]"
+                            r"[A-Za-z0-9_.*/@+=,:;%&()'$~ -]*$")
+
+
+def _exclude_pattern(src: _Source, path: tuple, value: Any) -> str:
+    """One gitignore pattern, checked here so a bad one (`!`, `[z-a]`, a trailing `\\`) is a
+    config error, not a crash of the first scan. Plain patterns (no brackets or escapes) always
+    compile: only the others pay for importing pathspec (~40 ms)."""
+    text = _str(src, path, value)
+    if "\n" in text or "\r" in text:
+        raise src.error(path, f"'{_label(path)}' holds a line break",
+                        hint="write one pattern per list item")
+    if _EXCLUDE_PLAIN.match(text) or not text.strip() or text.lstrip().startswith("#"):
+        return text
+    import pathspec
+
+    try:
+        pathspec.GitIgnoreSpec.from_lines([text])
+    except (ValueError, re.error, TypeError) as exc:
+        reason = re.sub(r"\s+", " ", str(exc))[:120]
+        raise src.error(path, f"'{_label(path)}' is not a valid gitignore pattern: {text!r} "
+                        f"({reason})", hint="see `man gitignore`; escape a literal [ or ! with \\"
+                        ) from None
+    return text
+
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)([dhms])", re.ASCII)
+_DURATION_UNITS = {"d": 86400.0, "h": 3600.0, "m": 60.0, "s": 1.0}
+DURATION_MAX_S = 366 * 86400.0
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in "2h", "30m", "90s", "1d", "1h30m" or "0"; ValueError otherwise."""
+    text = str(text).strip()
+    if text in ("0", "0s"):
+        return 0.0
+    parts = _DURATION.findall(text)
+    if not parts or "".join(n + u for n, u in parts) != text:
+        raise ValueError(f"not a duration: {text!r}")
+    return sum(float(n) * _DURATION_UNITS[u] for n, u in parts)
+
+
+def _duration(src: _Source, path: tuple, value: Any) -> float:
+    hint = f'write e.g. {path[-1]} = "2h" (units d, h, m, s; "0" never stops)'
+    if not isinstance(value, str):
+        raise src.error(path, f"'{_label(path)}' must be a duration string like \"2h\", not "
+                        f"{_type_name(value)}", hint=hint)
+    try:
+        seconds = parse_duration(value)
+    except ValueError:
+        raise src.error(path, f"'{_label(path)}' must be a duration like \"2h\", \"30m\", "
+                        f"\"90s\" or \"0\", not {value!r}", hint=hint) from None
+    if seconds > DURATION_MAX_S:
+        raise src.error(path, f"'{_label(path)}' must be at most 366 days, not {value!r}",
+                        hint='write "0" to never stop on idle')
+    return seconds
+
+
 _PROJECT = {"name": _nonempty_str, "entry": _nonempty_str, "profile": _nonempty_str}
-_SYNC = {"dest": _nonempty_str, "exclude": _list_of(_str), "debounce_ms": _int_at_least(0)}
+# debounce: at most 10 s (a day of debounce never reruns and holds SIGTERM with it)
+_SYNC = {"dest": _nonempty_str, "exclude": _list_of(_exclude_pattern),
+         "debounce_ms": _int_between(0, 10_000, 50, " ms")}
 _RUN = {"rerun": _choice(RERUN_POLICIES), "env": _env, "python": _nonempty_str}
-_GPU = {"interval_ms": _int_at_least(50)}
-_UI = {"scrollback": _int_at_least(100)}
+_GPU = {"interval_ms": _int_between(50, 60_000, 1000, " ms")}
+_UI = {"scrollback": _int_between(100, 10_000_000, 10000)}
+_SESSION = {"idle_stop": _duration}
 _STAGE = {
     "name": _nonempty_str, "run": _nonempty_str, "needs": _list_of(_str, allow_single=True),
     "outputs": _list_of(_str, allow_single=True), "gpus": _stage_gpus,
@@ -590,7 +712,7 @@ _STAGE = {
 }
 _PROMOTE = {"targets": _list_of(_choice(PROMOTE_TARGETS), allow_single=True),
             "out": _nonempty_str, "name": _nonempty_str}
-_TOP = ("project", "sync", "run", "gpu", "ui", "stage", "promote")
+_TOP = ("project", "sync", "run", "gpu", "ui", "session", "stage", "promote")
 
 
 def find_config_file(start: Path) -> Path | None:
@@ -625,17 +747,41 @@ def load_config(start: Path, *, file: Path | None = None) -> Config:
         return Config(root=root, file=None, project=ProjectConfig(name=root.name))
     text = _read_text(file)
     try:
+        config_yaml.check_bracket_runs(text)
+        _check_dotted_keys(text)
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise _toml_error(file, text, exc) from None
+    except config_yaml.YamlInputError as exc:
+        raise ConfigError(exc.message, file=file, line=exc.line, hint=exc.hint) from None
+    except RecursionError:
+        raise ConfigError("values nested too deeply", file=file,
+                          line=config_yaml.nesting_line(text),
+                          hint="flatten it: a config needs a few levels") from None
     return _build_config(file, text, data)
+
+
+# tomllib's time grows with the square of a dotted key's length (10,000 parts: 4 s)
+_LONG_DOTTED_KEY = re.compile(
+    r"^[ \t]*\[{0,2}[ \t]*(?:[A-Za-z0-9_-]+|\"[^\"\n]*\"|'[^'\n]*')"
+    r"(?:[ \t]*\.[ \t]*(?:[A-Za-z0-9_-]+|\"[^\"\n]*\"|'[^'\n]*')){%d,}" % config_yaml.MAX_DEPTH,
+    re.M)
+
+
+def _check_dotted_keys(text: str) -> None:
+    found = _LONG_DOTTED_KEY.search(text)
+    if found:
+        raise config_yaml.YamlInputError(
+            f"a dotted key with more than {config_yaml.MAX_DEPTH} parts",
+            text.count("\n", 0, found.start()) + 1, "flatten it: a config needs a few levels")
 
 
 def _read_text(path: Path) -> str:
     try:
         raw = path.read_bytes()
     except OSError as exc:
-        raise ConfigError(f"cannot read: {exc.strerror}", file=path) from None
+        raise ConfigError(f"cannot read: {exc.strerror}", file=path,
+                          hint="check that the file exists and is readable") from None
     try:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -667,13 +813,14 @@ def _build_config(file: Path, text: str, data: Mapping[str, Any]) -> Config:
     for key, value in data.items():
         if key not in _TOP:
             raise src.error((key,), f"unknown section '{key}' in {CONFIG_FILE}",
-                            suggestion=nearest(key, _TOP), hint=top_hint(key))
+                            suggestion=nearest(key, _TOP), hint=top_hint(key) or "")
 
     project = _table(src, ("project",), data.get("project", {}), _PROJECT, what="[project]")
     sync = _table(src, ("sync",), data.get("sync", {}), _SYNC, what="[sync]")
     run = _table(src, ("run",), data.get("run", {}), _RUN, what="[run]")
     gpu = _table(src, ("gpu",), data.get("gpu", {}), _GPU, what="[gpu]")
     ui = _table(src, ("ui",), data.get("ui", {}), _UI, what="[ui]")
+    session = _table(src, ("session",), data.get("session", {}), _SESSION, what="[session]")
     promote = _table(src, ("promote",), data.get("promote", {}), _PROMOTE, what="[promote]")
     stages = _stages(src, data.get("stage", []))
 
@@ -689,6 +836,7 @@ def _build_config(file: Path, text: str, data: Mapping[str, Any]) -> Config:
         run=RunConfig(**run),
         gpu=GpuConfig(**gpu),
         ui=UiConfig(**ui),
+        session=SessionConfig(**{"idle_stop_s": session["idle_stop"]} if session else {}),
         stages=stages,
         promote=PromoteConfig(**promote),
         profile_line=src.lines.get(("project", "profile")),
@@ -700,59 +848,72 @@ def _stages(src: _Source, value: Any) -> tuple[Stage, ...]:
         raise src.error(("stage",), "'stage' must be an array of tables",
                         hint="write [[stage]] (double brackets) for each stage")
     if not isinstance(value, list):
-        raise src.error(("stage",), f"'stage' must be [[stage]] tables, not {_type_name(value)}")
+        raise src.error(("stage",), f"'stage' must be [[stage]] tables, not {_type_name(value)}",
+                        hint="write [[stage]] (double brackets) for each stage")
     stages: list[Stage] = []
     for i, raw in enumerate(value):
         path = ("stage", i)
         fields_ = _table(src, path, raw, _STAGE, what="[[stage]]", required=("name", "run"))
         stages.append(Stage(**fields_, line=src.line(path)))
     names = [s.name for s in stages]
+    first = {}
+    for i, name in enumerate(names):
+        first.setdefault(name, i)
     for i, stage in enumerate(stages):
-        if names.index(stage.name) != i:
+        if first[stage.name] != i:
             raise src.error(("stage", i, "name"), f"duplicate stage name {stage.name!r}",
                             hint="give every [[stage]] its own name")
         for j, need in enumerate(stage.needs):
             if need == stage.name:
                 raise src.error(("stage", i, "needs"), f"stage {stage.name!r} needs itself",
                                 hint="remove it from needs")
-            if need not in names:
+            if need not in first:
+                shown = ", ".join(names[:12]) + (", ..." if len(names) > 12 else "")
                 raise src.error(("stage", i, "needs"),
                                 f"stage {stage.name!r} needs unknown stage {need!r}",
                                 suggestion=nearest(need, names),
-                                hint=f"stages: {', '.join(names)}")
+                                hint=f"name one of the stages: {shown}")
     cycle = _find_cycle({s.name: s.needs for s in stages})
     if cycle:
-        i = names.index(cycle[0])
+        i = first[cycle[0]]
         raise src.error(("stage", i, "needs"),
-                        f"stages depend on each other in a cycle: {' -> '.join(cycle)}",
+                        f"stages depend on each other in a cycle: {_short_cycle(cycle)}",
                         hint="remove one of these needs")
     return tuple(stages)
 
 
 def _find_cycle(graph: Mapping[str, tuple[str, ...]]) -> list[str] | None:
+    """A cycle of needs as [a, b, ..., a], else None. Iterative: a chain of thousands of
+    stages must not exhaust Python's recursion limit."""
     state: dict[str, int] = {}
-    stack: list[str] = []
-
-    def visit(node: str) -> list[str] | None:
-        state[node] = 1
-        stack.append(node)
-        for nxt in graph.get(node, ()):
+    for start in graph:
+        if start in state:
+            continue
+        path: list[str] = [start]
+        on_path = {start: 0}
+        state[start] = 1
+        todo = [iter(graph.get(start, ()))]
+        while todo:
+            nxt = next(todo[-1], None)
+            if nxt is None:
+                state[path.pop()] = 2
+                todo.pop()
+                continue
             if state.get(nxt) == 1:
-                return stack[stack.index(nxt):] + [nxt]
+                return path[on_path[nxt]:] + [nxt]
             if nxt not in state:
-                found = visit(nxt)
-                if found:
-                    return found
-        stack.pop()
-        state[node] = 2
-        return None
-
-    for node in graph:
-        if node not in state:
-            found = visit(node)
-            if found:
-                return found
+                state[nxt] = 1
+                on_path[nxt] = len(path)
+                path.append(nxt)
+                todo.append(iter(graph.get(nxt, ())))
     return None
+
+
+def _short_cycle(cycle: list[str]) -> str:
+    """A cycle for one line: all of a short one, the ends of a long one."""
+    if len(cycle) <= 8:
+        return " -> ".join(cycle)
+    return f"{' -> '.join(cycle[:4])} -> ... ({len(cycle) - 7} more) -> {' -> '.join(cycle[-3:])}"
 
 
 _TOML_KEY = re.compile(r"""^\s*((?:"[^"]*"|'[^']*'|[A-Za-z0-9_-]+)(?:\s*\.\s*(?:"[^"]*"|'[^']*'|[A-Za-z0-9_-]+))*)\s*=""")
@@ -844,7 +1005,7 @@ def _kube_volume(src: _Source, path: tuple, value: Any) -> Mapping[str, Any]:
 def _toleration(src: _Source, path: tuple, value: Any) -> Mapping[str, Any]:
     spec = {"key": _str, "operator": _choice(("Exists", "Equal")), "value": _str,
             "effect": _choice(("NoSchedule", "PreferNoSchedule", "NoExecute")),
-            "toleration_seconds": _int_at_least(0)}
+            "toleration_seconds": _int_between(0, 10**9, 300)}
     return MappingProxyType(_table(src, path, value, spec, what="a toleration"))
 
 
@@ -856,7 +1017,8 @@ def _env_from_secrets(src: _Source, path: tuple, value: Any) -> tuple[Any, ...]:
     for env_name, ref in value.items():
         where = path + (env_name,)
         if not isinstance(env_name, str) or not _ENV_NAME.match(env_name):
-            raise src.error(where, f"invalid variable name {env_name!r} in env_from_secrets")
+            raise src.error(where, f"invalid variable name {env_name!r} in env_from_secrets",
+                            hint="use letters, digits and '_', not starting with a digit")
         if not isinstance(ref, str) or ref.count("/") != 1 or not all(ref.split("/")):
             raise src.error(where, f"'{_label(where)}' must be \"SECRET/KEY\", not "
                             f"{_type_name(ref)}", hint=f"write {env_name}: my-secret/key")
@@ -878,13 +1040,14 @@ def _env_from_secret(src: _Source, path: tuple, value: Any) -> str | Mapping[str
     out = _table(src, path, value, spec, what="env_from_secrets entry",
                  required=("name", "secret", "key"))
     if not _ENV_NAME.match(out["name"]):
-        raise src.error(path + ("name",), f"invalid variable name {out['name']!r}")
+        raise src.error(path + ("name",), f"invalid variable name {out['name']!r}",
+                        hint="use letters, digits and '_', not starting with a digit")
     return MappingProxyType(out)
 
 
 _COMMON = {
     "kind": _choice(PROFILE_KINDS), "env": _env, "setup": _nonempty_str, "python": _nonempty_str,
-    "gpus": _gpus, "runs_on": _runs_on, "snapshot_on_stop": _bool,
+    "gpus": _gpus, "runs_on": _runs_on, "snapshot_on_stop": _bool, "idle_stop": _duration,
 }
 _DOCKER_KEYS = {
     "workdir": _abs_posix, "keep": _bool, "image": _nonempty_str, "build": _docker_build,
@@ -906,8 +1069,65 @@ def _ssh_docker(src: _Source, path: tuple, value: Any) -> Mapping[str, Any]:
     return MappingProxyType(out)
 
 
+_SYSTEM_TREES = (Path("/proc"), Path("/sys"), Path("/dev"))
+NAME_MAX = 255  # bytes in one path part (Linux, macOS)
+PATH_MAX = 4095
+
+
+def resolve_local_workdir(text: str, root: Path) -> Path:
+    """Where a local profile's `workdir:` points: ~ and $VARS expanded, relative to the project
+    root, symlinks resolved. OSError/ValueError/RuntimeError when it cannot be resolved."""
+    wd = Path(os.path.expandvars(os.path.expanduser(text)))
+    return (wd if wd.is_absolute() else Path(root) / wd).resolve()
+
+
+def local_workdir_problem(workdir: Path, root: Path) -> str | None:
+    """Why `workdir` (resolved) cannot take a synced copy of the project at `root`, or None.
+
+    Sync makes the workdir look like the project: pointed at the project's parent, `/`, home or
+    a system tree it would overwrite files that are not its own."""
+    root = Path(root).resolve()
+    raw = os.fsencode(str(workdir))
+    if len(raw) > PATH_MAX or any(len(part) > NAME_MAX for part in raw.split(b"/")):
+        return f"is too long (a path part may have {NAME_MAX} bytes, a path {PATH_MAX})"
+    if workdir == root or root in workdir.parents:
+        return "is inside the project itself"
+    if workdir in root.parents:
+        return "contains the project (sync would write over the files around it)"
+    home = Path(os.path.expanduser("~"))
+    try:
+        home = home.resolve()
+    except (OSError, RuntimeError):
+        pass
+    if workdir == home or workdir in home.parents:
+        return "is your home folder or contains it (sync would write over your files)"
+    for tree in _SYSTEM_TREES:
+        if workdir == tree or tree in workdir.parents:
+            return f"lies under {tree}, which holds no ordinary files"
+    try:
+        if workdir.exists() and not workdir.is_dir():
+            return "exists and is not a folder"
+    except OSError as exc:
+        return f"cannot be checked: {exc.strerror}"
+    return None
+
+
 def _local_workdir(src: _Source, path: tuple, value: Any) -> str:
-    return _nonempty_str(src, path, value)
+    text = _nonempty_str(src, path, value)
+    hint = "point workdir: at an empty folder of its own outside the project, e.g. /tmp/NAME-work"
+    root = src.root or src.file.parent
+    try:
+        resolved = resolve_local_workdir(text, root)
+    except (OSError, ValueError, RuntimeError) as exc:
+        reason = getattr(exc, "strerror", None) or str(exc)
+        raise src.error(path, f"'workdir' {text!r} cannot be resolved: {reason}",
+                        hint=hint) from None
+    problem = local_workdir_problem(resolved, root)
+    if problem:
+        shown = text if len(text) <= 80 else text[:77] + "..."
+        where = "" if str(resolved) == text else f" ({str(resolved)[:80]})"
+        raise src.error(path, f"'workdir' {shown!r}{where} {problem}", hint=hint)
+    return text
 
 
 PROFILE_KEYS: Mapping[str, Mapping[str, Validator]] = MappingProxyType({
@@ -944,13 +1164,16 @@ def _kind_hint(kind: str) -> Callable[[str], str | None]:
     return hint
 
 
-def load_profile(path: Path, name: str | None = None) -> Profile:
-    """Read and validate one profile file. The profile's name is its file name."""
+def load_profile(path: Path, name: str | None = None, *, root: Path | None = None) -> Profile:
+    """Read and validate one profile file. The profile's name is its file name; `root` is the
+    project folder (default: the folder above profiles/)."""
     path = Path(path)
     name = name or path.stem
+    if root is None:
+        root = path.parent.parent if path.parent.name == PROFILES_DIR else path.parent
     text = _read_text(path)
     data, lines = _yaml_with_lines(path, text)
-    src = _Source(path, lines, default_line=1)
+    src = _Source(path, lines, default_line=1, root=Path(root))
     if data is None:
         data = {}
     if not isinstance(data, Mapping):
@@ -969,26 +1192,31 @@ def load_profile(path: Path, name: str | None = None) -> Profile:
         raise src.error((), "a docker profile needs 'image' or 'build'",
                         hint="add image: pytorch/pytorch:2.4.0-cuda12.1-cudnn9-runtime")
     values["kind"] = kind
+    if "idle_stop" in values:
+        values["idle_stop_s"] = values.pop("idle_stop")
     return Profile(name=name, source=str(path), **values)
 
 
 def _yaml_with_lines(path: Path, text: str) -> tuple[Any, dict[tuple, int]]:
-    """Parse YAML and record the line of every key (from the composed node marks)."""
+    """Parse YAML and record the line of every key (from the composed node marks).
+
+    config_yaml bounds nesting and alias expansion, so neither this walk nor the validators
+    can be made to recurse or loop without end by the file."""
+    syntax_hint = "check indentation and `key: value` syntax on that line"
     try:
-        loader = yaml.SafeLoader(text)
-        try:
-            node = loader.get_single_node()
-            data = loader.construct_document(node) if node is not None else None
-        finally:
-            loader.dispose()
+        data, node = config_yaml.load(text)
+    except config_yaml.YamlInputError as exc:
+        raise ConfigError(exc.message, file=path, line=exc.line, hint=exc.hint) from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         message = " ".join(p for p in (exc.context, exc.problem) if p)
         raise ConfigError(f"invalid YAML: {message}", file=path,
-                          line=mark.line + 1 if mark else None,
-                          hint="check indentation and `key: value` syntax on that line") from None
+                          line=mark.line + 1 if mark else 1, hint=syntax_hint) from None
     except yaml.YAMLError as exc:
-        raise ConfigError(f"invalid YAML: {exc}", file=path) from None
+        message = " ".join(str(exc).split("\n")[0].split())  # a ReaderError: no mark
+        raise ConfigError(f"invalid YAML: {message}", file=path,
+                          line=config_yaml.reader_error_line(text, exc),
+                          hint="remove control characters; save the file as UTF-8 text") from None
     lines: dict[tuple, int] = {}
     if node is not None:
         _node_lines(path, node, (), lines)
