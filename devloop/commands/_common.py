@@ -101,10 +101,12 @@ def fail(message: str) -> int:
 def run_headless_session(args: argparse.Namespace,
                          body: Callable[[Any, asyncio.Event, Callable[[Any], None]], Awaitable[int]],
                          observe: Callable[[Any], None] | None = None) -> int:
-    """Resolve the target, start a Session whose events go to the headless reporter, then return
-    `body(session, stop, emit)`. Target and source errors become one line and exit 2; the target
-    is always cleaned up, whatever ends the run."""
-    from devloop.core.session import Session, SourceError
+    """Resolve the target, start a Session in a host whose events go to `observe` (if any) and
+    the headless reporter, then return `body(session, stop, emit)` (`emit` publishes through the
+    host). Target and source errors become one line and exit 2; the target is always cleaned
+    up, whatever ends the run."""
+    from devloop.core.host import SessionHost
+    from devloop.core.session import SourceError
     from devloop.core.targets.base import TargetError
     from devloop.headless import Reporter
 
@@ -115,19 +117,18 @@ def run_headless_session(args: argparse.Namespace,
     verbose = getattr(args, "verbose", 0) or 0
     reporter = Reporter(json_lines=getattr(args, "json", False), verbose=verbose)
 
-    def emit(event: Any) -> None:
-        if observe is not None:
-            observe(event)
-        reporter(event)
-
     async def main(stop: asyncio.Event) -> int:
-        session = Session(config, profile, file, emit, verbose=verbose)
+        host = SessionHost.for_profile(config, profile, file, verbose=verbose)
+        if observe is not None:
+            host.subscribe(observe)
+        host.subscribe(reporter)
+        session = host.create()
         try:
-            await session.start()
-            return await body(session, stop, emit)
+            await host.start()
+            return await body(session, stop, host.publish)
         except (SourceError, TargetError) as exc:
             return fail(str(exc))
         finally:
-            await session.close()
+            await host.close()
 
     return run_async(main)

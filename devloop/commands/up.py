@@ -32,11 +32,11 @@ def run(args: argparse.Namespace) -> int:
         return fail(str(exc))
     verbose = getattr(args, "verbose", 0) or 0
     # Imported here: `devloop run` / `watch` never pay for textual.
-    from devloop.core.session import Session
+    from devloop.core.host import SessionHost
     from devloop.ui.app import DevloopApp
 
-    def session_factory(profile_name: str, emit):  # noqa: ANN001 - core Emit
-        return Session(config, config.profile(profile_name), file, emit, verbose=verbose)
+    def host_factory(profile_name: str) -> SessionHost:
+        return SessionHost.for_profile(config, config.profile(profile_name), file, verbose=verbose)
 
     from devloop.core.promote import promote
 
@@ -44,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
         config=config,
         profile=profile.name,
         file=_shown(file, Path(config.root)),
-        session_factory=session_factory,
+        host_factory=host_factory,
         promote=promote,
         promote_targets=_promote_targets(config),
         verbose=verbose,

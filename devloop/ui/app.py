@@ -1,9 +1,10 @@
 """`devloop up`: the full-screen app, a thin layer over the engine's events.
 
-Every change on screen comes from one path: the session's `emit` puts core events in an inbox,
-one `EventsPending` message drains it through `handle_event`, and `handle_event` updates the
-widgets. Tests feed fixed event sequences through the same path (no target, no clock); the real
-`Session` runs in workers on the app's event loop, so its `emit` is called on that loop too.
+Every change on screen comes from one path: the app's `emit`, subscribed to the session host
+(`devloop.core.host`, which owns the Session and fans its events out), puts core events in an
+inbox, one `EventsPending` message drains it through `handle_event`, and `handle_event` updates
+the widgets. Tests feed fixed event sequences through the same path (no target, no clock); the
+real `Session` runs in workers on the app's event loop, so `emit` is called on that loop too.
 
 Output is the hot path: a chunk is split into per-cell ring buffers (bounded by
 `[ui].scrollback`) and the log widget is told about new lines on a ~40 ms timer, rendering only
@@ -30,6 +31,7 @@ from textual.widgets import DataTable, Footer, Input
 from textual.worker import Worker, WorkerState
 
 from devloop.core import events as ev
+from devloop.core.host import SessionHost
 from devloop.ui.logstore import DEVLOOP, LogLine, LogStore
 from devloop.ui.messages import EventsPending
 from devloop.ui.widgets.cells import CellRow, CellsPanel, format_ms
@@ -46,8 +48,12 @@ DRAIN_DELAY = 0.005  # seconds events wait to be drained together
 DRAIN_BUDGET = 5000  # events handled per drain before other messages (keys) get a turn
 SEARCH_LIMIT = 50_000  # matching lines kept for a search view
 
+HostFactory = Callable[[str], SessionHost]
+"""profile name -> a session host for that profile (its Session not created yet)."""
+
 SessionFactory = Callable[[str, ev.Emit], Any]
-"""(profile name, emit) -> a Session (devloop.core.session.Session or a stand-in)."""
+"""(profile name, emit) -> a Session (or a stand-in); the app puts it in a host. For callers that
+wrap the Session's emit themselves (tests, benchmarks)."""
 
 ACTIONS = (
     # key, action, footer label, palette help
@@ -89,7 +95,7 @@ def scrollback_of(config: Any, default: int = 10_000) -> int:
 
 
 class DevloopApp(App[int]):
-    """The `devloop up` screen. Without a session factory it only renders fed events."""
+    """The `devloop up` screen. Without a host (or session) factory it only renders fed events."""
 
     CSS_PATH = Path(__file__).with_name("devloop.tcss")
     TITLE = "devloop"
@@ -107,6 +113,7 @@ class DevloopApp(App[int]):
         config: Any = None,
         profile: str = "local",
         file: Path | str | None = None,
+        host_factory: HostFactory | None = None,
         session_factory: SessionFactory | None = None,
         promote: Callable[..., Any] | None = None,
         promote_targets: Iterable[str] = ("argo", "github"),
@@ -117,12 +124,14 @@ class DevloopApp(App[int]):
         self.config = config
         self.profile_name = profile
         self.file = str(file) if file else ""
-        self.session_factory = session_factory
+        if host_factory is None and session_factory is not None:
+            host_factory = _host_factory(session_factory)
+        self.host_factory = host_factory
         self.promote_fn = promote
         self.promote_targets = list(promote_targets)
         self.verbose = verbose
         self.store = LogStore(scrollback if scrollback is not None else scrollback_of(config))
-        self.session: Any = None
+        self.host: SessionHost | None = None
         self.watching = True
         self.cell_states: dict[int, str] = {}
         self.tracebacks: dict[int, list[LogLine]] = {}
@@ -163,8 +172,13 @@ class DevloopApp(App[int]):
         self.set_interval(FLUSH_INTERVAL, self.flush_log)
         self.set_interval(ELAPSED_TICK, self._tick_elapsed)
         self.cells_panel.focus()
-        if self.session_factory is not None:
+        if self.host_factory is not None:
             self.start_session(self.profile_name)
+
+    @property
+    def session(self) -> Any:
+        """The running Session (None when none is): the host's, while the app holds a host."""
+        return self.host.session if self.host is not None else None
 
     @property
     def cells_panel(self) -> CellsPanel:
@@ -371,12 +385,14 @@ class DevloopApp(App[int]):
         """Start the target, run all, and watch -- until the watch is stopped or this is cancelled."""
         self.profile_name = profile
         self.header_bar.set_target("starting", "", profile)
-        session = self.session = self.session_factory(profile, self.emit)
+        host = self.host = self.host_factory(profile)
+        host.subscribe(self.emit)
+        session = host.create()
         _set_watching(session, self.watching)
         first: asyncio.Task | None = None
         self._watch_stop = stop = asyncio.Event()
         try:
-            await session.start()
+            await host.start()
             # The first pass and the watcher run together: a save during the pass counts.
             first = asyncio.create_task(session.run_all())
             first.add_done_callback(self._first_pass_done)
@@ -419,12 +435,12 @@ class DevloopApp(App[int]):
             self.flush_log()
 
     async def _close_session(self) -> None:
-        session, self.session = self.session, None
+        host, self.host = self.host, None
         if self._watch_stop is not None:
             self._watch_stop.set()
-        if session is not None:
+        if host is not None:
             try:
-                await session.close()
+                await host.close()
             except Exception as exc:  # cleanup failed: tell, but keep going
                 self._log_line(f"closing the target failed: {_one_line(exc)}", stream="stderr")
 
@@ -584,7 +600,7 @@ class DevloopApp(App[int]):
         self.store.clear()
         self.filter_cell = None
         self._show_log()
-        if self.session_factory is None:
+        if self.host_factory is None:
             self.profile_name = profile
             self.header_bar.set_target("stopped", "", profile)
             return
@@ -616,6 +632,11 @@ class DevloopApp(App[int]):
         if event.state == WorkerState.ERROR and event.worker.error is not None:
             self._log_line(f"{event.worker.name} failed: {_one_line(event.worker.error)}", stream="stderr")
             self.flush_log()
+
+
+def _host_factory(session_factory: SessionFactory) -> HostFactory:
+    """A host factory over a (profile, emit) -> Session factory."""
+    return lambda profile: SessionHost(lambda emit: session_factory(profile, emit))
 
 
 def _set_watching(session: Any, on: bool) -> None:

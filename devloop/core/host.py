@@ -1,0 +1,132 @@
+"""The session host: the one owner of a Session's lifetime and of who hears its events.
+
+Front ends (`devloop run` / `watch` through `commands/_common.py`, the `up` app) never build or
+close a Session themselves: they make a host, subscribe their listener and let the host create,
+start and close the Session. The host resolves nothing (config, profile and file come from the
+caller); it owns:
+
+- the lifetime: `create()` builds the Session with the host's `publish` as its one `emit`,
+  `start()` starts it, `close()` stops it (idempotent);
+- the fan-out: every listener gets every event, in subscription order; a listener that raises is
+  reported (a `Diagnostic` to the others) and dropped, and the loop goes on.
+
+This is where sessions that outlive a front end will live: a local control socket (served next
+to the Session, its connections subscribed as listeners that send `event.to_json()`, read back
+with `events.from_json`) and attach / detach (a front end that goes is an unsubscribe, not a
+`close()`). Those come next; nothing here assumes one front end for life.
+"""
+
+from __future__ import annotations
+
+import traceback
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable
+
+from devloop.core import events as ev
+
+if TYPE_CHECKING:  # the Session (and the targets it imports) load when a host creates one
+    from devloop.core.session import Session
+    from devloop.core.targets.base import TargetInfo
+
+MakeSession = Callable[[ev.Emit], "Session"]
+"""emit -> a new Session (or a stand-in with start / close) whose events go to `emit`."""
+
+
+class SessionHost:
+    """Owns one Session: creates, starts and closes it, and fans its events out to listeners."""
+
+    def __init__(self, make_session: MakeSession) -> None:
+        self._make_session = make_session
+        self._session: Session | None = None
+        self._listeners: list[ev.Emit] = []
+        self._closed = False
+
+    @classmethod
+    def for_profile(cls, config: Any, profile: Any, file: Path | None, *, verbose: int = 0) -> SessionHost:
+        """A host for a Session on `profile` running `file` (all resolved by the caller)."""
+
+        def make(emit: ev.Emit) -> Session:
+            from devloop.core.session import Session
+
+            return Session(config, profile, file, emit, verbose=verbose)
+
+        return cls(make)
+
+    # ----------------------------------------------------------------- listeners
+    def subscribe(self, listener: ev.Emit) -> Callable[[], None]:
+        """`listener(event)` gets every event from now on; returns its unsubscribe."""
+        self._listeners.append(listener)
+        return lambda: self.unsubscribe(listener)
+
+    def unsubscribe(self, listener: ev.Emit) -> None:
+        """Stop sending events to `listener` (no error if it was already gone)."""
+        try:
+            self._listeners.remove(listener)
+        except ValueError:
+            pass
+
+    @property
+    def listeners(self) -> tuple[ev.Emit, ...]:
+        return tuple(self._listeners)
+
+    def publish(self, event: ev.Event) -> None:
+        """Send `event` to every listener: the Session's `emit`, and the front ends' own events
+        (a run's GPU summary) take the same path. A listener that raises is dropped and the
+        others are told why; one broken front end never stops the loop or the rest."""
+        failed: list[tuple[ev.Emit, BaseException]] = []
+        for listener in tuple(self._listeners):  # a listener may (un)subscribe while called
+            try:
+                listener(event)
+            except Exception as exc:  # noqa: BLE001 - any listener bug is contained here
+                failed.append((listener, exc))
+        for listener, exc in failed:
+            self.unsubscribe(listener)
+            self.publish(ev.Diagnostic(level="warning", message=(
+                f"an event listener ({_name(listener)}) failed on a {event.name!r} event and was "
+                f"removed: {type(exc).__name__}: {exc}")))
+            self.publish(ev.Diagnostic(level="debug", message="".join(
+                traceback.format_exception(type(exc), exc, exc.__traceback__)).rstrip()))
+
+    # ----------------------------------------------------------------- lifetime
+    @property
+    def session(self) -> Session | None:
+        """The Session once created (None before `create()`)."""
+        return self._session
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def create(self) -> Session:
+        """Build the Session (once); its events go through `publish`. Errors building it (an
+        unknown target kind) reach the caller as they are."""
+        if self._closed:
+            raise RuntimeError("this session host was closed; make a new one")
+        if self._session is None:
+            self._session = self._make_session(self.publish)
+        return self._session
+
+    async def start(self) -> TargetInfo:
+        """Create the Session if needed and start it (target, first sync, kernel)."""
+        session = self.create()
+        return await session.start()
+
+    async def close(self) -> None:
+        """Close the Session (kernel and target stopped). Idempotent; the listeners stay
+        subscribed, so the session's last events (`target stopped`) still reach them."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._session is not None:
+            await self._session.close()
+
+    async def __aenter__(self) -> SessionHost:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+
+def _name(listener: Any) -> str:
+    name = getattr(listener, "__qualname__", None) or type(listener).__qualname__
+    return str(name)
