@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import tarfile
+import tempfile
 import time
 from pathlib import Path
 
@@ -499,3 +500,115 @@ def test_disk_full_names_the_path(tmp_path, tiny_disk):
         syncrecv.receive(str(root), stream(ctl({"a/big.bin": ent(big)}, full=True), [("a/big.bin", big)]))
     assert str(info.value).startswith("the target's disk is full: cannot write %s" % (root / "a" / "big.bin"))
     assert [n for n in os.listdir(root / "a") if n.startswith(".devloop-tmp")] == []
+
+
+# -- property: whatever the target holds, nothing outside the workdir changes ----------------------
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+NAMES = st.sampled_from(["a", "b", "c"])
+RELS = st.lists(NAMES, min_size=1, max_size=3).map("/".join)
+LOCAL_EDITS = st.lists(st.one_of(
+    st.tuples(st.just("write"), RELS, st.binary(max_size=40)),
+    st.tuples(st.just("delete"), RELS),
+    st.tuples(st.just("chmod"), RELS),
+    st.tuples(st.just("link"), RELS, st.sampled_from([".", "..", "a", "../..", "a/..", "b/../..", "c/x"])),
+), max_size=8)
+TARGET_EDITS = st.lists(st.one_of(
+    st.tuples(st.just("dir-to-outside"), RELS),   # a folder moved out, a link in its place
+    st.tuples(st.just("link-outside"), RELS),     # a link to outside where a file or nothing was
+    st.tuples(st.just("link-inside"), RELS, st.sampled_from([".", "..", "a", "b/c"])),
+    st.tuples(st.just("file"), RELS),
+    st.tuples(st.just("state-link"), st.sampled_from(["manifest.log", "manifest.json"])),
+), max_size=5)
+
+
+def _apply_local(proj: Path, edits) -> None:
+    for edit in edits:
+        path = proj / edit[1]
+        try:
+            if edit[0] == "write":
+                path.parent.mkdir(parents=True, exist_ok=True)
+                if path.is_symlink():
+                    path.unlink()
+                path.write_bytes(edit[2])
+            elif edit[0] == "delete" and (path.is_symlink() or path.is_file()):
+                path.unlink()
+            elif edit[0] == "chmod" and path.is_file() and not path.is_symlink():
+                os.chmod(path, os.stat(path).st_mode ^ 0o100)
+            elif edit[0] == "link" and not os.path.lexists(path):
+                path.parent.mkdir(parents=True, exist_ok=True)
+                os.symlink(edit[2], path)
+        except OSError:  # a file where a folder is asked for, a link loop: skip that edit
+            pass
+
+
+def _apply_target(wd: Path, outside: Path, edits, n: int) -> None:
+    for i, edit in enumerate(edits):
+        try:
+            if edit[0] == "state-link":
+                path = wd / ".devloop" / edit[1]
+                if os.path.lexists(path):
+                    path.unlink()
+                os.symlink(outside / "victim.txt", path)
+                continue
+            path = wd / edit[1]
+            if edit[0] == "dir-to-outside" and path.is_dir() and not path.is_symlink():
+                moved = outside / ("moved-%d-%d" % (n, i))
+                shutil.move(str(path), str(moved))
+                os.symlink(moved, path)
+            elif edit[0] == "link-outside" and not path.is_dir():
+                path.parent.mkdir(parents=True, exist_ok=True)
+                if os.path.lexists(path):
+                    path.unlink()
+                os.symlink(outside, path)
+            elif edit[0] == "link-inside" and not os.path.lexists(path):
+                path.parent.mkdir(parents=True, exist_ok=True)
+                os.symlink(edit[2], path)
+            elif edit[0] == "file" and not os.path.lexists(path):
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_text("the target's own")
+        except OSError:  # a file where a folder is asked for, a link loop: skip that edit
+            pass
+
+
+def _sync_in_process(proj: Path, wd: Path, full: bool) -> None:
+    """What `devloop sync` does, in one process: scan, ask the receiver's record, plan, send."""
+    scanner = Scanner(proj, IgnoreRules.load(proj, ()))
+    manifest = scanner.scan(hash_new=False)
+    answer = syncrecv.manifest_answer(str(wd)) if wd.exists() else None
+    from devloop.core.sync.manifest import manifest_from_json
+
+    remote = manifest_from_json(answer["files"]) if answer else None
+    scanner.hash_needed(remote)
+    plan = plan_sync(remote, manifest)
+    data = b"".join(p for p, _, _ in _tar_pieces(plan, str(proj), full, {}))
+    try:
+        syncrecv.receive(str(wd), io.BytesIO(data))
+    except syncrecv.Refused:
+        pass  # refusing is allowed; writing outside is not
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(first=LOCAL_EDITS, rounds=st.lists(st.tuples(TARGET_EDITS, LOCAL_EDITS), min_size=1, max_size=3))
+def test_property_nothing_outside_the_workdir_changes(first, rounds):
+    base = Path(tempfile.mkdtemp(prefix="devloop-prop-"))
+    try:
+        proj, wd, outside = base / "proj", base / "wd", base / "outside"
+        proj.mkdir()
+        outside.mkdir()
+        (outside / "victim.txt").write_text("precious")
+        (outside / "a").mkdir()
+        (outside / "a" / "b").write_text("outside b")
+        _apply_local(proj, first)
+        _sync_in_process(proj, wd, full=True)
+        for n, (target_edits, local_edits) in enumerate(rounds):
+            wd.mkdir(exist_ok=True)
+            _apply_target(wd, outside, target_edits, n)
+            before = snapshot(outside)
+            _apply_local(proj, local_edits)
+            _sync_in_process(proj, wd, full=n % 2 == 1)
+            assert snapshot(outside) == before
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
