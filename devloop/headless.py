@@ -46,7 +46,7 @@ class Reporter:
         self.out = out or sys.stdout
         self.err = err or sys.stderr
         self.github = os.environ.get("GITHUB_ACTIONS") == "true" if github is None else github
-        self._partial: dict[tuple[int, str], str] = {}
+        self._partial: dict[tuple[int, str], list[str]] = {}  # unfinished lines, in pieces
         self._titles: dict[int, str] = {}
         self._progress_shown = False
 
@@ -86,9 +86,38 @@ class Reporter:
     def _flush_partial(self, cell: int | None = None) -> None:
         for key in list(self._partial):
             if cell is None or key[0] == cell:
-                text = self._partial.pop(key)
+                text = "".join(self._partial.pop(key))
+                text = text[text.rfind("\r", 0, len(text) - 1) + 1:]  # as a terminal shows it
                 if text:
                     self._emit_line(key[0], key[1], text)
+
+    def _feed(self, cell: int, stream: str, chunk: str) -> None:
+        """One chunk of output: complete lines are written, the unfinished tail is kept as a list
+        of pieces (joined once, when its newline comes), so a chunk costs its own length however
+        long the line it continues already is. A carriage return drops what came before it on
+        the line (a terminal shows only the text after it): a tqdm bar redrawn for hours
+        keeps one bar in memory."""
+        key = (cell, stream)
+        text = chunk.replace("\r\n", "\n")
+        pieces = self._partial.get(key)
+        if pieces and text.startswith("\n") and pieces[-1].endswith("\r"):
+            pieces[-1] = pieces[-1][:-1]  # a \r\n split across two chunks
+        *lines, rest = text.split("\n")
+        if lines:
+            if pieces:
+                lines[0] = "".join(pieces) + lines[0]
+                del self._partial[key]
+            pieces = None
+            for line in lines:
+                self._emit_line(cell, stream, line.rsplit("\r", 1)[-1])
+        if rest:
+            cut = rest.rfind("\r", 0, len(rest) - 1)  # a \r at the very end may yet start \r\n
+            if cut >= 0:
+                self._partial[key] = [rest[cut + 1:]]
+            elif pieces:
+                pieces.append(rest)
+            else:
+                self._partial[key] = [rest]
 
     def _write_text(self, event: ev.Event) -> None:
         w = self.out.write
@@ -96,13 +125,7 @@ class Reporter:
             self.err.write("\n")
             self._progress_shown = False
         if isinstance(event, ev.Output):
-            key = (event.cell, event.stream)
-            text = self._partial.pop(key, "") + event.text.replace("\r\n", "\n")
-            *lines, rest = text.split("\n")
-            for line in lines:
-                self._emit_line(event.cell, event.stream, line.rsplit("\r", 1)[-1])
-            if rest:
-                self._partial[key] = rest
+            self._feed(event.cell, event.stream, event.text)
             self.out.flush()
             return
         if isinstance(event, ev.CellStart):
