@@ -437,7 +437,7 @@ _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$", re.ASCII)
 # Linux refuses to start a process with one NAME=value over 128 KiB (MAX_ARG_STRLEN), and all
 # of them share ARG_MAX (2 MiB by default): bounded here so the failure names the key.
 ENV_VALUE_MAX = 128 * 1024 - 1
-ENV_TOTAL_MAX = 1024 * 1024
+ENV_TOTAL_MAX = 512 * 1024
 
 
 def _env(src: _Source, path: tuple, value: Any) -> Mapping[str, str]:
@@ -653,10 +653,14 @@ def _exclude_pattern(src: _Source, path: tuple, value: Any) -> str:
                         hint="write one pattern per list item")
     if _EXCLUDE_PLAIN.match(text) or not text.strip() or text.lstrip().startswith("#"):
         return text
+    import warnings
+
     import pathspec
 
     try:
-        pathspec.GitIgnoreSpec.from_lines([text])
+        with warnings.catch_warnings():  # re's FutureWarning on "[[" is not the user's problem
+            warnings.simplefilter("ignore")
+            pathspec.GitIgnoreSpec.from_lines([text])
     except (ValueError, re.error, TypeError) as exc:
         reason = re.sub(r"\s+", " ", str(exc))[:120]
         raise src.error(path, f"'{_label(path)}' is not a valid gitignore pattern: {text!r} "
@@ -776,12 +780,21 @@ def _check_dotted_keys(text: str) -> None:
             text.count("\n", 0, found.start()) + 1, "flatten it: a config needs a few levels")
 
 
+MAX_FILE_BYTES = 1 << 20  # a config or profile is a few KiB; parsing 4 MB of YAML takes seconds
+
+
 def _read_text(path: Path) -> str:
     try:
-        raw = path.read_bytes()
+        with open(path, "rb") as fh:
+            raw = fh.read(MAX_FILE_BYTES + 1)
     except OSError as exc:
         raise ConfigError(f"cannot read: {exc.strerror}", file=path,
                           hint="check that the file exists and is readable") from None
+    if len(raw) > MAX_FILE_BYTES:
+        line = raw[:MAX_FILE_BYTES].count(b"\n") + 1
+        raise ConfigError(f"the file is larger than {MAX_FILE_BYTES >> 20} MiB (from this line on)",
+                          file=path, line=line,
+                          hint="keep big values in files of their own and name their paths here")
     try:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -1081,11 +1094,12 @@ def resolve_local_workdir(text: str, root: Path) -> Path:
     return (wd if wd.is_absolute() else Path(root) / wd).resolve()
 
 
-def local_workdir_problem(workdir: Path, root: Path) -> str | None:
+def local_workdir_problem(workdir: Path, root: Path, literal: Path | None = None) -> str | None:
     """Why `workdir` (resolved) cannot take a synced copy of the project at `root`, or None.
 
     Sync makes the workdir look like the project: pointed at the project's parent, `/`, home or
-    a system tree it would overwrite files that are not its own."""
+    a system tree it would overwrite files that are not its own. `literal` is the path as
+    written (made absolute, not resolved): /proc/self/cwd/x resolves to somewhere ordinary."""
     root = Path(root).resolve()
     raw = os.fsencode(str(workdir))
     if len(raw) > PATH_MAX or any(len(part) > NAME_MAX for part in raw.split(b"/")):
@@ -1102,8 +1116,9 @@ def local_workdir_problem(workdir: Path, root: Path) -> str | None:
     if workdir == home or workdir in home.parents:
         return "is your home folder or contains it (sync would write over your files)"
     for tree in _SYSTEM_TREES:
-        if workdir == tree or tree in workdir.parents:
-            return f"lies under {tree}, which holds no ordinary files"
+        for path in (workdir, literal or workdir):
+            if path == tree or tree in path.parents:
+                return f"lies under {tree}, which holds no ordinary files"
     try:
         if workdir.exists() and not workdir.is_dir():
             return "exists and is not a folder"
@@ -1122,7 +1137,8 @@ def _local_workdir(src: _Source, path: tuple, value: Any) -> str:
         reason = getattr(exc, "strerror", None) or str(exc)
         raise src.error(path, f"'workdir' {text!r} cannot be resolved: {reason}",
                         hint=hint) from None
-    problem = local_workdir_problem(resolved, root)
+    literal = Path(os.path.abspath(Path(root) / os.path.expandvars(os.path.expanduser(text))))
+    problem = local_workdir_problem(resolved, root, literal)
     if problem:
         shown = text if len(text) <= 80 else text[:77] + "..."
         where = "" if str(resolved) == text else f" ({str(resolved)[:80]})"

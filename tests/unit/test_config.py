@@ -13,7 +13,9 @@ from devloop.core.config import (
     ConfigError,
     Profile,
     load_config,
+    SessionConfig,
     load_profile,
+    parse_duration,
     parse_quantity,
 )
 
@@ -252,6 +254,7 @@ def test_type_errors_name_the_field_and_line(tmp_path, toml, line, fragment):
     assert fragment in str(err)
     assert err.line == line, str(err)
     assert str(err).startswith(f"{tmp_path.resolve() / 'devloop.toml'}:{line}: ")
+    assert " -- fix: " in str(err) and err.hint, str(err)
 
 
 def test_rerun_typo_suggests_value(tmp_path):
@@ -438,6 +441,7 @@ def test_profile_errors_name_the_field_and_line(tmp_path, yaml_text, line, fragm
     assert fragment in str(err)
     assert err.line == line, str(err)
     assert str(err).startswith(f"{tmp_path / 'profiles' / 'p.yaml'}:{line}: ")
+    assert " -- fix: " in str(err) and err.hint, str(err)
 
 
 def test_bad_kind_suggests_the_nearest(tmp_path):
@@ -591,3 +595,56 @@ def test_memory_accepts_docker_units_and_rewrites_them(tmp_path, raw, normalised
     p = load_config(tmp_path).profile("d")
     assert p.memory == normalised and p.shm_size == normalised
     parse_quantity(p.memory)  # what the targets do with it
+
+
+# ------------------------------------------------------------------------------ [session]
+
+
+def test_session_idle_stop_defaults_to_two_hours(tmp_path):
+    (tmp_path / ".git").mkdir()
+    assert load_config(tmp_path).session == SessionConfig(idle_stop_s=7200.0)
+    write(tmp_path / "devloop.toml", '[project]\nname = "x"\n')
+    assert load_config(tmp_path).session.idle_stop_s == 7200.0
+
+
+@pytest.mark.parametrize("text, seconds", [
+    ("2h", 7200.0), ("30m", 1800.0), ("90s", 90.0), ("0", 0.0), ("1d", 86400.0),
+    ("1h30m", 5400.0), ("1.5h", 5400.0), (" 45m ", 2700.0),
+])
+def test_session_idle_stop_durations(tmp_path, text, seconds):
+    write(tmp_path / "devloop.toml", f'[session]\nidle_stop = "{text}"\n')
+    config = load_config(tmp_path)
+    assert config.session.idle_stop_s == seconds
+    assert config.to_dict()["session"] == {"idle_stop_s": seconds}
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("toml, line, fragment", [
+    ('[session]\nidle_stop = 7200\n', 2, "must be a duration string"),
+    ('[session]\nidle_stop = "2 hours"\n', 2, "must be a duration like"),
+    ('[session]\nidle_stop = "h"\n', 2, "must be a duration like"),
+    ('[session]\nidle_stop = "-1h"\n', 2, "must be a duration like"),
+    ('[session]\nidle_stop = "400d"\n', 2, "at most 366 days"),
+    ('[session]\nidle_stop = "²h"\n', 2, "must be a duration like"),
+    ('[session]\nidle_stopp = "2h"\n', 2, "unknown key 'idle_stopp'"),
+    ('session = 3\n', 1, "must be a table"),
+])
+def test_session_errors_name_the_line_and_a_fix(tmp_path, toml, line, fragment):
+    err = config_error(tmp_path, toml)
+    assert fragment in str(err) and err.line == line, str(err)
+    assert " -- fix: " in str(err)
+
+
+def test_unknown_section_suggests_session(tmp_path):
+    assert config_error(tmp_path, '[sesion]\nidle_stop = "1h"\n').suggestion == "session"
+
+
+def test_profile_may_override_idle_stop(tmp_path):
+    write(tmp_path / "devloop.toml", '[session]\nidle_stop = "2h"\n')
+    write(tmp_path / "profiles" / "gpu.yaml", "kind: docker\nimage: i\nidle_stop: 15m\n")
+    config = load_config(tmp_path)
+    assert config.profile("gpu").idle_stop_s == 900.0
+    assert config.profile("local").idle_stop_s is None
+    assert config.profile("gpu").to_dict(only_set=True)["idle_stop_s"] == 900.0
+    err = profile_error(tmp_path, "kind: docker\nimage: i\nidle_stop: true\n")
+    assert err.line == 3 and "'idle_stop' must be a duration string" in str(err)
