@@ -55,7 +55,7 @@ def _kind_fields(profile: Any) -> dict[str, Any]:
 def render_text(data: dict[str, Any], profile_set: dict[str, Any]) -> str:
     """Readable form: one `[section]` per block, `key = value` with values as JSON."""
     lines = [f"config file: {data['file'] or '(none: defaults)'}", f"root: {data['root']}"]
-    for section in ("project", "sync", "run", "gpu", "ui"):
+    for section in ("project", "sync", "run", "gpu", "ui", "session"):
         lines.append("")
         lines.append(f"[{section}]")
         lines.extend(_pairs(data[section]))

@@ -106,7 +106,7 @@ class SyncConfig:
 class RunConfig:
     rerun: str = "linear"  # "linear" | "reactive"
     env: Mapping[str, str] = field(default_factory=_no_entries)
-    python: str | None = None  # interpreter for the kernel (None: the profile's, else python3)
+    python: str | None = None  # kernel interpreter where the profile sets none (a profile's wins)
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,8 @@ exclude = ["data/", "*.ckpt", "*.pt", "wandb/", ".venv/", "__pycache__/"]
 #   "linear"   the first changed cell and every cell after it
 #   "reactive" the changed cells, plus the cells that read names they define
 # rerun = "linear"
-# Interpreter for the kernel (default: the profile's python, else python3).
+# Interpreter for the kernel, on every profile that sets no `python:` of its own
+# (default: python3; the local profile: the Python that runs devloop).
 # python = "python3"
 
 [run.env]
@@ -46,6 +47,11 @@ exclude = ["data/", "*.ckpt", "*.pt", "wandb/", ".venv/", "__pycache__/"]
 [ui]
 # Log lines kept per cell in the app.
 # scrollback = 10000
+
+[session]
+# Stop a session nobody is attached to and that runs nothing after this long ("30m", "90s",
+# "1d"; "0" = never). A profile may set its own `idle_stop:`.
+# idle_stop = "2h"
 
 # Stages: what `devloop promote` turns into pipeline steps (an Argo DAG).
 # Uncomment and adapt; `needs` names earlier stages, `outputs` are paths the next stages read.
