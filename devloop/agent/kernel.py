@@ -12,6 +12,7 @@ forwarder thread per pipe. Stdlib only, Python 3.8+.
 
 import builtins
 import codecs
+import collections
 import io
 import json
 import linecache
@@ -109,26 +110,50 @@ def _die_with_parent():
 
 
 class Protocol:
-    """Writes events as JSON lines on the private protocol fd, one whole line at a time."""
+    """Writes events as JSON lines to the front end, one whole line at a time.
 
-    def __init__(self, fd, on_broken):
-        self.fd = fd
+    Each event gets a sequence number (`seq`, the first key). `write` is the attached front
+    end's writer, or None while nobody is attached (a session kernel); a `journal` keeps events
+    for replay on the next attach. A write that fails calls `on_broken(write)` once."""
+
+    def __init__(self, write, on_broken, journal=None):
+        self.write = write
         self.lock = threading.Lock()
         self.on_broken = on_broken
+        self.journal = journal
+        self.seq = 0
+        self.sent_seq = 0  # the last seq handed to an attached front end's writer
 
     def emit(self, event):
-        line = json.dumps(event, ensure_ascii=False, separators=(",", ":")) + "\n"
-        data = line.encode("utf-8", "backslashreplace")  # a lone surrogate becomes a \\u escape
+        body = json.dumps(event, ensure_ascii=False, separators=(",", ":"))
         with self.lock:
+            self.seq += 1
+            line = ('{"seq":%d,%s\n' % (self.seq, body[1:])) if len(body) > 2 else \
+                ('{"seq":%d}\n' % self.seq)
+            data = line.encode("utf-8", "backslashreplace")  # a lone surrogate becomes a \\u escape
+            write = self.write
+            if self.journal is not None:
+                self.journal.add(self.seq, event.get("type"), data, write is None)
+            if write is None:
+                return
             try:
-                view = memoryview(data)
-                while view:
-                    view = view[os.write(self.fd, view):]
+                write(data)
+                self.sent_seq = self.seq
             except OSError:
-                self.on_broken()
+                self.write = None
+                self.on_broken(write)
 
     def log(self, level, message):
         self.emit({"type": "log", "level": level, "message": message})
+
+
+def fd_writer(fd):
+    """A writer for Protocol that puts all of `data` on file descriptor `fd`."""
+    def write(data):
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+    return write
 
 
 class Forwarder:
@@ -236,23 +261,36 @@ class Kernel:
         self.drain_seq = 0
         self.main_ident = threading.get_ident()
         self.namespace = self._fresh_namespace()
+        self.results = {}              # {file: {cell: {hash, ok, ms}}} of tagged requests
+        self.running = None            # the tagged request running now: {id, tag, started}
+        self.last_activity = time.time()
+        self.started = time.time()
+        self.link_lost = False
+        self.received_ids = collections.deque(maxlen=256)  # a reattaching client resends the rest
 
     # -- startup -----------------------------------------------------------------------------
 
-    def setup_fds(self):
-        """Move the protocol off fd 0/1 and point the user's fd 0/1/2 at /dev/null and pipes."""
+    def setup_fds(self, journal=None):
+        """Move the protocol off fd 0/1 and point the user's fd 0/1/2 at /dev/null and pipes.
+
+        With a `journal` (a session kernel) nobody is attached yet: events go to the journal
+        until a front end attaches over the session socket (see daemon.py)."""
         for stream in (sys.stdout, sys.stderr):
             try:
                 stream.flush()
             except Exception:  # noqa: BLE001
                 pass
-        proto_fd = os.dup(1)          # os.dup gives non-inheritable fds: children never see them
-        self.request_fd = os.dup(0)
+        if journal is None:
+            proto_fd = os.dup(1)      # os.dup gives non-inheritable fds: children never see them
+            self.request_fd = os.dup(0)
         self.crash_fd = os.dup(2)     # the channel's stderr: where a segfault's traceback goes
         null = os.open(os.devnull, os.O_RDONLY)
         os.dup2(null, 0)
         os.close(null)
-        self.proto = Protocol(proto_fd, self._client_gone)
+        if journal is None:
+            self.proto = Protocol(fd_writer(proto_fd), self._client_gone)
+        else:
+            self.proto = Protocol(None, self._connection_broken, journal)
         token = os.urandom(8).hex().encode()
         self.forwarders = []
         for fd, stream in ((1, "stdout"), (2, "stderr")):
@@ -298,10 +336,14 @@ class Kernel:
         self._kill_group_now()
         os._exit(128 + signum)
 
-    def _client_gone(self):
+    def _client_gone(self, write=None):
         """The protocol stream is closed: nobody listens, so stop everything and leave."""
         self._kill_group_now()
         os._exit(0)
+
+    def _connection_broken(self, write):
+        """A session kernel's front end went away mid-write: it detached; the work goes on."""
+        self.link_lost = True
 
     def _kill_group_now(self):
         """SIGKILL the `run` child's group without waiting (the process is about to exit)."""
@@ -311,9 +353,13 @@ class Kernel:
 
     # -- requests ----------------------------------------------------------------------------
 
-    def read_requests(self):
-        """Reader thread: parse request lines; interrupt/gpu/shutdown act now, the rest queue."""
-        stream = io.open(self.request_fd, "rb", closefd=False)
+    def read_requests(self, stream=None, on_eof=None):
+        """Reader thread: parse request lines; interrupt/gpu/shutdown act now, the rest queue.
+
+        `stream`: the attached front end's request stream (default: the original stdin); at
+        its end `on_eof()` runs (default: shut down -- the one client of a plain kernel left)."""
+        if stream is None:
+            stream = io.open(self.request_fd, "rb", closefd=False)
         for raw in iter(stream.readline, b""):
             if not raw.strip():
                 continue
@@ -325,12 +371,18 @@ class Kernel:
                 self.proto.log("warning", "bad request line ignored (%s): %.200r" % (exc, raw))
                 continue
             op = req.get("op")
+            if req.get("id") is not None:
+                self.received_ids.append(req.get("id"))
             if op == "interrupt":
                 self.interrupt()
             elif op == "gpu":
                 self.gpu(req)
             elif op == "shutdown":
                 self.shutdown_now()
+            elif op == "detach":
+                break
+            elif op == "status":
+                self.proto.emit(dict(self.status(), type="status"))
             else:
                 if op == "run":
                     with self.child_lock:
@@ -338,7 +390,10 @@ class Kernel:
                         req["_epoch"] = self.run_epoch
                     self._stop_child(signal.SIGTERM, KILL_GRACE_S)  # a new run replaces the old
                 self.requests.put(req)
-        self.shutdown_now()  # EOF: the client is gone
+        if on_eof is None:
+            self.shutdown_now()  # EOF: the client is gone
+        else:
+            on_eof()
 
     def interrupt(self):
         with self.child_lock:
@@ -379,6 +434,9 @@ class Kernel:
             self.generation += 1
             self.interrupted = False
             self.current = req.get("id")
+            tag = req.get("tag") if isinstance(req.get("tag"), dict) else None
+            self.running = {"id": self.current, "tag": tag, "started": time.time()} if tag else None
+            self.last_activity = time.time()
             started = time.monotonic()
             try:
                 ok, exit_code = handler(req)
@@ -388,9 +446,13 @@ class Kernel:
                     traceback.format_exception_only(type(exc), exc)).strip()))
                 ok, exit_code = False, None
             self._finish_request()
+            ms = round((time.monotonic() - started) * 1000.0, 3)
+            if tag:
+                self._record(tag, ok, ms)
+            self.running = None
+            self.last_activity = time.time()
             if op in ("exec", "run") or req.get("id") is not None:
-                self.proto.emit({"type": "done", "id": req.get("id"), "ok": ok,
-                                 "ms": round((time.monotonic() - started) * 1000.0, 3),
+                self.proto.emit({"type": "done", "id": req.get("id"), "ok": ok, "ms": ms,
                                  "exit_code": exit_code})
             self.current = None
 
@@ -546,7 +608,21 @@ class Kernel:
 
     def reset(self, req):
         self.namespace = self._fresh_namespace()
+        self.results = {}
         return True, None
+
+    def _record(self, tag, ok, ms):
+        """Remember how a tagged cell ended: a front end that attaches later plans from it."""
+        file, cell = str(tag.get("file", "")), str(tag.get("cell", ""))
+        self.results.setdefault(file, {})[cell] = {"hash": tag.get("hash"), "ok": bool(ok),
+                                                   "ms": ms, "at": time.time()}
+
+    def status(self):
+        """What a front end needs to pick up where the last one left off."""
+        return {"pid": os.getpid(), "python": "%d.%d.%d" % sys.version_info[:3],
+                "cwd": self.cwd, "results": self.results, "running": self.running,
+                "started": self.started, "idle_s": round(time.time() - self.last_activity, 1),
+                "seq": self.proto.seq, "received": list(self.received_ids)}
 
     def purge(self, req):
         """Drop modules whose file is one of the synced paths, so the next import reloads them."""

@@ -1,8 +1,10 @@
 """Entry point of the agent bundle: `python3 agent.pyz MODE [ARGS]`.
 
-Modes: `kernel` (the default; the exec/run protocol on stdin/stdout), `receive ROOT` (a sync tar
-stream on stdin, extracted safely under ROOT), `manifest ROOT` (print what devloop last synced
-there), `gpu` (print one GPU sample as JSON).
+Modes: `kernel` (the default; the exec/run protocol on stdin/stdout; `kernel --serve`: a session
+kernel detached from the channel, on a unix socket), `attach [--start]` (relay a front end to the
+session kernel of the cwd, starting one if asked), `session-info` (is a session kernel live
+here), `session-stop` (end it), `receive ROOT` (a sync tar stream on stdin, extracted safely under ROOT), `manifest ROOT`
+(print what devloop last synced there), `gpu` (print one GPU sample as JSON).
 """
 import sys
 
@@ -10,8 +12,16 @@ import sys
 def main(argv=None):
     argv = list(sys.argv[1:] if argv is None else argv)
     mode = argv.pop(0) if argv else "kernel"
-    if mode == "kernel":
+    if mode == "kernel" and "--serve" in argv:
+        from .daemon import serve_main as run
+    elif mode == "kernel":
         from .kernel import main as run
+    elif mode == "attach":
+        from .relay import attach_main as run
+    elif mode == "session-info":
+        from .relay import status_main as run
+    elif mode == "session-stop":
+        from .relay import stop_main as run
     elif mode == "receive":
         from .syncrecv import receive_main as run
     elif mode == "manifest":
@@ -19,7 +29,7 @@ def main(argv=None):
     elif mode == "gpu":
         from .gpu import gpu_main as run
     else:
-        sys.stderr.write("devloop agent: unknown mode %r (kernel, receive, manifest, gpu)\n" % mode)
+        sys.stderr.write("devloop agent: unknown mode %r (kernel, attach, session-info, session-stop, receive, manifest, gpu)\n" % mode)
         return 2
     return run(argv)
 
