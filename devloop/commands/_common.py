@@ -119,16 +119,37 @@ def run_headless_session(args: argparse.Namespace,
 
     async def main(stop: asyncio.Event) -> int:
         host = SessionHost.for_profile(config, profile, file, verbose=verbose)
+        me = asyncio.current_task()
+        gone: list[BrokenPipeError] = []
+
+        def report(event: Any) -> None:
+            try:
+                reporter(event)
+            except BrokenPipeError as exc:  # `devloop run --json | head`: the reader left
+                if not gone:
+                    gone.append(exc)
+                    if not host.closed and me is not None:
+                        me.cancel()  # the run ends here; the cli then exits 141, quietly
+                raise  # and the host drops this listener
+
         if observe is not None:
             host.subscribe(observe)
-        host.subscribe(reporter)
+        host.subscribe(report)
         session = host.create()
         try:
             await host.start()
-            return await body(session, stop, host.publish)
+            code = await body(session, stop, host.publish)
         except (SourceError, TargetError) as exc:
-            return fail(str(exc))
+            code = fail(str(exc))
+        except asyncio.CancelledError:
+            if not gone:
+                raise
+            me.uncancel()  # the cancel was ours: closing below must not be cut short
+            code = 141
         finally:
             await host.close()
+        if gone:
+            raise gone[0]
+        return code
 
     return run_async(main)

@@ -36,7 +36,12 @@ def run(args: argparse.Namespace) -> int:
     async def body(session, stop: asyncio.Event, emit) -> int:  # noqa: ANN001 - Session, Emit
         run_task = asyncio.create_task(session.run_all())
         stop_task = asyncio.create_task(stop.wait())
-        done, _ = await asyncio.wait({run_task, stop_task}, return_when=asyncio.FIRST_COMPLETED)
+        try:
+            done, _ = await asyncio.wait({run_task, stop_task}, return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:  # the run ends now (a second Ctrl-C, the reader left)
+            run_task.cancel()
+            stop_task.cancel()
+            raise
         if run_task not in done:
             await session.interrupt()
             try:

@@ -28,9 +28,11 @@ def run(args: argparse.Namespace) -> int:
     async def body(session, stop: asyncio.Event, emit) -> int:  # noqa: ANN001 - Session, Emit
         first = asyncio.create_task(session.run_all())
         watcher = asyncio.create_task(session.watch(stop))
-        await stop.wait()
-        for task in (first, watcher):
-            task.cancel()
+        try:
+            await stop.wait()
+        finally:  # also when cancelled (a second Ctrl-C, the reader left): nothing runs on
+            for task in (first, watcher):
+                task.cancel()
         await asyncio.gather(first, watcher, return_exceptions=True)
         return 0
 

@@ -138,3 +138,43 @@ async def test_closing_a_host_that_never_created_a_session_is_a_no_op() -> None:
     host = SessionHost(lambda emit: made.append(emit))
     await host.close()
     assert host.closed and host.session is None and made == []
+
+
+WAITS_FOR_GO = """\
+    # %% waits
+    import os, time
+    for _ in range(6000):  # until the test says go (bounded)
+        if os.path.exists("go"):
+            break
+        time.sleep(0.01)
+    print("after go")
+    # %% later
+    open("later.txt", "w").close()
+    """
+
+
+def test_headless_run_ends_quietly_when_its_reader_leaves(tmp_path: Path) -> None:
+    """`devloop run --json | head -1`: the reporter's broken pipe is not just a dropped listener
+    -- the run stops there (no later cell runs), the target is cleaned up and the exit is 141."""
+    import os
+    import subprocess
+
+    from tests.clitools import DEVLOOP
+
+    (tmp_path / "nb.py").write_text(textwrap.dedent(WAITS_FOR_GO))
+    env = {k: v for k, v in os.environ.items() if k != "GITHUB_ACTIONS"}
+    proc = subprocess.Popen(DEVLOOP + ["run", "nb.py", "--json"], cwd=tmp_path, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        for line in proc.stdout:
+            if '"event": "cell_start"' in line:
+                break
+        proc.stdout.close()  # the reader leaves while cell 0 runs
+        (tmp_path / "go").touch()
+        assert proc.wait(timeout=60) == 141, proc.stderr.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        proc.stderr.close()
+    assert not (tmp_path / "later.txt").exists()
