@@ -389,3 +389,61 @@ def test_cli_config_subprocess_is_bounded_in_memory(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True,
                          timeout=60, env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])})
     assert out.returncode == 2 and "aliases expand" in out.stderr, out.stderr[-1000:]
+
+
+# ---------------------------------------------------------------------------- the local target
+
+
+@pytest.mark.parametrize("workdir, fragment", [
+    ("..", "contains the project"), ("/", "contains the project"), ("~", "home folder"),
+    ("/proc/devloop-x", "lies under /proc"), ("/etc/hostname", "is not a folder"),
+    ("sub", "inside the project itself"), ("/tmp/" + "y" * 300, "is too long"),
+])
+def test_local_target_refuses_a_workdir_the_config_did_not_check(tmp_path, workdir, fragment):
+    """A Profile built in code skips the YAML checks: LocalTarget.start refuses on its own."""
+    import asyncio
+
+    from devloop.core.config import Profile
+    from devloop.core.targets.base import TargetError
+    from devloop.core.targets.local import LocalTarget
+
+    root = tmp_path / "proj"
+    root.mkdir()
+    (tmp_path / "t.py").write_text("mine\n")
+    target = LocalTarget(Profile(name="wd", workdir=workdir), load_config(root))
+    with pytest.raises(TargetError, match=re.escape(fragment)) as info:
+        asyncio.run(target.start())
+    assert info.value.hint
+    assert (tmp_path / "t.py").read_text() == "mine\n"
+
+
+def test_devloop_run_refuses_a_linked_agent_cache(tmp_path):
+    """Issue 21 item 7: a cache folder that is a link (or someone else's) is refused, one line."""
+    real = tmp_path / "elsewhere"
+    real.mkdir()
+    xdg = tmp_path / "xdg"
+    xdg.mkdir()
+    (xdg / "devloop").symlink_to(real)
+    root = _project(tmp_path, "kind: local\n")
+    out = devloop("run", "t.py", cwd=root, env={"XDG_CACHE_HOME": str(xdg)}, timeout=60)
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert "is a link or not a folder" in out.stderr and list(real.iterdir()) == []
+
+
+def test_devloop_run_rebuilds_a_tampered_agent_cache(tmp_path):
+    """Issue 21 item 7: code appended to the cached kernel.py ran on the next `devloop run`."""
+    from devloop.core.agent_bundle import sources_hash
+
+    xdg = tmp_path / "xdg"
+    root = _project(tmp_path, "kind: local\n")
+    (root / "t.py").write_text("# %%\nprint('cell', 6 * 7)\n")
+    env = {"XDG_CACHE_HOME": str(xdg)}
+    first = devloop("run", "t.py", cwd=root, env=env, timeout=60)
+    assert first.returncode == 0 and "cell 42" in first.stdout, first.stderr
+    kernel = xdg / "devloop" / f"agent-{sources_hash()[:16]}" / "devloop_agent" / "kernel.py"
+    with open(kernel, "a") as fh:
+        fh.write("\nimport os\nos.write(2, b'PWNED\\n')\n")
+    again = devloop("run", "t.py", cwd=root, env=env, timeout=60)
+    assert again.returncode == 0 and "cell 42" in again.stdout
+    assert "PWNED" not in again.stdout + again.stderr
+    assert b"PWNED" not in kernel.read_bytes()
