@@ -5,12 +5,18 @@ watchfiles (inotify/FSEvents) with a filter built from the sync ignore rules, so
 until `debounce_ms` pass without a new one, so an editor's save dance (write a temp file, rename
 it over the original, delete the `~` backup, vim's `4913` probe) gives one batch; paths that
 appeared and vanished inside one batch (the temp file) are dropped from it.
+
+A batch is yielded only once its files have settled: same size, mtime and inode across a quiet
+period as long as the debounce. An editor that rewrites a file in place in several writes (or
+a slow disk, or a 2 s copy) would otherwise start a pass on a half-written file; what changes
+while we wait joins the batch instead of starting a second pass right behind it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import time
 from pathlib import Path
 from typing import AsyncIterator
 
@@ -18,7 +24,10 @@ import watchfiles
 
 from devloop.core.sync.ignore import IgnoreRules
 
-MAX_BATCH_MS = 1000  # a stream of changes still yields at least this often
+MAX_BATCH_MS = 1000  # watchfiles hands over a stream of changes at least this often
+SETTLE_MAX_MS = 10_000  # a file still changing after this long is taken as it is (a log a run
+#                         keeps appending to inside the project must not hold the loop forever)
+BIG_BATCH = 256  # a batch this large is stat()ed in a thread (a `git checkout` of 2,000 files)
 
 
 class _Filter:
@@ -58,21 +67,98 @@ def _net_changes(changes: set[tuple[watchfiles.Change, str]], flt: _Filter) -> s
     return {rel for rel in out if rel not in added or os.path.lexists(os.path.join(root, rel))}
 
 
+def _snapshot(root: str, batch: set[str]) -> dict[str, tuple[int, int, int] | None]:
+    """What a settled file keeps between two looks: size, mtime, inode (None: gone)."""
+    out: dict[str, tuple[int, int, int] | None] = {}
+    for rel in batch:
+        try:
+            st = os.lstat(os.path.join(root, rel))
+        except OSError:
+            out[rel] = None
+        else:
+            out[rel] = (st.st_size, st.st_mtime_ns, st.st_ino)
+    return out
+
+
+async def _look(root: str, batch: set[str]) -> dict[str, tuple[int, int, int] | None]:
+    if len(batch) > BIG_BATCH:
+        return await asyncio.to_thread(_snapshot, root, batch)
+    return _snapshot(root, batch)
+
+
+async def _quiet(stop_event: asyncio.Event | None, seconds: float) -> bool:
+    """Sleep `seconds`; False when `stop_event` was set meanwhile (a SIGTERM is not held up)."""
+    if stop_event is None:
+        await asyncio.sleep(seconds)
+        return True
+    try:
+        await asyncio.wait_for(stop_event.wait(), seconds)
+    except asyncio.TimeoutError:
+        return True
+    return False
+
+
 async def watch_changes(root: Path | str, rules: IgnoreRules, debounce_ms: int = 50,
                         stop_event: asyncio.Event | None = None) -> AsyncIterator[set[str]]:
-    """Yield sets of changed posix relpaths under `root` until `stop_event` is set."""
+    """Yield sets of changed posix relpaths under `root` until `stop_event` is set; each set
+    once its files stopped changing."""
     root_s = str(Path(root).resolve())
     flt = _Filter(root_s, rules)
     # watchfiles closes a batch once a whole `step` passed with no new change, checking every
-    # `step`: a save is seen after step..2*step. Half the debounce keeps the quiet period the
-    # user asked for on average while a single save reaches the rerun in ~debounce_ms.
+    # `step`: a save is seen after step..2*step, and settles one `step` later. Half the debounce
+    # keeps the quiet period the user asked for (a batch comes after >= 2 quiet steps) while a
+    # single save reaches the rerun in debounce_ms..1.5 * debounce_ms.
     step = max(5, int(debounce_ms) // 2)
-    async for changes in watchfiles.awatch(
-        root_s, watch_filter=flt, step=step, debounce=max(MAX_BATCH_MS, step),
-        stop_event=stop_event, recursive=True,
-    ):
-        batch = _net_changes(changes, flt)
-        if any(IgnoreRules.is_ignore_file(p) for p in batch):
-            rules.reload()
-        if batch:
-            yield batch
+    queue: asyncio.Queue[set[str] | BaseException | None] = asyncio.Queue()
+
+    async def pump() -> None:
+        """watchfiles -> queue, also while a batch is settling, so its later changes join it."""
+        try:
+            async for changes in watchfiles.awatch(
+                root_s, watch_filter=flt, step=step, debounce=max(MAX_BATCH_MS, step),
+                stop_event=stop_event, recursive=True,
+            ):
+                queue.put_nowait(_net_changes(changes, flt))
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the consumer
+            queue.put_nowait(exc)
+            return
+        queue.put_nowait(None)
+
+    def take(batch: set[str], item: set[str] | BaseException | None) -> bool:
+        """Merge a queue item into `batch`; False at the end of the stream."""
+        if isinstance(item, BaseException):
+            raise item
+        if item is None:
+            return False
+        batch |= item
+        return True
+
+    pumping = asyncio.create_task(pump())
+    try:
+        running = True
+        while running:
+            batch: set[str] = set()
+            running = take(batch, await queue.get())
+            # settle: watchfiles saw `step` ms without an event; the files must also look the
+            # same after another `step` (a writer that paused between two writes changes them)
+            deadline = time.monotonic() + SETTLE_MAX_MS / 1000
+            seen = await _look(root_s, batch)
+            while running and batch and time.monotonic() < deadline:
+                if not await _quiet(stop_event, step / 1000):
+                    return
+                while not queue.empty():
+                    running = take(batch, queue.get_nowait()) and running
+                now = await _look(root_s, batch)
+                if now == seen:
+                    break
+                seen = now
+            if any(IgnoreRules.is_ignore_file(p) for p in batch):
+                rules.reload()
+            if batch:
+                yield batch
+    finally:
+        pumping.cancel()
+        try:
+            await pumping
+        except BaseException:  # noqa: BLE001 - cancelled, or its error was raised above
+            pass

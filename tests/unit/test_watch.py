@@ -79,3 +79,47 @@ async def test_exclude_patterns_and_new_ignore_rules_apply(tmp_path):
         (tmp_path / "a.py").write_text("x")
 
     assert await collect(tmp_path, rules, edits) == [{"a.py"}]
+
+
+async def test_a_file_rewritten_in_place_in_pieces_is_yielded_only_when_complete(tmp_path):
+    """An editor (or a copy) that truncates the file and writes it in many small pieces over
+    longer than watchfiles' longest batch: no batch may arrive while the file is half-written."""
+    import threading
+    import time
+
+    target = tmp_path / "train.py"
+    versions = ["".join(f"value_{v}_{i} = {i}  # {'x' * 40}\n" for i in range(150)) for v in range(4)]
+    target.write_text(versions[0])
+    rules = IgnoreRules.load(tmp_path)
+    writing = threading.Event()
+    seen = []  # (was the writer mid-write, the file's content) at each batch
+
+    def rewrite_in_place():
+        for text in versions[1:]:
+            data = text.encode()
+            with open(target, "r+b", buffering=0) as fh:
+                writing.set()
+                fh.truncate(0)
+                for start in range(0, len(data), len(data) // 150 + 1):
+                    fh.write(data[start:start + len(data) // 150 + 1])
+                    time.sleep(0.01)  # ~1.5 s of writing, far longer than one 1 s batch
+                writing.clear()
+            time.sleep(1.0)  # the file stays complete: a batch may come now
+
+    stop = asyncio.Event()
+
+    async def watcher():
+        async for batch in watch_changes(tmp_path, rules, 200, stop):
+            seen.append((writing.is_set(), target.read_text(), batch))
+
+    task = asyncio.create_task(watcher())
+    await asyncio.sleep(0.3)
+    await asyncio.to_thread(rewrite_in_place)
+    stop.set()
+    await asyncio.wait_for(task, 10)
+
+    assert seen, "the rewrites were never reported"
+    for mid_write, text, batch in seen:
+        assert batch == {"train.py"}
+        assert not mid_write and text in versions, f"a batch came while train.py was {len(text)} bytes"
+    assert seen[-1][1] == versions[-1]
