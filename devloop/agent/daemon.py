@@ -148,6 +148,15 @@ class Server:
                 pass
             conn.close()
             return
+        if hello.get("peek"):  # `devloop sessions`: the state, without taking over the front end
+            try:
+                status = dict(self.kernel.status(), type=wire.EV_STATUS, session=self.session, agent=self.agent,
+                              idle_stop_s=self.idle_stop_s, attached=self.conn is not None)
+                conn.sendall(wire.encode(status))
+            except OSError:
+                pass
+            _close(conn)
+            return
         # blocking reads from here on; a send that stalls (a front end that stopped reading,
         # e.g. a sleeping laptop behind ssh) fails after SEND_TIMEOUT_S and detaches it
         conn.settimeout(None)

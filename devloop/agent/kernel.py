@@ -26,6 +26,8 @@ import time
 import traceback
 import types
 
+from . import tbformat
+
 CHUNK = 64 * 1024          # largest `out` read from a pipe at once
 KILL_GRACE_S = 2.0         # SIGINT/SIGTERM to a `run` child, then SIGKILL after this long
 _AGENT_DIR = os.path.dirname(os.path.abspath(__file__))
@@ -513,23 +515,17 @@ class Kernel:
         linecache.cache[filename] = (sum(map(len, lines)), None, lines, filename)
 
     def _report(self, rid, exc):
-        """Emit `error`: the exception, the user's frames only, and the formatted traceback."""
-        tb = _strip_agent_frames(exc.__traceback__)
-        exc.__traceback__ = tb
-        frames = [{"file": f.filename, "line": f.lineno, "name": f.name}
-                  for f in traceback.extract_tb(tb)]
+        """Emit `error`: the exception, the user's frames only, and the formatted traceback --
+        bounded (tbformat): a 300,000-frame recursion costs milliseconds, not minutes."""
+        frames, text = tbformat.describe(exc, skip=_is_agent_file)
         if isinstance(exc, SyntaxError) and exc.filename:
             frames.append({"file": exc.filename, "line": exc.lineno, "name": "<module>"})
         if isinstance(exc, SystemExit):
-            message = "" if exc.code is None else str(exc.code)
+            message = "" if exc.code is None else tbformat.message(exc.code)
         elif isinstance(exc, SyntaxError) and exc.msg:
-            message = str(exc.msg)  # the location is in frames already
+            message = tbformat.message(exc.msg)  # the location is in frames already
         else:
-            message = _safe_str(exc)
-        try:
-            text = "".join(traceback.format_exception(type(exc), exc, tb))
-        except Exception:  # noqa: BLE001 - a broken __str__ must not hide the error
-            text = "%s: %s\n" % (type(exc).__name__, message)
+            message = tbformat.message(exc)
         self.proto.emit({"type": "error", "id": rid, "etype": type(exc).__name__,
                          "message": message, "frames": frames, "traceback": text})
 
@@ -622,7 +618,8 @@ class Kernel:
         return {"pid": os.getpid(), "python": "%d.%d.%d" % sys.version_info[:3],
                 "cwd": self.cwd, "results": self.results, "running": self.running,
                 "started": self.started, "idle_s": round(time.time() - self.last_activity, 1),
-                "seq": self.proto.seq, "received": list(self.received_ids)}
+                "seq": self.proto.seq, "received": list(self.received_ids),
+                "gpu": getattr(self, "last_gpu", None)}
 
     def purge(self, req):
         """Drop modules whose file is one of the synced paths, so the next import reloads them."""
@@ -686,22 +683,8 @@ class Kernel:
     def _emit_gpu(self, event):
         event = dict(event)
         event["type"] = "gpu"
+        self.last_gpu = event  # what `devloop sessions` shows as the GPU memory held
         self.proto.emit(event)
-
-
-def _strip_agent_frames(tb):
-    """The traceback chain without the agent's own frames (exec wrapper, SIGINT handler)."""
-    kept = []
-    while tb is not None:
-        if not _is_agent_file(tb.tb_frame.f_code.co_filename):
-            kept.append(tb)
-        tb = tb.tb_next
-    for first, second in zip(kept, kept[1:]):
-        first.tb_next = second
-    if kept:
-        kept[-1].tb_next = None
-        return kept[0]
-    return None
 
 
 def _safe_str(exc):

@@ -112,6 +112,7 @@ def attach_main(argv):
     else:
         settings = hello.pop("start", None) or {}
         settings["secret"] = hello.get("secret")
+        previous = _last_exit()  # how the session before this one ended, for the front end
         try:
             sock, _ = _start_kernel(settings)
         except OSError as exc:
@@ -119,7 +120,7 @@ def attach_main(argv):
             return 1
         if sock is None:
             return 1
-        _say({"type": wire.EV_RELAY, "state": "started"})
+        _say({"type": wire.EV_RELAY, "state": "started", "previous": previous})
         hello_line = wire.encode(hello)
     sock.sendall(hello_line)
     gone = {"link": False}
@@ -156,7 +157,7 @@ def attach_main(argv):
                 or b'"type":"refused"' in carry
     except OSError:
         return 0  # our stdout (the link) is gone
-    if not gone["link"] and not said_last:
+    if not gone["link"] and not said_last and not hello.get("peek"):
         time.sleep(0.2)  # the supervisor writes exit.json as the kernel goes
         _say({"type": wire.EV_RELAY, "state": "kernel_gone", "exit": _last_exit(), "log": _log_tail(800)})
     return 0

@@ -100,7 +100,8 @@ def fail(message: str) -> int:
 
 def run_headless_session(args: argparse.Namespace,
                          body: Callable[[Any, asyncio.Event, Callable[[Any], None]], Awaitable[int]],
-                         observe: Callable[[Any], None] | None = None) -> int:
+                         observe: Callable[[Any], None] | None = None, *, mode: str = "plain",
+                         leave_running: Callable[[Any], bool] = lambda session: False) -> int:
     """Resolve the target, start a Session in a host whose events go to `observe` (if any) and
     the headless reporter, then return `body(session, stop, emit)` (`emit` publishes through the
     host). Target and source errors become one line and exit 2; the target is always cleaned
@@ -118,7 +119,7 @@ def run_headless_session(args: argparse.Namespace,
     reporter = Reporter(json_lines=getattr(args, "json", False), verbose=verbose)
 
     async def main(stop: asyncio.Event) -> int:
-        host = SessionHost.for_profile(config, profile, file, verbose=verbose)
+        host = SessionHost.for_profile(config, profile, file, verbose=verbose, mode=mode)
         me = asyncio.current_task()
         gone: list[BrokenPipeError] = []
 
@@ -147,7 +148,10 @@ def run_headless_session(args: argparse.Namespace,
             me.uncancel()  # the cancel was ours: closing below must not be cut short
             code = 141
         finally:
-            await host.close()
+            if leave_running(session) and not gone:
+                await host.detach()
+            else:
+                await host.close()
         if gone:
             raise gone[0]
         return code

@@ -14,7 +14,8 @@ DESCRIPTION = (
     "Sync the project to the target, run every code cell of FILE from the top (stopping at the "
     "first failing cell) or run FILE as a script, stream the output, and exit: 0 when it all "
     "worked, 1 when your code failed (a script's own exit code is passed on), 2 for usage or "
-    "configuration errors."
+    "configuration errors. When `devloop watch` or `up` left a session running for this profile, "
+    "the run attaches to it, runs only the cells that changed or are not ok yet, and leaves it running."
 )
 
 
@@ -34,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
             stats.add(event)
 
     async def body(session, stop: asyncio.Event, emit) -> int:  # noqa: ANN001 - Session, Emit
-        run_task = asyncio.create_task(session.run_all())
+        run_task = asyncio.create_task(session.first_pass())
         stop_task = asyncio.create_task(stop.wait())
         try:
             done, _ = await asyncio.wait({run_task, stop_task}, return_when=asyncio.FIRST_COMPLETED)
@@ -56,4 +57,7 @@ def run(args: argparse.Namespace) -> int:
             emit(ev.GpuSummary(gpus=tuple(rows)))
         return result.exit_code if result is not None else 0
 
-    return run_headless_session(args, body, observe)
+    # a live session of this project + profile is attached to (and left running); without one
+    # the kernel ends with the run: CI leaves nothing behind
+    return run_headless_session(args, body, observe, mode="auto",
+                                leave_running=lambda session: session.attached_existing)

@@ -16,8 +16,9 @@ DESCRIPTION = (
     "changed cells on every save -- with the cells, their logs, GPU gauges and the sync state on "
     "one screen. Keys: r rerun the selected cell, a run all, i interrupt, k restart the kernel, "
     "s sync now, w watch on/off, p promote, t switch profile, f filter the log by cell, / search, "
-    "enter on a failed cell shows its traceback, q quit (the target is cleaned up). ctrl+p lists "
-    "every command."
+    "enter on a failed cell shows its traceback, d detach (the session keeps running on the "
+    "target: `devloop attach` comes back to it), q quit (the session ends, the target is cleaned up). "
+    "ctrl+p lists every command."
 )
 
 
@@ -36,7 +37,8 @@ def run(args: argparse.Namespace) -> int:
     from devloop.ui.app import DevloopApp
 
     def host_factory(profile_name: str) -> SessionHost:
-        return SessionHost.for_profile(config, config.profile(profile_name), file, verbose=verbose)
+        return SessionHost.for_profile(config, config.profile(profile_name), file, verbose=verbose,
+                                       mode="session")
 
     from devloop.core.promote import promote
 

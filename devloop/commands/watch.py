@@ -15,18 +15,25 @@ DESCRIPTION = (
     "synced and the changed cells rerun by the [run].rerun policy (linear: the first changed cell "
     "and all after it; reactive: changed cells and the cells that use what they define). Earlier "
     "cells keep their state. A file without '# %%' markers reruns as a fresh process. "
-    "Ctrl-C or SIGTERM stops it and cleans up the target."
+    "The kernel lives on the target as a session: a dropped connection reattaches to it with its "
+    "state kept, and a watch that is killed leaves it running for the next `watch`, `up`, `run` or "
+    "`attach`, which picks it up and reruns only what changed. Ctrl-C or SIGTERM stops the session "
+    "and cleans up the target (with --detach: leaves it running)."
 )
 
 
 def register(parser: argparse.ArgumentParser) -> None:
     add_target_args(parser)
     add_json_arg(parser)
+    parser.add_argument("--detach", action="store_true",
+                        help="on Ctrl-C or SIGTERM leave the session (kernel, variables, container or "
+                             "pod) running on the target; `devloop attach`, `watch` or `up` picks it up "
+                             "and `devloop stop` ends it")
 
 
 def run(args: argparse.Namespace) -> int:
     async def body(session, stop: asyncio.Event, emit) -> int:  # noqa: ANN001 - Session, Emit
-        first = asyncio.create_task(session.run_all())
+        first = asyncio.create_task(session.first_pass())
         watcher = asyncio.create_task(session.watch(stop))
         try:
             await stop.wait()
@@ -36,4 +43,4 @@ def run(args: argparse.Namespace) -> int:
         await asyncio.gather(first, watcher, return_exceptions=True)
         return 0
 
-    return run_headless_session(args, body)
+    return run_headless_session(args, body, mode="session", leave_running=lambda session: bool(args.detach))

@@ -107,6 +107,7 @@ class Output(Event):
     cell: int
     stream: str  # "stdout" | "stderr"
     text: str
+    replayed: bool = False  # it arrived on the target while no front end was attached
 
 
 @dataclass(frozen=True)

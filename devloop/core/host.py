@@ -42,13 +42,15 @@ class SessionHost:
         self._closed = False
 
     @classmethod
-    def for_profile(cls, config: Any, profile: Any, file: Path | None, *, verbose: int = 0) -> SessionHost:
-        """A host for a Session on `profile` running `file` (all resolved by the caller)."""
+    def for_profile(cls, config: Any, profile: Any, file: Path | None, *, verbose: int = 0,
+                    mode: str = "plain") -> SessionHost:
+        """A host for a Session on `profile` running `file` (all resolved by the caller);
+        `mode` as Session's: "session" (the kernel outlives this front end), "auto", "plain"."""
 
         def make(emit: ev.Emit) -> Session:
             from devloop.core.session import Session
 
-            return Session(config, profile, file, emit, verbose=verbose)
+            return Session(config, profile, file, emit, verbose=verbose, mode=mode)
 
         return cls(make)
 
@@ -119,6 +121,15 @@ class SessionHost:
         self._closed = True
         if self._session is not None:
             await self._session.close()
+
+    async def detach(self) -> None:
+        """Leave the Session's kernel (and its container / pod) running on the target for the
+        next front end; a Session without a session kernel is closed instead. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._session is not None:
+            await self._session.detach()
 
     async def __aenter__(self) -> SessionHost:
         return self

@@ -9,11 +9,15 @@ session can report it and start a fresh kernel for the next run.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
+import time
+import uuid
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
 
+from devloop.agent import wire
 from devloop.core.targets.base import Channel, ConnectionLost, TargetError
 
 
@@ -41,7 +45,7 @@ class _Pending:
 
 @dataclass
 class KernelClient:
-    channel: Channel
+    channel: Channel | None
     on_output: Callable[[str | None, str, str], None]  # (request id, stream, text)
     on_gpu: Callable[[dict], None] = lambda payload: None
     on_log: Callable[[str, str], None] = lambda level, message: None
@@ -53,6 +57,8 @@ class KernelClient:
     _reader: asyncio.Task | None = None
     _closed: bool = False
     _lost: bool = False
+    fresh: bool = True  # a plain kernel is always new; a session client may attach to an old one
+    replaying: bool = False  # the event being dispatched arrived while nobody was attached
 
     async def start(self, timeout: float = 60.0) -> dict[str, Any]:
         """Start reading and wait for the agent's `ready` event."""
@@ -163,13 +169,20 @@ class KernelClient:
         """The id the next request will carry (to tag its output before it arrives)."""
         return str(next(self._ids))
 
-    async def exec(self, code: str, filename: str, first_line: int, rid: str | None = None) -> ExecResult:
+    async def exec(self, code: str, filename: str, first_line: int, rid: str | None = None,
+                   tag: Mapping[str, Any] | None = None) -> ExecResult:
+        """Run a cell. `tag` ({file, cell, hash}) lets the kernel remember how the cell ended,
+        for a front end that attaches later."""
         payload: dict[str, Any] = {"op": "exec", "code": code, "filename": filename, "first_line": first_line}
+        if tag:
+            payload["tag"] = dict(tag)
         return await self._request(payload, rid)
 
     async def run(self, argv: Sequence[str], env: Mapping[str, str] | None = None,
-                  rid: str | None = None) -> ExecResult:
+                  rid: str | None = None, tag: Mapping[str, Any] | None = None) -> ExecResult:
         payload: dict[str, Any] = {"op": "run", "argv": list(argv), "env": dict(env or {})}
+        if tag:
+            payload["tag"] = dict(tag)
         return await self._request(payload, rid)
 
     async def notify(self, op: str, **fields: Any) -> None:
@@ -191,5 +204,268 @@ class KernelClient:
                 except (asyncio.TimeoutError, Exception):  # noqa: BLE001
                     pass
         await self.channel.kill()
+        if self._reader is not None and not self._reader.done():
+            self._reader.cancel()
+
+
+class SessionRefused(TargetError):
+    """The session kernel refused this front end (wrong secret) or runs another devloop version."""
+
+
+@dataclass
+class SessionClient(KernelClient):
+    """A session kernel: it lives on the target, this client only attaches to it.
+
+    `connect(start)` opens a relay channel (the agent's `attach` mode over the target's exec
+    channel; `start`: start a kernel when none is there). A link that drops without a word from
+    the relay is a *detach*, not a death: the client attaches again (backing off, for up to
+    `reattach_for` seconds) with the last event seq it saw, so what the kernel said meanwhile is
+    replayed once, and pending requests resolve from that replay; a request the kernel never
+    received is sent again. Only the relay's `kernel_gone` / `no_session` (or the kernel's
+    `bye`) mean the kernel is gone, and then `exit` says how it ended."""
+
+    connect: Callable[[bool], Any] | None = None
+    secret: str = ""
+    start_settings: dict[str, Any] = field(default_factory=dict)
+    on_link: Callable[[str, str], None] = lambda state, message: None
+    on_reattached: Callable[[dict], None] = lambda ready: None
+    reattach_for: float = 300.0
+    client_id: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
+    fresh: bool = False  # the relay started this kernel (nothing ran in it yet)
+    last_seq: int = 0
+    end_reason: str | None = None  # died | bye | taken_over | refused | no_session | lost | detached
+    end_info: dict[str, Any] = field(default_factory=dict)
+    _requests: dict[str, dict] = field(default_factory=dict)  # rid -> payload, until done
+    _queued: list[dict] = field(default_factory=list)  # notifications made while unlinked
+    _linked: bool = False
+    _closing: bool = False
+
+    def next_id(self) -> str:
+        return f"{self.client_id}-{next(self._ids)}"
+
+    async def start(self, timeout: float = 60.0, allow_start: bool = True) -> dict[str, Any]:
+        assert self.connect is not None
+        self.channel = await self.connect(allow_start)
+        loop = asyncio.get_running_loop()
+        self._ready = loop.create_future()
+        await self.channel.send(self._hello(None, allow_start))
+        self._reader = asyncio.create_task(self._session_loop(), name="devloop-session-reader")
+        try:
+            self.ready_info = await asyncio.wait_for(asyncio.shield(self._ready), timeout)
+        except asyncio.TimeoutError:
+            await self.channel.kill()
+            raise TargetError(f"the devloop session kernel did not answer within {timeout:.0f} s",
+                              hint="run with -v to see the agent's messages") from None
+        return self.ready_info
+
+    def _hello(self, since: int | None, allow_start: bool) -> bytes:
+        hello: dict[str, Any] = {"op": wire.OP_HELLO, "secret": self.secret, "since": since,
+                                 "client": self.client_id}
+        if allow_start:
+            hello["start"] = dict(self.start_settings)
+        return (json.dumps(hello) + "\n").encode()
+
+    @property
+    def attached_to_existing(self) -> bool:
+        return not self.fresh
+
+    # ------------------------------------------------------------------ reading
+    async def _session_loop(self) -> None:
+        try:
+            while True:
+                await self._read_channel()
+                if self.end_reason is None and not self._closing and self._ready is not None \
+                        and self._ready.done() and not self._ready.exception():
+                    self._linked = False
+                    if await self._reattach():
+                        continue
+                    self.end_reason = self.end_reason or "lost"
+                break
+        finally:
+            self._closed = True
+            self._linked = False
+            self._lost = self.end_reason in ("lost", None) and not self._closing
+            code = self.end_info.get("exit_code") if isinstance(self.end_info, dict) else None
+            self.exit_code = code if isinstance(code, int) else None
+            if self._ready is not None and not self._ready.done():
+                self._ready.set_exception(self._start_error())
+            for rid, pending in list(self._pending.items()):
+                if not pending.future.done():
+                    pending.future.set_result(ExecResult(
+                        ok=False, exit_code=self.exit_code, died=self.end_reason != "detached",
+                        lost=self._lost, error=pending.error))
+            self._pending.clear()
+
+    def _start_error(self) -> TargetError:
+        reason, info = self.end_reason, self.end_info or {}
+        if reason == "refused":
+            return SessionRefused(f"the session kernel refused this front end: {info.get('reason', '')}",
+                                  hint="`devloop stop -p PROFILE` ends that session; then start again")
+        if reason == "no_session":
+            return TargetError("no session kernel is running there")
+        tail = self.channel.stderr_tail().strip() if self.channel is not None else ""
+        message = info.get("message") or (tail.splitlines()[-1] if tail else "")
+        return TargetError("the devloop session kernel did not start" + (f": {message}" if message else ""),
+                           hint="run with -v for the agent's output; the target needs python3 (3.8+)")
+
+    async def _read_channel(self) -> None:
+        while True:
+            try:
+                line = await self.channel.readline()
+            except ConnectionLost:
+                return
+            if not line:
+                return
+            try:
+                msg = json.loads(line)
+            except ValueError:
+                self.on_log("warning", f"agent wrote a non-protocol line: {line[:200]!r}")
+                continue
+            if isinstance(msg, dict):
+                self._dispatch(msg)
+            if self.end_reason is not None:
+                return
+
+    def _dispatch(self, msg: dict[str, Any]) -> None:
+        seq = msg.get("seq")
+        if isinstance(seq, int) and seq > self.last_seq:
+            self.last_seq = seq
+        kind = msg.get("type")
+        if kind == wire.EV_RELAY:
+            state = msg.get("state")
+            if state == "started":
+                self.fresh = True
+            elif state == "attached":
+                pass
+            elif state in ("kernel_gone", "no_session"):
+                self.end_reason = "died" if state == "kernel_gone" else "no_session"
+                self.end_info = dict(msg.get("exit") or {})
+                if msg.get("log"):
+                    self.end_info["log"] = msg["log"]
+            else:  # failed
+                self.end_reason = "failed"
+                self.end_info = {"message": msg.get("message", "")}
+            return
+        if kind == wire.EV_REFUSED:
+            self.end_reason, self.end_info = "refused", {"reason": msg.get("reason", "")}
+            return
+        if kind == wire.EV_DETACHED:
+            self.end_reason, self.end_info = "taken_over", {"reason": msg.get("reason", "")}
+            return
+        if kind == wire.EV_BYE:
+            self.end_reason, self.end_info = "bye", {"reason": msg.get("reason", ""), "exit_code": 0}
+            return
+        if kind == wire.EV_READY:
+            self._linked = True
+            if self._ready is not None and not self._ready.done():
+                self._ready.set_result(msg)
+            else:
+                self.ready_info = msg
+                self._after_reattach(msg)
+            return
+        if kind == wire.EV_DONE:
+            self._requests.pop(str(msg.get("id")), None)
+        self.replaying = bool(msg.get("replayed"))
+        try:
+            super()._dispatch(msg)
+        finally:
+            self.replaying = False
+
+    def _after_reattach(self, ready: dict[str, Any]) -> None:
+        received = set(map(str, ready.get("received") or ()))
+        resend = [payload for rid, payload in self._requests.items() if rid not in received]
+        queued, self._queued = self._queued, []
+        asyncio.get_running_loop().create_task(self._resend(resend + queued))
+        self.on_reattached(ready)
+
+    async def _resend(self, payloads: list[dict]) -> None:
+        for payload in payloads:
+            with contextlib.suppress(KernelDied):
+                await self._send(payload)
+
+    async def _reattach(self) -> bool:
+        """Attach again after the link dropped; True when a relay answered (the kernel may still
+        turn out to be gone: the relay then says so and the loop ends)."""
+        self.on_link("lost", "the connection to the target dropped; the kernel goes on there -- reattaching")
+        deadline = time.monotonic() + self.reattach_for
+        delay = 0.2
+        attempt = 0
+        while not self._closing:
+            attempt += 1
+            with contextlib.suppress(Exception):
+                await self.channel.kill()
+            try:
+                self.channel = await self.connect(False)
+                await self.channel.send(self._hello(self.last_seq, False))
+                self.on_link("reattaching", f"reattaching (try {attempt})")
+                return True
+            except (TargetError, OSError) as exc:
+                if time.monotonic() + delay > deadline:
+                    self.end_info = {"message": str(exc)}
+                    return False
+                self.on_log("debug", f"reattach failed: {exc}")
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+        return False
+
+    # ------------------------------------------------------------------ requests
+    async def _request(self, payload: dict[str, Any], rid: str | None = None) -> ExecResult:
+        if self._closed:
+            return ExecResult(ok=False, died=True, exit_code=self.exit_code, lost=self._lost)
+        rid = rid if rid is not None else self.next_id()
+        payload["id"] = rid
+        fut = asyncio.get_running_loop().create_future()
+        self._pending[rid] = _Pending(fut)
+        self._requests[rid] = payload
+        if self._linked:
+            with contextlib.suppress(KernelDied):  # a dropped link resends it after reattaching
+                await self._send(payload)
+        return await fut
+
+    async def notify(self, op: str, **fields: Any) -> None:
+        if self._closed:
+            return
+        payload = {"op": op, **fields}
+        if not self._linked:
+            if op != wire.OP_INTERRUPT:
+                self._queued.append(payload)
+            return
+        try:
+            await self._send(payload)
+        except KernelDied:
+            if op != wire.OP_INTERRUPT:
+                self._queued.append(payload)
+
+    def adopt_running(self, rid: str) -> asyncio.Future:
+        """A future for a request another front end sent (it runs now): its `done` ends it."""
+        fut = asyncio.get_running_loop().create_future()
+        self._pending[rid] = _Pending(fut)
+        return fut
+
+    async def detach(self) -> None:
+        """Leave the kernel running on the target; this client ends."""
+        self._closing = True
+        if not self._closed and self._linked:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._send({"op": wire.OP_DETACH}), 2)
+        self.end_reason = self.end_reason or "detached"
+        with contextlib.suppress(Exception):
+            await self.channel.kill()
+        if self._reader is not None:
+            with contextlib.suppress(asyncio.TimeoutError, Exception):
+                await asyncio.wait_for(asyncio.shield(self._reader), 3)
+            if not self._reader.done():
+                self._reader.cancel()
+
+    async def shutdown(self, timeout: float = 5.0) -> None:
+        """End the session kernel itself (and what it started); this client ends."""
+        self._closing = True
+        if not self._closed:
+            await self.notify(wire.OP_SHUTDOWN)
+            if self._reader is not None:
+                with contextlib.suppress(asyncio.TimeoutError, Exception):
+                    await asyncio.wait_for(asyncio.shield(self._reader), timeout)
+        with contextlib.suppress(Exception):
+            await self.channel.kill()
         if self._reader is not None and not self._reader.done():
             self._reader.cancel()

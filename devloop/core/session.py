@@ -25,7 +25,8 @@ from typing import Any, Iterable
 
 from devloop.core import events as ev
 from devloop.core.cells import Cell, ParsedFile, parse_cells, plan_reruns
-from devloop.core.kernel import ExecResult, KernelClient
+from devloop.core import session_record
+from devloop.core.kernel import ExecResult, KernelClient, SessionClient, SessionRefused
 from devloop.core.sync.syncer import Syncer
 from devloop.core.targets import create_target
 from devloop.core.targets.base import ConnectionLost, TargetError, TargetInfo
@@ -84,7 +85,16 @@ OUTPUT_GRACE_S = 1.0  # a non-code file changed this soon after a pass counts as
 
 
 class Session:
-    def __init__(self, config: Any, profile: Any, file: Path | None, emit: ev.Emit, verbose: int = 0) -> None:
+    def __init__(self, config: Any, profile: Any, file: Path | None, emit: ev.Emit, verbose: int = 0,
+                 mode: str = "plain") -> None:
+        """`mode`: "session" -- the kernel lives on the target beyond this front end (watch, up:
+        attach to the profile's live session, else start one); "auto" -- attach when this
+        project has a live session for the profile, else a plain kernel (`devloop run`: CI
+        leaves nothing behind); "plain" -- a kernel that ends with this Session."""
+        self.mode = mode
+        self.record: session_record.SessionRecord | None = None
+        self._inherited: tuple[int, str, asyncio.Future] | None = None  # a cell another front end runs
+        self._unsynced: set[str] = set()  # saves made while the link to the target was down
         self.config = config
         self.profile = profile
         self.root = Path(config.root).resolve()
@@ -170,8 +180,37 @@ class Session:
                                  message=f"{info.kind} {info.id}"))
         return info
 
+    async def detach(self) -> None:
+        """Leave: the session kernel (and its container / pod) goes on running on the target,
+        for `devloop attach`, `watch` or `up` to pick up. A plain kernel cannot: it is closed."""
+        if not isinstance(self.kernel, SessionClient) or not self.kernel.alive:
+            await self.close()
+            return
+        if self._closed:
+            return
+        self._closed = True
+        for task in list(self._tasks):
+            task.cancel()
+        with contextlib.suppress(Exception):
+            await self.syncer.flush()
+        try:
+            await self.kernel.detach()
+        except Exception as exc:  # noqa: BLE001 - leaving must go on
+            self._log(f"detaching: {exc}")
+        with contextlib.suppress(Exception):
+            await self.syncer.close()
+        try:
+            await self.target.detach()
+        finally:
+            name = self.profile.name
+            self.emit(ev.TargetState(
+                state="detached", profile=name, kind=self.profile.kind,
+                message=f"detached: the session keeps running on the target (`devloop attach -p {name}` or "
+                        f"`devloop watch` picks it up; `devloop stop -p {name}` ends it)"))
+
     async def close(self) -> None:
-        """Stop the kernel and the target (removed unless the profile keeps it). Idempotent."""
+        """Stop the kernel and the target (removed unless the profile keeps it). Idempotent. A
+        session kernel is ended too (and its record removed): nothing is left behind."""
         if self._closed:
             return
         self._closed = True
@@ -184,6 +223,10 @@ class Session:
                 await self.kernel.shutdown()
             except Exception as exc:  # noqa: BLE001 - closing must go on
                 self._log(f"kernel shutdown: {exc}")
+        if self.record is not None and (self.mode == "session" or isinstance(self.kernel, SessionClient)):
+            if self.kernel is None or not self.kernel.alive and self.kernel.end_reason != "bye":
+                await self._stop_session_on_target()
+            session_record.remove(self.root, self.profile.name)
         try:
             await self.syncer.close()
         except Exception as exc:  # noqa: BLE001 - closing must go on
@@ -194,8 +237,16 @@ class Session:
             self.emit(ev.TargetState(state="stopped", profile=self.profile.name, kind=self.profile.kind))
 
     # ----------------------------------------------------------------- kernel
+    @property
+    def attached_existing(self) -> bool:
+        """True when this front end attached to a session kernel that was already running."""
+        return isinstance(self.kernel, SessionClient) and not self.kernel.fresh
+
     async def _start_kernel(self) -> None:
         assert self._target_info is not None
+        if self.mode == "session" or (self.mode == "auto" and self._live_record() is not None):
+            if await self._start_session_kernel():
+                return
         env = dict(self.config.run.env or {})
         channel = await self.target.spawn(self.target.agent_argv("kernel"), env=env,
                                           cwd=self._target_info.workdir)
@@ -209,17 +260,162 @@ class Session:
         if interval > 0:
             await self.kernel.notify("gpu", interval=interval / 1000.0)
 
+    # ----------------------------------------------------------------- session kernel
+    def _live_record(self) -> session_record.SessionRecord | None:
+        if self.record is None:
+            self.record = session_record.load(self.root, self.profile.name)
+        return self.record
+
+    async def _open_relay(self, start: bool) -> Any:
+        """A relay channel to the session kernel (the agent's `attach` mode); a target whose
+        connection is gone is started again (it adopts its container / pod) first."""
+        argv_args = ("--start",) if start else ()
+        env = dict(self.config.run.env or {})
+        try:
+            return await self.target.spawn(self.target.agent_argv("attach", *argv_args), env=env,
+                                           cwd=self._target_info.workdir if self._target_info else None)
+        except (ConnectionLost, TargetError, OSError) as exc:
+            self._log(f"opening the session relay failed ({exc}); starting the target again")
+        self._target_info = await self.target.start()
+        await self.syncer.reset()  # what the target holds is asked again
+        return await self.target.spawn(self.target.agent_argv("attach", *argv_args), env=env,
+                                       cwd=self._target_info.workdir)
+
+    async def _start_session_kernel(self) -> bool:
+        """Attach to the profile's session kernel, or start one (mode "session"). False: mode
+        "auto" found no live session, so a plain kernel is wanted."""
+        from devloop.core.agent_bundle import bundle
+
+        agent = bundle()[1]
+        record = self._live_record() or session_record.SessionRecord(profile=self.profile.name)
+        idle = getattr(self.profile, "idle_stop_s", None)
+        if idle is None:
+            idle = getattr(getattr(self.config, "session", None), "idle_stop_s", 7200.0)
+        client = SessionClient(
+            None, on_output=self._on_output, on_gpu=self._on_gpu, on_log=self._on_agent_log,
+            connect=self._open_relay, secret=record.secret,
+            start_settings={"session": record.session, "agent": agent, "idle_stop_s": float(idle or 0),
+                            "stop_container": self.target.idle_stop_ends_environment},
+            on_link=self._on_link, on_reattached=self._on_reattached)
+        self.target.adopt_existing = True
+        try:
+            ready = await client.start(allow_start=self.mode == "session")
+        except SessionRefused as exc:
+            raise SessionRefused(exc.message, hint=f"`devloop stop -p {self.profile.name}` ends that session "
+                                                   "(its state is lost); then start again") from None
+        except TargetError:
+            if self.mode == "auto" and client.end_reason == "no_session":
+                self._log("the recorded session is gone: a plain kernel runs", "info")
+                session_record.remove(self.root, self.profile.name)
+                self.record = None
+                return False
+            raise
+        if str(ready.get("agent") or agent) != agent:
+            await client.detach()
+            raise SessionRefused(
+                f"the session on profile {self.profile.name!r} was started by another devloop version "
+                f"(agent {str(ready.get('agent'))[:12]}, this one {agent[:12]})",
+                hint=f"`devloop stop -p {self.profile.name}` ends it (its variables are lost); then start again")
+        self.kernel = client
+        info = self._target_info
+        record.kind, record.agent = self.profile.kind, agent
+        record.target, record.workdir = (info.id, info.workdir) if info else ("", "")
+        record.file = self._rel_or_none() or ""
+        if client.fresh:
+            record.started = time.time()
+        self.record = record
+        await asyncio.to_thread(session_record.save, self.root, record)
+        self.emit(ev.KernelReady(pid=int(ready.get("pid") or 0), python=str(ready.get("python", "")),
+                                 cwd=str(ready.get("cwd", "")), packages=dict(ready.get("packages") or {})))
+        if client.fresh:
+            previous = (client.ready_info or {}).get("previous")
+            self._log(f"session {record.session[:8]} started on the target (it outlives this front end; "
+                      f"idle stop after {float(idle or 0):.0f} s)", "info")
+        else:
+            kept = self._adopt_results(ready)
+            ago = max(0.0, time.time() - float(ready.get("started") or time.time()))
+            self.emit(ev.TargetState(
+                state="attached", profile=self.profile.name, kind=self.profile.kind,
+                message=f"attached to the running session {record.session[:8]} (started {_ago(ago)} ago): "
+                        f"{kept} of {len(self.cells)} cells' state kept"))
+        interval = int(getattr(self.config.gpu, "interval_ms", 1000) or 0)
+        if interval > 0:
+            await self.kernel.notify("gpu", interval=interval / 1000.0)
+        return True
+
+    def _adopt_results(self, ready: dict) -> int:
+        """The target's word on which cells ran ok (with today's code): they do not rerun."""
+        results = (ready.get("results") or {}).get(self._rel_or_none() or "", {}) or {}
+        self.last_ok = [None] * len(self.cells)
+        kept = 0
+        for cell in self.cells:
+            r = results.get(str(cell.index)) or {}
+            if r.get("ok") and r.get("hash") == cell.hash:
+                self.last_ok[cell.index] = cell.hash
+                kept += 1
+                self.emit(ev.CellState(cell=cell.index, state="ok"))
+            elif r:
+                self.emit(ev.CellState(cell=cell.index, state="stale"))
+        running = ready.get("running") or None
+        if running and isinstance(self.kernel, SessionClient):
+            tag = running.get("tag") or {}
+            if tag.get("file") == self._rel_or_none():
+                index = int(tag.get("cell", 0))
+                rid = str(running.get("id"))
+                self._rid_cell[rid] = index
+                self._inherited = (index, str(tag.get("hash", "")), self.kernel.adopt_running(rid))
+                self.emit(ev.CellState(cell=index, state="running"))
+        return kept
+
+    async def _await_inherited(self) -> None:
+        """A cell another front end started is still running: wait for it before planning."""
+        if self._inherited is None:
+            return
+        index, code_hash, fut = self._inherited
+        self._inherited = None
+        self._running_cell = index
+        try:
+            result = await fut
+        finally:
+            self._running_cell = None
+        if result.died:
+            await self._report_death(index, result)
+            return
+        if result.error:
+            self._emit_error(index, result.error)
+        self.emit(ev.CellDone(cell=index, ok=result.ok, ms=round(result.ms, 1)))
+        self.emit(ev.CellState(cell=index, state="ok" if result.ok else "failed"))
+        if index < len(self.last_ok) and index < len(self.cells):
+            self.last_ok[index] = code_hash if result.ok and self.cells[index].hash == code_hash else None
+
+    def _on_link(self, state: str, message: str) -> None:
+        self.emit(ev.TargetState(state="reconnecting", profile=self.profile.name, kind=self.profile.kind,
+                                 message=message))
+
+    def _on_reattached(self, ready: dict) -> None:
+        self.emit(ev.TargetState(state="ready", profile=self.profile.name, kind=self.profile.kind,
+                                 message="reattached to the same kernel: its state is kept; output from the "
+                                         "gap is replayed"))
+        if self._unsynced:
+            changes, self._unsynced = set(self._unsynced), set()
+            self._spawn(self.on_changes(changes))
+
     async def _ensure_kernel(self) -> None:
-        """A live kernel; after a death, a fresh one -- and a restarted target if it was lost."""
+        """A live kernel; after a death, a fresh one -- and a restarted target if it was lost. A
+        session kernel that is still there is attached to again: its state is kept."""
         if self.kernel is not None and self.kernel.alive:
             return
-        if any(h is not None for h in self.last_ok):  # died while idle: no cell's state survives
-            self._forget_state("the kernel was gone; a fresh one starts")
         was_lost = self.kernel is not None and self.kernel._lost
+        old = self.kernel
         self.kernel = None
         if was_lost or (self._target_info is not None and not await self._target_alive()):
             await self._reconnect()
         await self._start_kernel()
+        if self.kernel is not None and self.kernel.fresh and any(h is not None for h in self.last_ok):
+            why = "the kernel was gone; a fresh one starts"
+            if isinstance(old, SessionClient) and old.end_reason in ("died", "no_session", "bye"):
+                why = f"the session kernel had ended ({_ended(old.end_info)}); a fresh one starts"
+            self._forget_state(why)
 
     async def _target_alive(self) -> bool:
         try:
@@ -245,8 +441,7 @@ class Session:
         await self.syncer.reset()  # what the target holds is asked again
         await self._initial_sync()
         self.emit(ev.TargetState(state="ready", profile=self.profile.name, kind=self.profile.kind,
-                                 message="reconnected: files resynced; the kernel is fresh, so earlier "
-                                         "cells' state was lost and they will rerun"))
+                                 message="reconnected: files resynced"))
 
     async def restart_kernel(self) -> None:
         """A fresh kernel: every cell's state is gone, so every cell is stale."""
@@ -269,10 +464,19 @@ class Session:
             self._log("interrupting the running cell", "info")
             await self.kernel.notify("interrupt")
 
+    async def _stop_session_on_target(self) -> None:
+        """End a session kernel this front end cannot talk to (best effort, bounded)."""
+        try:
+            channel = await asyncio.wait_for(self.target.spawn(self.target.agent_argv("session-stop")), 15)
+            await asyncio.wait_for(channel.wait(), 15)
+        except Exception as exc:  # noqa: BLE001 - the target may be gone, which ends it too
+            self._log(f"stopping the session on the target: {exc}")
+
     # ----------------------------------------------------------------- agent callbacks
     def _on_output(self, rid: str | None, stream: str, text: str) -> None:
         cell = self._rid_cell.get(rid or "", -1)
-        self.emit(ev.Output(cell=cell, stream=stream, text=text))
+        replayed = bool(self.kernel is not None and self.kernel.replaying)
+        self.emit(ev.Output(cell=cell, stream=stream, text=text, replayed=replayed))
 
     def _on_gpu(self, payload: dict) -> None:
         self.emit(ev.GpuSample(available=bool(payload.get("available")),
@@ -397,6 +601,18 @@ class Session:
         """Every code cell from the top (or the script): what `devloop run` does."""
         return await self._exclusive_pass(lambda: list(range(len(self.cells))), "run all")
 
+    async def first_pass(self) -> ev.RunDone | None:
+        """The first pass of a front end: every cell -- or, attached to a session that already
+        ran them, only the cells that changed or are not ok yet (a cell still running from the
+        previous front end is waited for, not rerun)."""
+        if not self.attached_existing:
+            return await self.run_all()
+        done = await self.run_changed()
+        if done is None:
+            self._log("every cell is up to date in the session: nothing reruns", "info")
+            return self._run_done(True, 0, 0, 0.0)
+        return done
+
     async def rerun_cell(self, index: int) -> ev.RunDone | None:
         return await self._exclusive_pass(lambda: self.plan(force=[index]), f"rerun cell {index}")
 
@@ -407,6 +623,7 @@ class Session:
         """One pass at a time: reparse, plan with `indices()`, run; remember when it ended."""
         async with self._pass_lock:
             try:
+                await self._await_inherited()
                 self._reparse()
                 self._pass_hashes = [c.hash for c in self.cells]
                 return await self._pass(indices(), reason=reason)
@@ -422,6 +639,11 @@ class Session:
                 plan = await self._sync(paths)
             except ConnectionLost:
                 plan = None
+                if isinstance(self.kernel, SessionClient) and self.kernel.alive:
+                    # the kernel goes on; these saves are synced (and run) once it is reattached
+                    self._unsynced |= paths
+                    self._log("the link to the target is down: the save is synced after reattaching", "info")
+                    return None
                 if self.kernel is not None:
                     await self.kernel.shutdown()
             changed = set(plan.copies) if plan is not None else paths
@@ -493,7 +715,8 @@ class Session:
             rid = self.kernel.next_id()
             self._rid_cell[rid] = i
             try:
-                result = await self.kernel.exec(cell.code, rel, cell.code_line, rid=rid)
+                result = await self.kernel.exec(cell.code, rel, cell.code_line, rid=rid,
+                                                tag={"file": rel, "cell": i, "hash": cell.hash})
             finally:
                 self._running_cell = None
             ran += 1
@@ -649,3 +872,24 @@ class Session:
         for task in list(self._tasks):
             if not task.done():
                 task.cancel()
+
+
+def _ago(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def _ended(info: dict) -> str:
+    """How a session kernel ended, in words: its supervisor's record."""
+    info = info or {}
+    reason, code = info.get("reason"), info.get("exit_code")
+    if reason == "idle":
+        return "stopped after being idle"
+    if isinstance(code, int) and code < 0:
+        return f"killed by signal {-code}"
+    if isinstance(code, int):
+        return f"exit code {code}"
+    return "it is no longer running"

@@ -222,3 +222,14 @@ def _alive(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
     except OSError:
         return False
+
+
+def test_runaway_recursion_is_reported_quickly_with_a_bounded_traceback(bundle, session):
+    """issue 21 item 12: sys.setrecursionlimit(300000) and runaway recursion (plain Python: ~5 s)."""
+    wd, relay = session
+    relay.send(_exec("r1", "import sys\nsys.setrecursionlimit(300000)\ndef f(n):\n    return f(n + 1)\nf(0)"))
+    events = relay.until(lambda e: e.get("type") == "done", timeout=60)
+    error = next(e for e in events if e.get("type") == "error")
+    assert error["etype"] == "RecursionError"
+    assert len(error["frames"]) <= 200 and len(error["traceback"]) <= 64 * 1024
+    assert "more times" in error["traceback"] and error["frames"][-1]["file"] == "t.py"

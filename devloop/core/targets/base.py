@@ -110,6 +110,12 @@ class Target(abc.ABC):
     #: Set by the session before `start()`: a target that starts slowly (a pod being scheduled,
     #: an image pulled) reports each step with it as one line of text. Calling it is optional.
     progress: Callable[[str], None] | None = None
+    #: Set by the session before `start()` when a session kernel may live in an environment a
+    #: previous front end left running: `start()` then reuses it (as `keep: true` does).
+    adopt_existing: bool = False
+    #: True where a session kernel's idle stop should end the environment too (its container's
+    #: init gets SIGTERM): a container or pod holding a GPU stops costing money.
+    idle_stop_ends_environment: bool = False
 
     @abc.abstractmethod
     async def start(self) -> TargetInfo:
@@ -157,3 +163,9 @@ class Target(abc.ABC):
     @abc.abstractmethod
     async def stop(self) -> None:
         """Stop and remove what start() created, unless the profile says keep. Idempotent."""
+
+    async def detach(self) -> None:
+        """Let go of the target but leave the environment running (a session kernel lives in
+        it): close this process's connections, remove nothing, kill nothing. Default: nothing
+        to let go of (the local target)."""
+        return None

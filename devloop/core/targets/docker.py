@@ -123,6 +123,7 @@ def device_requests(gpus: Any) -> list:
 
 class DockerTarget(Target):
     kind = "docker"
+    idle_stop_ends_environment = True
 
     def __init__(self, profile: "Profile", config: "Config") -> None:
         self.profile = profile
@@ -282,6 +283,9 @@ class DockerTarget(Target):
             "image": image.id, "entrypoint": ["sleep", "infinity"], "command": [],
             "name": self.container_name(), "labels": {**self.labels(), LABEL_SPEC: self._spec_hash()},
             "working_dir": workdir, "environment": dict(p.env or {}), "init": True, "detach": True,
+            # a session's idle stop ends the container through its init (SIGTERM to PID 1):
+            # then nothing is left, unless the profile keeps it
+            "auto_remove": not p.keep,
         }
         if p.network:
             kwargs["network_mode"] = p.network
@@ -535,6 +539,18 @@ class DockerTarget(Target):
                 await self.snapshot()
         finally:  # a failed snapshot is reported, and still leaves nothing behind
             await asyncio.to_thread(self.stop_now)
+
+    async def detach(self) -> None:
+        """Leave the container (and the session kernel in it) running; close our sockets only."""
+        await asyncio.to_thread(self.detach_now)
+
+    def detach_now(self) -> None:
+        _LIVE.discard(self)  # the atexit hook must not remove it either
+        self._container = None
+        for channel in list(self._channels):
+            channel._close_socket()
+        self._channels = weakref.WeakSet()
+        self._info = None
 
     def stop_now(self) -> None:
         """Synchronous stop: safe from a signal handler path or atexit. Idempotent."""

@@ -270,7 +270,7 @@ class KubernetesTarget(Target):
         name = previous if pod is not None else self._new_name()
         manifest = pod_manifest(self.profile, name=name, project=self.project, root_hash=self.root_hash,
                                 workdir=self.workdir_spec if self.workdir_spec.startswith("/") else DEFAULT_WORKDIR)
-        if pod is None and self.profile.keep:
+        if pod is None and (self.profile.keep or self.adopt_existing):  # a live session may be in it
             pod = self._adopt_kept(manifest)
             if pod is not None:
                 name = pod.metadata.name
@@ -496,6 +496,20 @@ class KubernetesTarget(Target):
         return (f"OOMKilled: the out-of-memory killer stopped it inside pod {self.pod_name}: the pod's memory "
                 f"limit is {self.profile.memory or 'the namespace default'} (profile {self.profile.name!r}, "
                 "`memory:`); raise it or use less memory")
+
+    async def detach(self) -> None:
+        """Leave the pod (and the session kernel in it) running: our exec streams close (a
+        relay ends with its stream; the kernel runs in its own session), nothing is deleted."""
+        self._stopped = True
+        for response in list(self._log_responses):
+            _unblock(response)
+        for channel in list(self._channels):
+            try:
+                await asyncio.wait_for(channel.kill(), 5)
+            except (asyncio.TimeoutError, Exception):  # noqa: BLE001 - leaving goes on
+                pass
+        _LIVE.discard(self)
+        self.pod_name, self._info, self._owned = "", None, False
 
     async def stop(self) -> None:
         self._stopped = True

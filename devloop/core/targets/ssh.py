@@ -414,6 +414,11 @@ class SshTarget(Target):
     async def alive(self) -> bool:
         return self.conn is not None and self.conn.active
 
+    async def detach(self) -> None:
+        """A session kernel runs in its own session on the host: closing our channels and the
+        connection (what stop() does on a host) leaves it running."""
+        await self.stop()
+
     async def stop(self) -> None:
         async with self._lock:
             conn, self.conn = self.conn, None

@@ -264,6 +264,21 @@ class SshDockerTarget(DockerTarget):
                 self.conn.close()
                 self.conn = None
 
+    async def detach(self) -> None:
+        """The container (and the session kernel in it) stays; devloop's SSH connection closes."""
+        try:
+            await super().detach()
+        finally:
+            if self._client is not None:
+                try:
+                    self._client.close()
+                except Exception:  # noqa: BLE001 - closing a client on a dead transport
+                    pass
+                self._client = None
+            if self.conn is not None:
+                self.conn.close()
+                self.conn = None
+
     def stop_now(self) -> None:
         if self.conn is None or not self.conn.active:
             self._container = None
