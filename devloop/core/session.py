@@ -119,6 +119,7 @@ class Session:
         self._pass_ended_at = float("-inf")  # monotonic time the last pass ended
         self._tasks: set[asyncio.Task] = set()
         self._closed = False
+        self._foreign = False  # a session that refused this front end lives there: close() leaves it
 
     # ----------------------------------------------------------------- properties
     @property
@@ -232,7 +233,10 @@ class Session:
         except Exception as exc:  # noqa: BLE001 - closing must go on
             self._log(f"closing the sync receiver: {exc}")
         try:
-            await self.target.stop()
+            if self._foreign:  # not ours to end: let go of the target, remove and kill nothing
+                await self.target.detach()
+            else:
+                await self.target.stop()
         finally:
             self.emit(ev.TargetState(state="stopped", profile=self.profile.name, kind=self.profile.kind))
 
@@ -301,6 +305,7 @@ class Session:
         try:
             ready = await client.start(allow_start=self.mode == "session")
         except SessionRefused as exc:
+            self._foreign, self.record = True, None  # close() must not end it or forget its record
             raise SessionRefused(exc.message, hint=f"`devloop stop -p {self.profile.name}` ends that session "
                                                    "(its state is lost); then start again") from None
         except TargetError:
@@ -312,6 +317,7 @@ class Session:
             raise
         if str(ready.get("agent") or agent) != agent:
             await client.detach()
+            self._foreign, self.record = True, None  # close() must not end it or forget its record
             raise SessionRefused(
                 f"the session on profile {self.profile.name!r} was started by another devloop version "
                 f"(agent {str(ready.get('agent'))[:12]}, this one {agent[:12]})",
