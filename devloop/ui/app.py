@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import re
 import time
 from collections import deque
 from pathlib import Path
@@ -35,7 +36,7 @@ from devloop.core.host import SessionHost
 from devloop.ui.logstore import DEVLOOP, LogLine, LogStore
 from devloop.ui.messages import EventsPending
 from devloop.ui.widgets.cells import CellRow, CellsPanel, format_ms
-from devloop.ui.widgets.dialogs import ProfilePicker, PromoteDialog, PromoteRequest
+from devloop.ui.widgets.dialogs import ProfilePicker, PromoteDialog, PromoteRequest, StopConfirm
 from devloop.ui.widgets.gpu import GpuPanel
 from devloop.ui.widgets.header import HeaderBar
 from devloop.ui.widgets.logview import LogView
@@ -56,19 +57,30 @@ SessionFactory = Callable[[str, ev.Emit], Any]
 wrap the Session's emit themselves (tests, benchmarks)."""
 
 ACTIONS = (
-    # key, action, footer label, palette help
+    # key, action, footer label, palette help. The footer shows them in this order and cuts what
+    # does not fit, so the session's lifetime keys (d, q) come before the rarer ones: at 80
+    # columns they stay visible.
     ("r", "rerun", "Rerun", "Rerun the selected cell and the cells that depend on it"),
     ("a", "run_all", "Run all", "Run every code cell (or the script)"),
     ("i", "interrupt", "Interrupt", "Interrupt the running cell; the kernel keeps its state"),
-    ("k", "restart_kernel", "Restart", "Restart the kernel (fresh namespace)"),
     ("s", "sync", "Sync", "Sync the project to the target now"),
     ("w", "toggle_watch", "Watch", "Turn rerun-on-save on or off"),
+    ("d", "detach", "Detach", "Leave the app; the session (kernel, variables, a running cell, the "
+                              "container or pod) keeps running on the target: `devloop attach` "
+                              "comes back, `devloop stop` ends it"),
+    ("q", "quit", "Quit", "Stop the session (kernel, container or pod) and quit; asks first "
+                          "while a cell runs"),
+    ("k", "restart_kernel", "Restart", "Restart the kernel (fresh namespace)"),
     ("p", "promote", "Promote", "Promote the working setup to a pipeline"),
     ("t", "switch_profile", "Profile", "Switch to another profile (restarts the target)"),
     ("f", "filter_cell", "Filter", "Show only the selected cell's log (again: all cells)"),
     ("slash", "search", "Search", "Search the log"),
-    ("q", "quit", "Quit", "Stop the target and quit"),
 )
+
+REPLAY_MARK = {  # the dim line before output the target kept and replayed once
+    "detached": "(while detached: replayed from the target)",
+    "link": "(while the link was down: replayed from the target)",
+}
 
 
 def project_name(config: Any) -> str:
@@ -104,6 +116,7 @@ class DevloopApp(App[int]):
     BINDINGS = [
         *(Binding(key, action, label, tooltip=help_) for key, action, label, help_ in ACTIONS),
         Binding("escape", "clear_search", "Clear search", show=False),
+        # ctrl+c is q: it stops, asking first while a cell runs (pressed again, it stops).
         Binding("ctrl+c", "quit", "Quit", show=False, priority=True),
     ]
 
@@ -147,6 +160,10 @@ class DevloopApp(App[int]):
         self._session_worker: Worker | None = None
         self._quitting = False
         self.exit_code = 0
+        self.exit_message = ""  # printed after the app exits (how to come back to a detached session)
+        self._detached_message = ""  # the session's word that it was left running
+        self._gap = "detached"  # what replayed output missed: "detached" (attach) or "link" (a drop)
+        self._replay_run: tuple[int, str] | None = None  # (cell, gap) of the replay being shown
 
     # -- layout --------------------------------------------------------------------------------
 
@@ -237,6 +254,10 @@ class DevloopApp(App[int]):
     def handle_event(self, event: ev.Event) -> None:
         """Render one core event."""
         if isinstance(event, ev.Output):
+            if event.replayed:
+                self._mark_replay(event.cell)
+            elif self._replay_run is not None:
+                self._replay_run = None
             added = self.store.add_output(event.cell, event.stream, event.text)
             if added:
                 self._note_new_lines(event.cell, added)
@@ -244,6 +265,15 @@ class DevloopApp(App[int]):
         handler = getattr(self, f"_on_{type(event).__name__}", None)
         if handler is not None:
             handler(event)
+
+    def _mark_replay(self, cell: int) -> None:
+        """One dim marker line before a run of replayed output (per cell and per gap), not a mark
+        on every line: what follows it arrived on the target while this app was not there."""
+        gap = self._gap
+        if self._replay_run == (cell, gap):
+            return
+        self._replay_run = (cell, gap)
+        self._log_line(REPLAY_MARK[gap], cell=cell, stream="replay")
 
     def _note_new_lines(self, cell: int, count: int) -> None:
         self._log_dirty = True
@@ -305,6 +335,7 @@ class DevloopApp(App[int]):
         self.cell_states[event.cell] = "running"
         self.cells_panel.set_state(event.cell, "running")
         self.tracebacks.pop(event.cell, None)
+        self._replay_run = None
         title = f" {event.title}" if event.title else ""
         self._running_since = (event.cell, time.monotonic())
         self._log_line(f"── cell {event.cell}{title} (line {event.line}) ──", cell=event.cell)
@@ -353,10 +384,29 @@ class DevloopApp(App[int]):
     def _on_TargetState(self, event: ev.TargetState) -> None:
         if event.profile:
             self.profile_name = event.profile
-        self.header_bar.set_target(event.state, event.message, event.profile, event.kind)
-        if event.state in ("kernel_died", "failed", "error", "reconnecting"):
-            self._log_line(f"target {event.state}: {event.message}".rstrip(": "),
-                      stream="stderr" if event.state != "reconnecting" else "info")
+        previous = self.header_bar.state
+        shown = "" if event.state == "attached" else event.message  # the badge says it, shorter
+        self.header_bar.set_target(event.state, shown, event.profile, event.kind)
+        if event.state == "attached":
+            # the Session says "ready" right after: the header keeps the session's badge
+            self.header_bar.set_session(_attached_badge(event.message))
+            self._log_line(event.message or "attached to the running session")
+        elif event.state == "reconnecting":
+            self._gap, self._replay_run = "link", None
+            self.header_bar.set_session("kernel kept")  # the link dropped, not the kernel
+            if previous != "reconnecting" or not event.message.startswith("reattaching"):
+                self._log_line(f"target reconnecting: {event.message}".rstrip(": "))
+        elif event.state == "ready" and previous == "reconnecting":
+            self.header_bar.set_session("reattached" if event.message.startswith("reattached")
+                                        else "reconnected")
+            self._log_line(f"target ready: {event.message}".rstrip(": "))
+        elif event.state == "detached":
+            self._detached_message = event.message or "detached: the session keeps running on the target"
+            self.header_bar.set_session("")
+            self._log_line(self._detached_message)
+        elif event.state in ("kernel_died", "failed", "error"):
+            self.header_bar.set_session("")
+            self._log_line(f"target {event.state}: {event.message}".rstrip(": "), stream="stderr")
 
     def _on_KernelReady(self, event: ev.KernelReady) -> None:
         self.header_bar.set_kernel(event.python, event.pid)
@@ -385,6 +435,8 @@ class DevloopApp(App[int]):
         """Start the target, run all, and watch -- until the watch is stopped or this is cancelled."""
         self.profile_name = profile
         self.header_bar.set_target("starting", "", profile)
+        self.header_bar.set_session("")
+        self._gap, self._replay_run, self._detached_message = "detached", None, ""
         host = self.host = self.host_factory(profile)
         host.subscribe(self.emit)
         session = host.create()
@@ -393,8 +445,10 @@ class DevloopApp(App[int]):
         self._watch_stop = stop = asyncio.Event()
         try:
             await host.start()
-            # The first pass and the watcher run together: a save during the pass counts.
-            first = asyncio.create_task(session.run_all())
+            # The first pass and the watcher run together: a save during the pass counts. Attached
+            # to a live session, the first pass reruns only what changed or is not ok there.
+            first_pass = getattr(session, "first_pass", None) or session.run_all
+            first = asyncio.create_task(first_pass())
             first.add_done_callback(self._first_pass_done)
             await session.watch(stop)
         except asyncio.CancelledError:
@@ -407,8 +461,10 @@ class DevloopApp(App[int]):
             if first is not None and not first.done():
                 first.cancel()
 
-    async def _stop_session(self) -> None:
-        """Stop watching, let the session worker end (cancel it if it hangs), close the target.
+    async def _stop_session(self, *, detach: bool = False) -> None:
+        """Stop watching, let the session worker end (cancel it if it hangs), close the target
+        -- or, with `detach`, leave the session running there (a cancelled pass only stops
+        waiting here: its running cell goes on in the session kernel).
 
         The watcher is told to stop before anything is cancelled: watchfiles waits in a thread
         that a cancel alone does not end promptly.
@@ -426,7 +482,7 @@ class DevloopApp(App[int]):
                 except Exception:
                     pass
         self._session_worker = None
-        await self._close_session()
+        await self._close_session(detach=detach)
 
     def _first_pass_done(self, task: asyncio.Task) -> None:
         if not task.cancelled() and task.exception() is not None:
@@ -434,15 +490,16 @@ class DevloopApp(App[int]):
             self._log_line(f"run all failed: {_one_line(exc)}", stream="stderr")
             self.flush_log()
 
-    async def _close_session(self) -> None:
+    async def _close_session(self, *, detach: bool = False) -> None:
         host, self.host = self.host, None
         if self._watch_stop is not None:
             self._watch_stop.set()
         if host is not None:
             try:
-                await host.close()
+                await (host.detach() if detach else host.close())
             except Exception as exc:  # cleanup failed: tell, but keep going
-                self._log_line(f"closing the target failed: {_one_line(exc)}", stream="stderr")
+                what = "detaching from the session" if detach else "closing the target"
+                self._log_line(f"{what} failed: {_one_line(exc)}", stream="stderr")
 
     def _session_call(self, label: str, call: Callable[[Any], Awaitable[Any]], group: str) -> None:
         """Run `call(session)` in a worker; failures land in the log, never kill the app."""
@@ -611,8 +668,32 @@ class DevloopApp(App[int]):
         await self._stop_session()
         self.start_session(profile)
 
+    @property
+    def running_cell(self) -> int | None:
+        """The cell running now (also one a previous front end started and this one inherited)."""
+        return next((cell for cell, state in self.cell_states.items() if state == "running"), None)
+
     async def action_quit(self) -> None:
-        """Quit: the target is cleaned up first, as on Ctrl-C."""
+        """q / ctrl+c: stop the session (kernel, target cleaned up) and quit. While a cell runs,
+        ask first (stop, detach instead, cancel); q or ctrl+c again while asked means stop."""
+        if self._quitting:
+            return
+        if isinstance(self.screen, StopConfirm):
+            self.screen.dismiss("stop")
+            return
+        running = self.running_cell
+        if running is not None and self.session is not None:
+            self.push_screen(StopConfirm(running), self._stop_chosen)
+            return
+        await self._stop_and_exit()
+
+    def _stop_chosen(self, choice: str | None) -> None:
+        if choice == "stop":
+            self.run_worker(self._stop_and_exit(), group="exit", exclusive=True)
+        elif choice == "detach":
+            self.run_worker(self.action_detach(), group="exit", exclusive=True)
+
+    async def _stop_and_exit(self) -> None:
         if self._quitting:
             return
         self._quitting = True
@@ -620,10 +701,34 @@ class DevloopApp(App[int]):
         await self._stop_session()
         self.exit(self.exit_code)
 
+    async def action_detach(self) -> None:
+        """d: leave the app; the session (kernel, its variables, a running cell, the container
+        or pod) keeps running on the target. The line printed after exit says how to come back
+        (`devloop attach -p P`) and how to end it (`devloop stop -p P`)."""
+        if self._quitting:
+            return
+        if isinstance(self.screen, StopConfirm):
+            self.screen.dismiss("detach")
+            return
+        self._quitting = True
+        profile = self.profile_name
+        self.header_bar.set_target("detaching", "the session keeps running on the target")
+        had_session = self.host is not None and self.session is not None
+        await self._stop_session(detach=True)
+        if self._detached_message:
+            self.exit_message = (
+                f"devloop: detached; the session on profile {profile!r} keeps running on the target.\n"
+                f"  come back:  devloop attach -p {profile}\n"
+                f"  end it:     devloop stop -p {profile}")
+        elif had_session:  # a plain kernel (or a session that had ended) cannot be left running
+            self.exit_message = (f"devloop: no session was left running on profile {profile!r} (no session "
+                                 "kernel was running), so the target was stopped")
+        self.exit(self.exit_code, message=Text(self.exit_message) if self.exit_message else None)
+
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
         for key, action, label, help_ in ACTIONS:
-            if action == "quit":
+            if action == "quit":  # Textual's own "Quit" command runs action_quit
                 continue
             shown = "/" if key == "slash" else key
             yield SystemCommand(f"{label} ({shown})", help_, getattr(self, f"action_{action}"))
@@ -646,6 +751,12 @@ def _set_watching(session: Any, on: bool) -> None:
         setter(on)
     else:
         session.watching = on
+
+
+def _attached_badge(message: str) -> str:
+    """`attached · 2/3 kept` from the Session's "attached to ...: 2 of 3 cells' state kept"."""
+    match = re.search(r"(\d+) of (\d+) cells", message)
+    return f"attached · {match[1]}/{match[2]} kept" if match else "attached"
 
 
 def _one_line(exc: BaseException) -> str:

@@ -24,7 +24,7 @@ DEVLOOP = -1  # the `cell` of lines devloop itself writes (diagnostics, run summ
 class LogLine:
     seq: int  # order of arrival, unique: the render cache key
     cell: int
-    stream: str  # "stdout" | "stderr" | "traceback" | "info"
+    stream: str  # "stdout" | "stderr" | "traceback" | "info" | "replay" (marks replayed output)
     text: str  # may hold ANSI colour codes
     width: int  # printable length (ANSI codes stripped)
 

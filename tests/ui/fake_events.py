@@ -90,3 +90,42 @@ def two_gpus() -> list[ev.Event]:
 
 def no_gpu() -> list[ev.Event]:
     return start() + [ev.GpuSample(False, reason="NVML: NVML Shared Library Not Found; nvidia-smi not found on PATH")]
+
+
+def attached() -> list[ev.Event]:
+    """`devloop attach` to a session left running: cells 0-2 kept ok, cell 3 still running (it
+    went on while nobody was attached), its output from the gap replayed once, then live."""
+    events = [
+        ev.TargetState("starting", "starting the docker target", "docker-gpu", "docker"),
+        ev.FileParsed("train.py", False, CELLS),
+        ev.KernelReady(pid=41, python="3.11.9", cwd="/workspace"),
+        ev.CellState(0, "ok"), ev.CellState(1, "ok"), ev.CellState(2, "ok"), ev.CellState(3, "running"),
+        ev.TargetState("attached", "attached to the running session 5e1f09ab (started 42 min ago): "
+                                   "3 of 5 cells' state kept", "docker-gpu", "docker"),
+    ]
+    for epoch in range(1, 9):
+        events.append(ev.Output(3, "stdout", f"epoch {epoch:>2}  loss {2.5 / epoch:.4f}\n", replayed=True))
+    events += [ev.TargetState("ready", "docker 3f2a9c1d", "docker-gpu", "docker"),
+               ev.Output(3, "stdout", "epoch  9  loss 0.2778\n")]
+    return events
+
+
+def reconnecting() -> list[ev.Event]:
+    """The link dropped while cell 3 streams: the kernel goes on, devloop reattaches."""
+    return streaming() + [
+        ev.Output(3, "stdout", "0.1667\n"),
+        ev.TargetState("reconnecting", "the connection to the target dropped; the kernel goes on there "
+                                       "-- reattaching", "docker-gpu", "docker"),
+        ev.TargetState("reconnecting", "reattaching (try 2)", "docker-gpu", "docker"),
+    ]
+
+
+def reattached() -> list[ev.Event]:
+    """After `reconnecting()`: the same kernel again, the gap's output replayed, then live."""
+    return reconnecting() + [
+        ev.TargetState("ready", "reattached to the same kernel: its state is kept; output from the gap "
+                                "is replayed", "docker-gpu", "docker"),
+        ev.Output(3, "stdout", "epoch 16  loss 0.1563\n", replayed=True),
+        ev.Output(3, "stdout", "epoch 17  loss 0.1471\n", replayed=True),
+        ev.Output(3, "stdout", "epoch 18  loss 0.1389\n"),
+    ]

@@ -81,3 +81,30 @@ def test_promote_dialog(snap_compare) -> None:
 def test_narrow_layout(snap_compare) -> None:
     """80x24: cells and GPU side by side on top, the log below."""
     assert snap_compare(make_app(), terminal_size=(80, 24), run_before=feeding(fake_events.two_gpus()))
+
+
+def test_attached_session(snap_compare) -> None:
+    """`devloop attach`: 3 of 5 cells kept (badge in the header), cell 3 still running, the output
+    it printed while nobody was attached shown once under a dim "(while detached)" marker."""
+    assert snap_compare(make_app(), terminal_size=SIZE, run_before=feeding(fake_events.attached()))
+
+
+def test_reconnecting(snap_compare) -> None:
+    """The link dropped during cell 3: the header says reconnecting, the log says the kernel goes on."""
+    assert snap_compare(make_app(), terminal_size=SIZE, run_before=feeding(fake_events.reconnecting()))
+
+
+def test_stop_confirm_dialog(snap_compare) -> None:
+    """q while a cell runs asks first: stop, detach instead, or cancel."""
+    from devloop.ui.widgets.dialogs import StopConfirm
+
+    async def ask(pilot) -> None:
+        pilot.app.push_screen(StopConfirm(3))
+        await pilot.pause()
+
+    assert snap_compare(make_app(), terminal_size=SIZE, run_before=feeding(fake_events.streaming(), ask))
+
+
+def test_narrow_attached(snap_compare) -> None:
+    """80x24 attached: the footer still shows d Detach and q Quit."""
+    assert snap_compare(make_app(), terminal_size=(80, 24), run_before=feeding(fake_events.attached()))

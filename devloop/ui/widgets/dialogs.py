@@ -1,4 +1,5 @@
-"""Modal dialogs: promote (target, name, commit or not) and the profile picker."""
+"""Modal dialogs: promote (target, name, commit or not), the profile picker, and the question
+asked before stopping a session whose cell is still running."""
 
 from __future__ import annotations
 
@@ -115,3 +116,42 @@ class ProfilePicker(ModalScreen[str | None]):
 
     def action_cancel(self) -> None:
         self.dismiss(None)
+
+
+class StopConfirm(ModalScreen[str | None]):
+    """`q` while a cell runs: stopping would lose the cell's work and the kernel's state, so ask.
+    Dismissed with "stop", "detach" or None (cancel). `q` or ctrl+c again also means stop (the
+    app's own bindings handle those while this is shown)."""
+
+    BINDINGS = [
+        Binding("y", "choose('stop')", "Stop"),
+        Binding("d", "choose('detach')", "Detach"),
+        Binding("escape,n", "choose('')", "Cancel"),
+    ]
+
+    def __init__(self, cell: int | None = None) -> None:
+        super().__init__()
+        self.cell = cell
+
+    def compose(self) -> ComposeResult:
+        which = "A cell is running" if self.cell is None else f"Cell {self.cell} is running"
+        with Vertical(id="stop-box", classes="dialog"):
+            yield Label(f"{which}. Stop the session?", classes="dialog-title")
+            yield Label("Stopping ends the cell and the kernel: its variables are lost. Detaching "
+                        "leaves both running on the target (`devloop attach` comes back).",
+                        classes="dialog-text")
+            yield Label("[y] stop   [d] detach instead   [esc] cancel", classes="dialog-keys",
+                        markup=False)
+            with Horizontal(classes="dialog-buttons"):
+                yield Button("Stop", variant="error", id="stop-yes")
+                yield Button("Detach", variant="primary", id="stop-detach")
+                yield Button("Cancel", id="stop-cancel")
+
+    def on_mount(self) -> None:
+        self.query_one("#stop-cancel", Button).focus()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        self.action_choose({"stop-yes": "stop", "stop-detach": "detach"}.get(event.button.id or "", ""))
+
+    def action_choose(self, choice: str) -> None:
+        self.dismiss(choice or None)

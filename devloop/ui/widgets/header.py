@@ -15,6 +15,16 @@ TARGET_LOOK = {
     "error": "bold red",
     "stopping": "yellow",
     "stopped": "grey62",
+    "attached": "green",
+    "detaching": "yellow",
+    "detached": "grey62",
+}
+
+SESSION_LOOK = {  # the badge's first word -> its style
+    "attached": "bold green",
+    "kernel": "bold yellow",  # "kernel kept": the link dropped, the kernel goes on
+    "reattached": "bold green",
+    "reconnected": "yellow",
 }
 
 
@@ -26,6 +36,7 @@ class HeaderBar(Static):
         self.state = "starting"
         self.message = ""
         self.kernel = ""
+        self.session = ""  # the session badge: "attached · 2/3 kept", "reconnecting", ...
 
     def on_mount(self) -> None:
         self.update(self.render_text())
@@ -36,6 +47,11 @@ class HeaderBar(Static):
         self.kind = kind or self.kind
         self.update(self.render_text())
 
+    def set_session(self, badge: str) -> None:
+        """The session kernel's link as a badge after the target state ("" hides it)."""
+        self.session = badge
+        self.update(self.render_text())
+
     def set_kernel(self, python: str, pid: int) -> None:
         self.kernel = f"python {python} · pid {pid}"
         self.update(self.render_text())
@@ -44,16 +60,32 @@ class HeaderBar(Static):
         self.file = file
         self.update(self.render_text())
 
+    def on_resize(self) -> None:
+        self.update(self.render_text())
+
     def render_text(self) -> Text:
+        """The full line; where it does not fit (80 columns), a compact one without the labels
+        and the kind, so the target's state and the session badge stay on screen."""
+        full = self._line(compact=False)
+        width = self.content_size.width
+        if width and full.cell_len > width:
+            return self._line(compact=True)
+        return full
+
+    def _line(self, *, compact: bool) -> Text:
         text = Text.assemble(("devloop ", "bold"), (self.project, "bold cyan"))
         if self.file:
             text.append(f"  {self.file}", "white")
-        text.append("  profile ", "grey62")
+        text.append("  " if compact else "  profile ", "grey62")
         text.append(self.profile, "bold")
-        if self.kind:
+        if self.kind and not compact:
             text.append(f" ({self.kind})", "grey62")
-        text.append("  target ", "grey62")
+        text.append("  " if compact else "  target ", "grey62")
         text.append(self.state, TARGET_LOOK.get(self.state, "white"))
+        if self.session:
+            text.append(" [", "grey62")
+            text.append(self.session, SESSION_LOOK.get(self.session.split()[0], "white"))
+            text.append("]", "grey62")
         if self.message:
             text.append(f" {self.message}", "grey62")
         if self.kernel:

@@ -18,12 +18,13 @@ from textual.strip import Strip
 from devloop.ui.logstore import DEVLOOP, LogLine, Ring
 
 GUTTER = 5  # "  3 ▏"
-STREAM_MARK = {"stdout": "▏", "stderr": "▌", "traceback": "▌", "info": "·"}
+STREAM_MARK = {"stdout": "▏", "stderr": "▌", "traceback": "▌", "info": "·", "replay": "┆"}
 STREAM_STYLE = {
     "stdout": Style(color="grey50"),
     "stderr": Style(color="red"),
     "traceback": Style(color="red", bold=True),
     "info": Style(color="cyan"),
+    "replay": Style(color="grey50", dim=True, italic=True),  # before output replayed after a gap
 }
 TRACEBACK_TEXT = Style(color="bright_red")
 MARKED = Style(bgcolor="grey23")
@@ -161,8 +162,8 @@ class LogView(ScrollView, can_focus=True):
         body = Text.from_ansi(line.text, no_wrap=True) if "\x1b" in line.text else Text(line.text)
         if line.stream == "traceback":
             body.stylize(TRACEBACK_TEXT)
-        elif line.stream == "info":
-            body.stylize(STREAM_STYLE["info"])
+        elif line.stream in ("info", "replay"):
+            body.stylize(STREAM_STYLE[line.stream])
         if self.search:
             body.highlight_words([self.search], MATCH, case_sensitive=False)
         text = Text.assemble(gutter, " ", body, style=base, no_wrap=True, end="")
