@@ -715,6 +715,8 @@ class DevloopApp(App[int]):
         self.header_bar.set_target("detaching", "the session keeps running on the target")
         had_session = self.host is not None and self.session is not None
         await self._stop_session(detach=True)
+        while self._inbox:  # the session's last events (its "detached") before the app goes
+            self.handle_event(self._inbox.popleft())
         if self._detached_message:
             self.exit_message = (
                 f"devloop: detached; the session on profile {profile!r} keeps running on the target.\n"
