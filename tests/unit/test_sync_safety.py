@@ -113,6 +113,8 @@ def test_a_folder_the_target_made_a_symlink_is_never_entered(tmp_path):
     assert snapshot(elsewhere) == before
     assert os.readlink(wd / "data") == str(elsewhere)
     assert (wd / "main.py").read_text() == "v2"
+    said = res.stdout + res.stderr
+    assert "data/ is a symlink on the target" in said  # the user is told, with the path
     assert sync(proj).returncode == 0 and snapshot(elsewhere) == before  # and again
 
 

@@ -72,6 +72,7 @@ class Syncer:
         self._log = log or (lambda _text, _level: None)
         self._progress = progress
         self.remote: Manifest | None = None  # what the target holds (as devloop synced it)
+        self._warned: set[str] = set()  # receiver warnings already told
         self.connected = False  # `remote` was asked since the last (re)connect
         self._scanner: Scanner | None = None
         self._scanning: asyncio.Future | None = None  # a walk begun before connect()
@@ -171,6 +172,10 @@ class Syncer:
             stats = await sync_via_agent(self.target, plan, str(self.root), on_progress, keep_open=keep)
             if self._scanner is not None:
                 self._scanner.adopt_hashes(plan.new_manifest)
+            for warning in stats.warnings:  # each said once per Syncer, not at every save
+                if warning not in self._warned:
+                    self._warned.add(warning)
+                    self._log(warning, "warning")
         self.remote = plan.new_manifest
         await self._write_back(plan.new_manifest)
         return stats

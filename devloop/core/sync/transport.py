@@ -387,7 +387,8 @@ async def sync_via_agent(target: "Target", plan: "SyncPlan", source_root: str,
     except TypeError:
         pass
     return SyncStats(files=int(answer.get("files", 0)), bytes=int(answer.get("bytes", 0)),
-                     deleted=int(answer.get("deleted", 0)), ms=(time.perf_counter() - started) * 1000)
+                     deleted=int(answer.get("deleted", 0)), ms=(time.perf_counter() - started) * 1000,
+                     warnings=tuple(str(w) for w in answer.get("warnings") or ()))
 
 
 async def _kept_channel(target: "Target", workdir: str) -> "Channel":

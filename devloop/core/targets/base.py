@@ -57,6 +57,8 @@ class SyncStats:
     bytes: int
     deleted: int
     ms: float
+    #: what the receiver chose not to do, in words (a folder the target turned into a link)
+    warnings: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
