@@ -306,3 +306,29 @@ def test_malformed_profile_yaml_names_file_and_line(tmp_path: Path) -> None:
     res = devloop("run", "nb.py", "--profile", "box", cwd=tmp_path)
     assert res.returncode == 2
     assert "box.yaml:" in res.stderr and "Traceback" not in res.stderr
+
+
+CHILD_IGNORING_SIGTERM = (
+    "# %%\n"
+    "import subprocess, sys\n"
+    "child = subprocess.Popen([sys.executable, '-c', 'import signal, time; "
+    "signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(300)'])\n"
+    "print('child', child.pid, flush=True)\n"
+)
+
+
+def test_a_child_that_ignores_sigterm_does_not_outlive_run(tmp_path: Path) -> None:
+    """issue 21 item 8: a process forked from a cell (ignoring SIGTERM) ends with `devloop run`."""
+    import re
+    import time
+
+    from tests.clitools import pid_alive
+
+    (tmp_path / "c.py").write_text(CHILD_IGNORING_SIGTERM)
+    res = devloop("run", "c.py", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    pid = int(re.search(r"child (\d+)", res.stdout).group(1))
+    deadline = time.monotonic() + 10
+    while pid_alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not pid_alive(pid), "the cell's child outlived devloop run"

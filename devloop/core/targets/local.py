@@ -35,6 +35,28 @@ def cache_dir() -> Path:
     return Path(base) / "devloop"
 
 
+GROUP_GRACE_S = 1.0
+
+
+async def end_group(pgid: int, grace: float = GROUP_GRACE_S) -> None:
+    """SIGTERM what is left of process group `pgid`, SIGKILL it after `grace` seconds."""
+    try:
+        os.killpg(pgid, signal.SIGTERM)
+    except (ProcessLookupError, PermissionError):
+        return
+    deadline = asyncio.get_running_loop().time() + grace
+    while asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(0.02)
+        try:
+            os.killpg(pgid, 0)
+        except (ProcessLookupError, PermissionError):
+            return
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
 class ProcessChannel(Channel):
     """An asyncio subprocess in its own process group (kill() takes its children too)."""
 
@@ -80,6 +102,9 @@ class ProcessChannel(Channel):
         return code
 
     async def kill(self) -> None:
+        """Stop the process and its group -- also when the process itself already ended: a
+        child a cell forked (one that ignores SIGTERM, say) must not outlive devloop. The group
+        gets SIGTERM, and SIGKILL after GROUP_GRACE_S."""
         if self.proc.returncode is None:
             try:
                 os.killpg(self.proc.pid, signal.SIGKILL)
@@ -89,6 +114,7 @@ class ProcessChannel(Channel):
                 await asyncio.wait_for(self.proc.wait(), 5)
             except asyncio.TimeoutError:
                 pass
+        await end_group(self.proc.pid)
         if self.proc.stdin is not None and not self.proc.stdin.is_closing():
             self.proc.stdin.close()
 
