@@ -81,6 +81,7 @@ class Bench:
                     "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes",
                     "-o", f"UserKnownHostsFile={self.known_hosts}"]
         self.projects: list[Path] = []
+        self.found_python = self.direct_python = ""
 
     def project(self, name: str) -> Path:
         root = self.tmp / name
@@ -91,9 +92,25 @@ class Bench:
             f"kind: ssh\nhost: 127.0.0.1\nport: {e['SSHD_PORT']}\nuser: {e['SSHD_USER']}\n"
             f"identity_file: {e['SSHD_CLIENT_KEY']}\nknown_hosts: {self.known_hosts}\n"
             f"workdir: {self.tmp / (name + '-remote')}\n")
+        if self.direct_python:
+            (root / "profiles" / "ssh-direct.yaml").write_text(
+                (root / "profiles" / "ssh.yaml").read_text().replace("-remote\n", "-direct-remote\n")
+                + f"python: {self.direct_python}\n")
         (root / "nb.py").write_text(NB.format(n=-1))
         self.projects.append(root)
         return root
+
+    def workdir(self, project: Path, profile: str) -> Path:
+        return self.tmp / (project.name + ("-direct" if profile == "ssh-direct" else "") + "-remote")
+
+    def resolve_python(self) -> None:
+        """The interpreter `python3` runs on the host: when PATH finds a wrapper there (a pyenv
+        shim: a bash script run on every exec), an `ssh-direct` profile names the real one."""
+        out = subprocess.run(self.ssh + [f"{self.sshd['SSHD_USER']}@127.0.0.1",
+                                         "command -v python3; python3 -c 'import sys; print(sys.executable)'"],
+                             capture_output=True, text=True, check=True).stdout.split()
+        self.found_python = out[0]
+        self.direct_python = out[1] if os.path.realpath(out[0]) != os.path.realpath(out[1]) else ""
 
     def cli(self, project: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
         return subprocess.run([*devloop_argv(), *args], cwd=project, env=self.env, capture_output=True,
@@ -248,10 +265,10 @@ def sshd_serving(workdir: Path) -> int:
     return found[0]
 
 
-def reattach_times(bench: Bench, project: Path, runs: int) -> list[float]:
-    workdir = bench.tmp / (project.name + "-remote")
-    start_session(bench, project, "ssh")
-    w = Watch(bench, project, "ssh")
+def reattach_times(bench: Bench, project: Path, profile: str, runs: int) -> list[float]:
+    workdir = bench.workdir(project, profile)
+    start_session(bench, project, profile)
+    w = Watch(bench, project, profile)
     out = []
     try:
         w.until(is_attached)
@@ -266,7 +283,7 @@ def reattach_times(bench: Bench, project: Path, runs: int) -> list[float]:
             out.append(t - t0)
         # the kernel kept its state: the next save reruns the last cell only
         time.sleep(0.3)
-        (project / "nb.py").write_text(NB.format(n=4242))
+        (project / "nb.py").write_text(NB.format(n=4242 + len(profile)))  # differs from what ran
         e, _ = w.until(is_run_done)
         assert e["cells_run"] == 1 and e["ok"], e
     finally:
@@ -331,7 +348,7 @@ def sync_vs_rsync(bench: Bench, project: Path, runs: int) -> dict[str, list[floa
                 rsync(*dests[name])
             times[name].append((time.perf_counter() - t0) * 1000)
     subprocess.run(dests["rsync -a over ssh (ControlMaster)"][1] + ["-O", "exit", "127.0.0.1"], capture_output=True)
-    remote = bench.tmp / (project.name + "-remote") / changed.relative_to(project)
+    remote = bench.workdir(project, "ssh") / changed.relative_to(project)
     assert remote.read_text() != changed.read_text()  # the last change went to rsync's copies only
     live = bench.cli(project, "sessions", "--json")
     assert live.returncode == 0 and '"ssh"' in live.stdout, f"the session is not live: {live.stdout} {live.stderr}"
@@ -352,6 +369,7 @@ def main() -> int:
     rows: list[tuple[str, list[float], str, float | None]] = []  # name, seconds, target, target s
     with tempfile.TemporaryDirectory(prefix="devloop-bench-attach-") as tmp:
         bench = Bench(Path(tmp), env, args.debounce_ms)
+        bench.resolve_python()
         try:
             small = bench.project("small")
             big = bench.project("big")
@@ -365,13 +383,17 @@ def main() -> int:
                 ready, cold_done = cold_times(bench, small, profile, args.runs)
                 rows.append((f"{profile}: cold start (no session) -> kernel ready", ready, "(reference)", None))
                 rows.append((f"{profile}:   ... -> first pass done (2 cells)", cold_done, "(reference)", None))
+            if bench.direct_python:
+                attached, _ = attach_times(bench, small, "ssh-direct", args.runs)
+                rows.append(("ssh-direct: watch start -> attached (live session)", attached, "<= 1 s", 1.0))
             print(f"  [{time.monotonic() - t_begin:.0f} s] attach and cold starts done", file=sys.stderr)
 
             big_attached, _ = attach_times(bench, big, "ssh", max(3, args.runs // 2))
             rows.append((f"ssh: watch start -> attached, {args.files}-file project", big_attached, "<= 1 s", 1.0))
 
-            re = reattach_times(bench, small, args.runs)
-            rows.append(("ssh: sshd process killed -> reattached", re, "<= 2 s", 2.0))
+            for profile in ("ssh", "ssh-direct") if bench.direct_python else ("ssh",):
+                re = reattach_times(bench, small, profile, args.runs)
+                rows.append((f"{profile}: sshd process killed -> reattached", re, "<= 2 s", 2.0))
             print(f"  [{time.monotonic() - t_begin:.0f} s] reattach done", file=sys.stderr)
 
             sync = sync_vs_rsync(bench, big, args.runs)
@@ -385,6 +407,9 @@ def main() -> int:
     print(f"\nSessions on loopback; medians of {args.runs} runs (sync tree {args.files} files, "
           f"debounce {args.debounce_ms} ms); python {sys.version.split()[0]}, {os.cpu_count()} CPUs, "
           f"load avg {load0[0]:.2f} -> {load1[0]:.2f} (1 min), whole bench {time.monotonic() - t_begin:.0f} s")
+    if bench.direct_python:
+        print(f"ssh: `python3` on the host is {bench.found_python}, which runs {bench.direct_python}; "
+              f"profile ssh-direct sets `python: {bench.direct_python}` (no wrapper per exec)")
     print(f"\n{'measure (seconds)':<56}{'p50':>8}{'p90':>8}{'min':>8}{'max':>8}  target")
     for name, vals, target, limit in rows:
         verdict = "" if limit is None else ("  MET" if statistics.median(vals) <= limit else "  NOT MET")
