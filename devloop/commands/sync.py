@@ -17,7 +17,9 @@ HELP = "send the project to the profile's workdir (only what changed) and exit"
 DESCRIPTION = (
     "Scan the project (honouring .gitignore, .devloopignore and [sync].exclude), ask the target "
     "what it already holds, and send only the difference: changed and new files, deletions of "
-    "files devloop itself synced earlier. Files a run wrote on the target are never deleted."
+    "files devloop itself synced earlier. Files a run wrote on the target are never deleted. "
+    "When `devloop up` or `watch` runs for the profile, the sync is handed to it (its scanner and "
+    "receiver are warm)."
 )
 LISTED = 20  # paths listed by name without -v
 PROGRESS_EVERY_S = 0.25
@@ -109,8 +111,34 @@ def run(args: argparse.Namespace) -> int:
         if verbose or level == "warning":
             print(f"devloop sync: {text}", file=sys.stderr)
 
+    async def handed_over(started: float) -> int | None:
+        """A live `devloop up` / `watch` of this profile syncs with its warm scanner and kept
+        receiver (see core/control.py); None when there is none."""
+        from devloop.core import control
+
+        if args.dry_run or not control.is_live(root, profile.name):
+            return None
+        async for answer in control.request(root, profile.name, {"op": "sync"}, timeout=3600):
+            if not answer.get("ok"):
+                log(f"the live session could not sync ({answer.get('error')}); syncing directly", "warning")
+                return None
+            ms = (time.perf_counter() - started) * 1000
+            done = SyncDone(int(answer["files"]), int(answer["bytes"]), int(answer["deleted"]), round(ms, 1))
+            if args.json:
+                print(json.dumps(done.to_json()))
+            elif answer["files"] or answer["deleted"]:
+                print(f"synced {done.files} files ({_size(done.bytes)}), deleted {done.deleted} in {ms:.0f} ms "
+                      f"(by the running session)")
+            else:
+                print(f"{profile.name}: up to date (checked by the running session)")
+            return 0
+        return None
+
     async def main(stop: asyncio.Event) -> int:
         started = time.perf_counter()
+        code = await handed_over(started)
+        if code is not None:
+            return code
         target = create_target(profile, config)
         if not target.needs_sync:
             if not args.json:

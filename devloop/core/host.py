@@ -18,6 +18,7 @@ with `events.from_json`) and attach / detach (a front end that goes is an unsubs
 
 from __future__ import annotations
 
+import asyncio
 import traceback
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
@@ -35,8 +36,12 @@ MakeSession = Callable[[ev.Emit], "Session"]
 class SessionHost:
     """Owns one Session: creates, starts and closes it, and fans its events out to listeners."""
 
-    def __init__(self, make_session: MakeSession) -> None:
+    def __init__(self, make_session: MakeSession, *, control: tuple[Path, str] | None = None) -> None:
+        """`control`: (project root, profile) -- serve the local control socket there once
+        started, so `devloop sync` / `run` hand their work to this live session."""
         self._make_session = make_session
+        self._control_at = control
+        self._control: Any = None
         self._session: Session | None = None
         self._listeners: list[ev.Emit] = []
         self._closed = False
@@ -52,7 +57,7 @@ class SessionHost:
 
             return Session(config, profile, file, emit, verbose=verbose, mode=mode)
 
-        return cls(make)
+        return cls(make, control=(Path(config.root), profile.name) if mode == "session" else None)
 
     # ----------------------------------------------------------------- listeners
     def subscribe(self, listener: ev.Emit) -> Callable[[], None]:
@@ -109,9 +114,61 @@ class SessionHost:
         return self._session
 
     async def start(self) -> TargetInfo:
-        """Create the Session if needed and start it (target, first sync, kernel)."""
+        """Create the Session if needed and start it (target, first sync, kernel); then serve
+        the control socket when this host has one."""
         session = self.create()
-        return await session.start()
+        info = await session.start()
+        if self._control_at is not None and self._control is None:
+            from devloop.core.control import ControlServer, socket_path
+
+            server = ControlServer(socket_path(*self._control_at), {"sync": self._handle_sync,
+                                                                     "run": self._handle_run})
+            try:
+                await server.start()
+                self._control = server
+            except OSError as exc:  # hand-offs are a speed-up: the session works without them
+                self.publish(ev.Diagnostic(level="warning", message=f"no control socket: {exc}"))
+        return info
+
+    async def _handle_sync(self, request: dict, send: Callable[[dict], Any]) -> None:
+        """`devloop sync` handed over: the live Syncer sends what changed."""
+        done: list[ev.SyncDone] = []
+        listener = lambda event: done.append(event) if isinstance(event, ev.SyncDone) else None  # noqa: E731
+        self.subscribe(listener)
+        try:
+            plan = await self.create().sync_now()
+        finally:
+            self.unsubscribe(listener)
+        result = done[-1].to_json() if done else {"files": 0, "bytes": 0, "deleted": 0, "ms": 0.0}
+        await send({"ok": True, **result, "copies": list(plan.copies) if plan is not None else [],
+                    "deletes": list(plan.deletes) if plan is not None else []})
+
+    async def _handle_run(self, request: dict, send: Callable[[dict], Any]) -> None:
+        """`devloop run` handed over: the outdated cells run in the live kernel; its events go
+        back as JSON lines while they run."""
+        queue: asyncio.Queue = asyncio.Queue()
+        listener = queue.put_nowait
+        self.subscribe(listener)
+
+        async def pump() -> None:
+            while True:
+                event = await queue.get()
+                await send(event.to_json())
+
+        pumping = asyncio.create_task(pump())
+        try:
+            done = await self.create().run_outdated()
+        finally:
+            self.unsubscribe(listener)
+            while not queue.empty() and not pumping.done():
+                await asyncio.sleep(0.01)
+            pumping.cancel()
+        await send({"done": done.exit_code})
+
+    async def _stop_control(self) -> None:
+        if self._control is not None:
+            control, self._control = self._control, None
+            await control.close()
 
     async def close(self) -> None:
         """Close the Session (kernel and target stopped). Idempotent; the listeners stay
@@ -119,6 +176,7 @@ class SessionHost:
         if self._closed:
             return
         self._closed = True
+        await self._stop_control()
         if self._session is not None:
             await self._session.close()
 
@@ -128,6 +186,7 @@ class SessionHost:
         if self._closed:
             return
         self._closed = True
+        await self._stop_control()
         if self._session is not None:
             await self._session.detach()
 

@@ -94,6 +94,7 @@ class Session:
         self.mode = mode
         self.record: session_record.SessionRecord | None = None
         self._inherited: tuple[int, str, asyncio.Future] | None = None  # a cell another front end runs
+        self._joining: SessionClient | None = None  # attaching: its replay arrives before start() returns
         self._unsynced: set[str] = set()  # saves made while the link to the target was down
         self.config = config
         self.profile = profile
@@ -302,6 +303,7 @@ class Session:
                             "stop_container": self.target.idle_stop_ends_environment},
             on_link=self._on_link, on_reattached=self._on_reattached)
         self.target.adopt_existing = True
+        self._joining = client
         try:
             ready = await client.start(allow_start=self.mode == "session")
         except SessionRefused as exc:
@@ -322,7 +324,7 @@ class Session:
                 f"the session on profile {self.profile.name!r} was started by another devloop version "
                 f"(agent {str(ready.get('agent'))[:12]}, this one {agent[:12]})",
                 hint=f"`devloop stop -p {self.profile.name}` ends it (its variables are lost); then start again")
-        self.kernel = client
+        self.kernel, self._joining = client, None
         info = self._target_info
         record.kind, record.agent = self.profile.kind, agent
         record.target, record.workdir = (info.id, info.workdir) if info else ("", "")
@@ -481,7 +483,8 @@ class Session:
     # ----------------------------------------------------------------- agent callbacks
     def _on_output(self, rid: str | None, stream: str, text: str) -> None:
         cell = self._rid_cell.get(rid or "", -1)
-        replayed = bool(self.kernel is not None and self.kernel.replaying)
+        kernel = self.kernel if self.kernel is not None else self._joining
+        replayed = bool(kernel is not None and kernel.replaying)
         self.emit(ev.Output(cell=cell, stream=stream, text=text, replayed=replayed))
 
     def _on_gpu(self, payload: dict) -> None:
@@ -535,10 +538,10 @@ class Session:
 
         return report
 
-    async def sync_now(self) -> None:
-        """Sync the whole tree now (the `sync` key)."""
+    async def sync_now(self) -> Any:
+        """Sync the whole tree now (the `sync` key, `devloop sync` handed over); the plan or None."""
         async with self._changes_lock:
-            await self._sync(None)
+            return await self._sync(None)
 
     async def _run_setup(self, files: Iterable[str]) -> None:
         """The profile's `setup` command, run when a dependency file changed, before the rerun."""
@@ -613,6 +616,11 @@ class Session:
         previous front end is waited for, not rerun)."""
         if not self.attached_existing:
             return await self.run_all()
+        return await self.run_outdated()
+
+    async def run_outdated(self) -> ev.RunDone:
+        """The cells that changed or are not ok yet (what `devloop run` handed to a live session
+        does); a RunDone even when nothing had to run."""
         done = await self.run_changed()
         if done is None:
             self._log("every cell is up to date in the session: nothing reruns", "info")
