@@ -169,3 +169,46 @@ async def test_reconnecting_then_reattached_marks_the_gap_once() -> None:
         assert [text for _, text in marks] == ["(while the link was down: replayed from the target)"]
         at = marks[0][0]
         assert texts[at + 1:] == ["epoch 16  loss 0.1563", "epoch 17  loss 0.1471", "epoch 18  loss 0.1389"]
+
+
+GATED = """\
+# %% setup
+import os, time
+print("before the gap")
+while not os.path.exists("go"):
+    time.sleep(0.02)
+print("after 1")
+print("after 2")
+open("done", "w").close()
+"""
+
+
+async def test_output_from_while_detached_is_shown_once_under_a_marker(project) -> None:
+    """The cell prints only once the app has detached (it waits for a file the test writes), so
+    what the next app shows of it is the session's replay, under one "(while detached)" line."""
+    root = project(GATED)
+    rec = Recorder()
+    app = session_app(root, rec)
+    async with app.run_test(size=SIZE) as pilot:
+        await until("the cell's first line", lambda: any(
+            line.text == "before the gap" for line in app.store.ring(0)))
+        app.simulate_key("d")
+        await exits(app)
+    (root / "go").write_text("")
+    await until("the cell ends on the target", lambda: (root / "done").exists())
+
+    rec2 = Recorder()
+    app2 = session_app(root, rec2)
+    async with app2.run_test(size=SIZE) as pilot:
+        await until("the replay", lambda: any(line.stream == "replay" for line in app2.store.all.lines))
+        await until("the first pass", lambda: rec2.of(ev.RunDone))
+        await pilot.pause()
+        replayed = [e.text for e in rec2.of(ev.Output) if e.replayed]
+        assert "".join(replayed) == "after 1\nafter 2\n"
+        lines = [(line.stream, line.text) for line in app2.store.all.lines]
+        at = lines.index(("replay", "(while detached: replayed from the target)"))
+        assert [text for _, text in lines[at + 1:at + 3]] == ["after 1", "after 2"]
+        assert sum(stream == "replay" for stream, _ in lines) == 1
+        assert app2.cell_states == {0: "ok"} and not rec2.of(ev.CellStart)
+        app2.simulate_key("q")
+        await exits(app2)
