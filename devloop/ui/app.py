@@ -364,7 +364,9 @@ class DevloopApp(App[int]):
     def _on_RunDone(self, event: ev.RunDone) -> None:
         self._running_since = None
         took = format_ms(event.ms)
-        if event.ok:
+        if event.ok and event.cells_run == 0:  # attached: every cell up to date in the session
+            status = Text("✓ up to date · nothing reran", style="green")
+        elif event.ok:
             status = Text(f"✓ run ok · {event.cells_run} cells · {took}", style="green")
         else:
             status = Text(f"✗ run failed (exit {event.exit_code}) · {event.cells_run} cells · {took}"

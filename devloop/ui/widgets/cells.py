@@ -16,6 +16,8 @@ STATE_LOOK = {
     "": ("", ""),
 }
 COLUMNS = (("#", "index"), ("cell", "title"), ("line", "line"), ("state", "state"), ("time", "time"))
+WIDTHS = {"time": 7}  # "10.42 s", "12m05s…": the column is sized up front, since a cell's time
+# arrives after its row (update_cell does not widen a column; an auto width was cut to "11 m")
 
 
 @dataclass
@@ -61,7 +63,7 @@ class CellsPanel(DataTable):
 
     def on_mount(self) -> None:
         for label, key in COLUMNS:
-            self.add_column(label, key=key)
+            self.add_column(label, key=key, width=WIDTHS.get(key))
 
     def set_cells(self, cells: list[CellRow]) -> None:
         """A new parse: keep the state and time of cells that kept their index."""
