@@ -161,6 +161,8 @@ class Session:
         # e.g. kubernetes: scheduling, pulling, creating
         self.target.progress = lambda text: self.emit(ev.TargetState(
             state="starting", profile=p.name, kind=p.kind, message=text))
+        if self.mode == "session" or (self.mode == "auto" and self._live_record() is not None):
+            self.target.adopt_existing = True  # a live session's pod is reused, not replaced by a new one
         self._target_info = await self.target.start()
         info = self._target_info
         # e.g. the pod's main container log, beside the agent's output (most targets: none)
