@@ -68,11 +68,11 @@ class HeaderBar(Static):
         and the kind, so the target's state and the session badge stay on screen."""
         full = self._line(compact=False)
         width = self.content_size.width
-        if width and full.cell_len > width:
+        if width and full.cell_len > width and self._line(compact=False, brief=True).cell_len > width:
             return self._line(compact=True)
-        return full
+        return full  # where only the message and kernel do not fit, they are cut at the edge
 
-    def _line(self, *, compact: bool) -> Text:
+    def _line(self, *, compact: bool, brief: bool = False) -> Text:
         text = Text.assemble(("devloop ", "bold"), (self.project, "bold cyan"))
         if self.file:
             text.append(f"  {self.file}", "white")
@@ -86,6 +86,8 @@ class HeaderBar(Static):
             text.append(" [", "grey62")
             text.append(self.session, SESSION_LOOK.get(self.session.split()[0], "white"))
             text.append("]", "grey62")
+        if brief:
+            return text
         if self.message:
             text.append(f" {self.message}", "grey62")
         if self.kernel:
