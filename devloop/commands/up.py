@@ -10,14 +10,17 @@ from devloop.commands._common import UsageError, add_target_args, fail, resolve
 
 NAME = "up"
 ORDER = 5
-HELP = "the full-screen app: run FILE on a target, rerun on save, logs and GPU gauges (q quits)"
+HELP = ("the full-screen app: run FILE on a target, rerun on save, logs and GPU gauges "
+        "(d detaches, q quits)")
 DESCRIPTION = (
-    "Start the profile's target, sync the project, run every cell of FILE once, then rerun the "
+    "Start the profile's target, sync the project, run every cell of FILE once (attached to a live "
+    "session: only the cells that changed or are not ok there), then rerun the "
     "changed cells on every save -- with the cells, their logs, GPU gauges and the sync state on "
     "one screen. Keys: r rerun the selected cell, a run all, i interrupt, k restart the kernel, "
     "s sync now, w watch on/off, p promote, t switch profile, f filter the log by cell, / search, "
     "enter on a failed cell shows its traceback, d detach (the session keeps running on the "
-    "target: `devloop attach` comes back to it), q quit (the session ends, the target is cleaned up). "
+    "target: `devloop attach` comes back to it), q quit (the session ends, the target is cleaned up; "
+    "while a cell runs it asks first: y stop, d detach instead, esc cancel; ctrl+c is q). "
     "ctrl+p lists every command."
 )
 
