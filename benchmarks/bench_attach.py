@@ -332,9 +332,14 @@ def sync_vs_rsync(bench: Bench, project: Path, runs: int) -> dict[str, list[floa
 
     for dest, ssh in dests.values():
         rsync(dest, ssh)  # the initial copy
-    res = bench.cli(project, "sync", "-p", "ssh")  # warm: the stat cache and the record
-    assert res.returncode == 0, res.stderr
-    times: dict[str, list[float]] = {"devloop sync -p ssh (session live; cold path)": []}
+    profiles = {"devloop sync -p ssh (session live; cold path)": "ssh"}
+    if bench.direct_python:
+        start_session(bench, project, "ssh-direct")
+        profiles["devloop sync -p ssh-direct (no python wrapper; cold path)"] = "ssh-direct"
+    for profile in profiles.values():
+        res = bench.cli(project, "sync", "-p", profile)  # warm: the stat cache and the record
+        assert res.returncode == 0, res.stderr
+    times: dict[str, list[float]] = {name: [] for name in profiles}
     times.update({name: [] for name in dests})
     for i in range(runs):
         for name in times:
@@ -342,7 +347,7 @@ def sync_vs_rsync(bench: Bench, project: Path, runs: int) -> dict[str, list[floa
             changed.write_text(f"# edit {i} {name}\nVALUE = {i}\n" + "#" * (i + 1) + "\n")
             t0 = time.perf_counter()
             if name.startswith("devloop"):
-                res = bench.cli(project, "sync", "-p", "ssh")
+                res = bench.cli(project, "sync", "-p", profiles[name])
                 assert res.returncode == 0, res.stderr
             else:
                 rsync(*dests[name])
@@ -353,6 +358,27 @@ def sync_vs_rsync(bench: Bench, project: Path, runs: int) -> dict[str, list[floa
     live = bench.cli(project, "sessions", "--json")
     assert live.returncode == 0 and '"ssh"' in live.stdout, f"the session is not live: {live.stdout} {live.stderr}"
     return times
+
+
+# ------------------------------------------------------------------ the host's cost per exec
+def exec_costs(bench: Bench, runs: int) -> dict[str, list[float]]:
+    """What every exec channel pays on this host before devloop's code runs (the login shell's
+    rc files, a python wrapper), over one kept connection (ControlMaster: no handshake)."""
+    cm = bench.ssh + ["-o", "ControlMaster=auto", "-o", f"ControlPath={bench.tmp}/cm-exec-%C",
+                      "-o", "ControlPersist=60", f"{bench.sshd['SSHD_USER']}@127.0.0.1"]
+    commands = {"exec `true` (the user's shell and its rc files)": "true",
+                f"exec `{bench.found_python} -c pass`": f"{bench.found_python} -c pass"}
+    if bench.direct_python:
+        commands[f"exec `{bench.direct_python} -c pass`"] = f"{bench.direct_python} -c pass"
+    subprocess.run(cm + ["true"], check=True, capture_output=True)  # the master connection
+    out: dict[str, list[float]] = {name: [] for name in commands}
+    for _ in range(runs):
+        for name, command in commands.items():
+            t0 = time.perf_counter()
+            subprocess.run(cm + [command], check=True, capture_output=True)
+            out[name].append(time.perf_counter() - t0)
+    subprocess.run(cm[:-1] + ["-O", "exit", cm[-1]], capture_output=True)
+    return out
 
 
 # ------------------------------------------------------------------ report
@@ -400,6 +426,7 @@ def main() -> int:
             print(f"  [{time.monotonic() - t_begin:.0f} s] sync done", file=sys.stderr)
 
             lat = {p: save_to_output(bench, small, p, args.saves) for p in ("local", "ssh")}
+            costs = exec_costs(bench, args.runs)
         finally:
             bench.stop_all()
     load1 = os.getloadavg()
@@ -415,6 +442,12 @@ def main() -> int:
         verdict = "" if limit is None else ("  MET" if statistics.median(vals) <= limit else "  NOT MET")
         print(f"{name:<56}{statistics.median(vals):>8.3f}{pct(vals, .9):>8.3f}{min(vals):>8.3f}{max(vals):>8.3f}"
               f"  {target}{verdict}")
+
+    print(f"\nthe host's own cost per exec channel, over a kept connection (ssh ControlMaster), seconds")
+    for name, vals in costs.items():
+        print(f"{name:<56}{statistics.median(vals):>8.3f}{pct(vals, .9):>8.3f}{min(vals):>8.3f}{max(vals):>8.3f}")
+    print("(an SSH attach opens two execs running python: the target's probe and the relay; "
+          "a reattach three: probe, the old connection's processes killed, relay)")
 
     base_name = "rsync -a over ssh (new connection)"
     base = statistics.median(sync[base_name])
