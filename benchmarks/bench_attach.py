@@ -16,6 +16,11 @@
 4. save -> first output of the edited cell through `devloop watch --json` (which runs the kernel
    as a session through the relay) on local and SSH, as bench_ssh.py measures it.
 
+When `python3` on the host is a wrapper (a pyenv shim: a bash script on every exec), an
+`ssh-direct` profile names the interpreter it runs, and rows for it show what the wrapper costs;
+a last table shows the host's own cost per exec channel (the login shell's rc files, the
+wrapper), which every devloop exec pays once and rsync once per connection.
+
 Everything runs through the real CLI (this interpreter's console script, bytecode cached in a
 folder of the bench). The sshd is tests/infra/sshd-up.sh (or $DEVLOOP_TEST_SSHD_DIR); the real
 ~/.ssh is not touched (a private HOME). Every session the bench starts is stopped at the end.
