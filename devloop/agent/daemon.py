@@ -81,7 +81,7 @@ class Server:
         self.idle_stop_s = float(settings.get("idle_stop_s") or 0)
         self.conn = None
         self.conn_lock = threading.Lock()
-        self.detached_at = 0  # last seq a front end received before it went away
+        self.detached_at = 0  # last seq a front end acknowledged before it went away
         self.sock = None
 
     def listen(self):
@@ -181,8 +181,8 @@ class Server:
                 except OSError:
                     pass
                 _close(old)
-            if since is None:
-                since = self.detached_at if old is None else proto.sent_seq
+            if since is None:  # a new front end: what no front end acknowledged
+                since = self.detached_at if old is None else self.kernel.acked_seq
             ready = dict(self.kernel.status(), type=wire.EV_READY, session=self.session,
                          agent=self.agent, packages=self.kernel.packages,
                          attached=True, since=since, idle_stop_s=self.idle_stop_s)
@@ -195,8 +195,8 @@ class Server:
                     self.conn = None
                 _close(conn)
                 return
-            proto.journal.clear_log()
             proto.sent_seq = proto.seq
+            self.kernel.acked_seq = since
             proto.write = conn.sendall
             self.kernel.link_lost = False
             self.kernel.last_activity = time.time()
@@ -210,7 +210,9 @@ class Server:
                     self.conn = None
             if mine:
                 proto.write = None
-                self.detached_at = proto.sent_seq
+                # what was written but not acknowledged may have died in the pipes with the
+                # front end: replay it (at least once, marked), never lose it
+                self.detached_at = self.kernel.acked_seq
                 self.kernel.last_activity = time.time()
         _close(conn)
 

@@ -190,8 +190,11 @@ class Forwarder:
     def _send(self, data, final=False):
         text = self.decoder.decode(data, final)
         if text:
-            self.proto.emit({"type": "out", "id": self.current_id(), "stream": self.stream,
-                             "data": text})
+            rid, where = self.current_id()
+            event = {"type": "out", "id": rid, "stream": self.stream, "data": text}
+            if where is not None:  # [file, cell]: a front end that did not send it still knows
+                event["cell"] = where
+            self.proto.emit(event)
 
     def _loop(self):
         carry = b""
@@ -269,6 +272,7 @@ class Kernel:
         self.started = time.time()
         self.link_lost = False
         self.received_ids = collections.deque(maxlen=256)  # a reattaching client resends the rest
+        self.acked_seq = 0  # the last event seq the attached front end said it received
 
     # -- startup -----------------------------------------------------------------------------
 
@@ -299,7 +303,7 @@ class Kernel:
             read_fd, write_fd = os.pipe()
             os.dup2(write_fd, fd)     # inheritable: print, C code and child processes write here
             self.forwarders.append(
-                Forwarder(stream, read_fd, write_fd, token, self.proto, lambda: self.current))
+                Forwarder(stream, read_fd, write_fd, token, self.proto, self._current_where))
         sys.stdout = io.open(1, "w", buffering=1, encoding="utf-8", errors="backslashreplace",
                              closefd=False)  # buffering=1: line buffered, so print() shows up
         sys.stderr = io.open(2, "w", buffering=1, encoding="utf-8", errors="backslashreplace",
@@ -383,6 +387,11 @@ class Kernel:
                 self.shutdown_now()
             elif op == "detach":
                 break
+            elif op == "ack":  # what the front end has received: a detach replays from here
+                try:
+                    self.acked_seq = max(self.acked_seq, int(req.get("seq") or 0))
+                except (TypeError, ValueError):
+                    pass
             elif op == "status":
                 self.proto.emit(dict(self.status(), type="status"))
             else:
@@ -607,11 +616,18 @@ class Kernel:
         self.results = {}
         return True, None
 
+    def _current_where(self):
+        """(request id, [file, cell] or None) of what runs now: tags the `out` events."""
+        running = self.running
+        tag = running.get("tag") if running else None
+        return self.current, ([tag.get("file"), tag.get("cell")] if tag else None)
+
     def _record(self, tag, ok, ms):
-        """Remember how a tagged cell ended: a front end that attaches later plans from it."""
+        """Remember how a tagged cell ended: a front end that attaches later plans from it.
+        `n` orders the results: a cell that ran before an earlier cell's last run is stale."""
         file, cell = str(tag.get("file", "")), str(tag.get("cell", ""))
         self.results.setdefault(file, {})[cell] = {"hash": tag.get("hash"), "ok": bool(ok),
-                                                   "ms": ms, "at": time.time()}
+                                                   "ms": ms, "at": time.time(), "n": self.generation}
 
     def status(self):
         """What a front end needs to pick up where the last one left off."""

@@ -60,6 +60,10 @@ class KernelClient:
     fresh: bool = True  # a plain kernel is always new; a session client may attach to an old one
     replaying: bool = False  # the event being dispatched arrived while nobody was attached
 
+    def where_of(self, rid: str | None) -> tuple[str, int] | None:
+        """(file, cell) the kernel said request `rid` runs (a request another front end sent)."""
+        return None
+
     async def start(self, timeout: float = 60.0) -> dict[str, Any]:
         """Start reading and wait for the agent's `ready` event."""
         loop = asyncio.get_running_loop()
@@ -208,6 +212,9 @@ class KernelClient:
             self._reader.cancel()
 
 
+ACK_EVERY_S = 0.2
+
+
 class SessionRefused(TargetError):
     """The session kernel refused this front end (wrong secret) or runs another devloop version."""
 
@@ -239,6 +246,28 @@ class SessionClient(KernelClient):
     _queued: list[dict] = field(default_factory=list)  # notifications made while unlinked
     _linked: bool = False
     _closing: bool = False
+    _ack_sent: int = 0
+    _ack_timer: Any = None
+    _where: dict[str, tuple[str, int]] = field(default_factory=dict)  # rid -> (file, cell)
+
+    def where_of(self, rid: str | None) -> tuple[str, int] | None:
+        return self._where.get(rid or "")
+
+    def _schedule_ack(self) -> None:
+        """Acknowledge what arrived, at most every ACK_EVERY_S: a front end that dies loses
+        nothing the kernel wrote (what it never acknowledged is replayed to the next one)."""
+        if self._ack_timer is None and self._linked and not self._closed:
+            self._ack_timer = asyncio.get_running_loop().call_later(ACK_EVERY_S, self._fire_ack)
+
+    def _fire_ack(self) -> None:
+        self._ack_timer = None
+        if self.last_seq > self._ack_sent and self._linked and not self._closed:
+            self._ack_sent = self.last_seq
+            asyncio.get_running_loop().create_task(self._send_quietly({"op": "ack", "seq": self.last_seq}))
+
+    async def _send_quietly(self, payload: dict) -> None:
+        with contextlib.suppress(KernelDied):
+            await self._send(payload)
 
     def next_id(self) -> str:
         return f"{self.client_id}-{next(self._ids)}"
@@ -330,7 +359,13 @@ class SessionClient(KernelClient):
         seq = msg.get("seq")
         if isinstance(seq, int) and seq > self.last_seq:
             self.last_seq = seq
+            self._schedule_ack()
         kind = msg.get("type")
+        if kind == wire.EV_OUT and isinstance(msg.get("cell"), list) and len(msg["cell"]) == 2:
+            if len(self._where) > 256:
+                self._where.clear()
+            with contextlib.suppress(TypeError, ValueError):
+                self._where[str(msg.get("id"))] = (str(msg["cell"][0]), int(msg["cell"][1]))
         if kind == wire.EV_RELAY:
             state = msg.get("state")
             if state == "started":
@@ -447,6 +482,7 @@ class SessionClient(KernelClient):
         self._closing = True
         if not self._closed and self._linked:
             with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._send({"op": "ack", "seq": self.last_seq}), 2)
                 await asyncio.wait_for(self._send({"op": wire.OP_DETACH}), 2)
         self.end_reason = self.end_reason or "detached"
         with contextlib.suppress(Exception):

@@ -358,14 +358,20 @@ class Session:
         results = (ready.get("results") or {}).get(self._rel_or_none() or "", {}) or {}
         self.last_ok = [None] * len(self.cells)
         kept = 0
+        last_n = -1  # a cell counts only if it ran after every earlier cell's last run
+        broken = False
         for cell in self.cells:
             r = results.get(str(cell.index)) or {}
-            if r.get("ok") and r.get("hash") == cell.hash:
+            n = int(r.get("n", 0) or 0)
+            if not broken and r.get("ok") and r.get("hash") == cell.hash and n >= last_n:
                 self.last_ok[cell.index] = cell.hash
                 kept += 1
+                last_n = n
                 self.emit(ev.CellState(cell=cell.index, state="ok"))
-            elif r:
-                self.emit(ev.CellState(cell=cell.index, state="stale"))
+            else:
+                broken = True  # (linear or reactive: kept conservative, the rest reruns)
+                if r:
+                    self.emit(ev.CellState(cell=cell.index, state="stale"))
         running = ready.get("running") or None
         if running and isinstance(self.kernel, SessionClient):
             tag = running.get("tag") or {}
@@ -484,8 +490,11 @@ class Session:
 
     # ----------------------------------------------------------------- agent callbacks
     def _on_output(self, rid: str | None, stream: str, text: str) -> None:
-        cell = self._rid_cell.get(rid or "", -1)
         kernel = self.kernel if self.kernel is not None else self._joining
+        cell = self._rid_cell.get(rid or "")
+        if cell is None:  # a request another front end sent: the kernel says which cell it was
+            where = kernel.where_of(rid) if kernel is not None else None
+            cell = where[1] if where is not None and where[0] == self._rel_or_none() else -1
         replayed = bool(kernel is not None and kernel.replaying)
         self.emit(ev.Output(cell=cell, stream=stream, text=text, replayed=replayed))
 
