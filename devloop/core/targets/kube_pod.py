@@ -87,6 +87,9 @@ def _volumes(profile: "Profile") -> tuple[list[dict], list[dict]]:
     return volumes, mounts
 
 
+KEEPER = "trap 'exit 0' TERM; sleep infinity & wait"
+
+
 def pod_manifest(profile: "Profile", *, name: str, project: str, root_hash: str, workdir: str) -> dict:
     """The Pod for this profile: labelled for project+profile, sleeping until devloop execs in."""
     if not profile.image:
@@ -110,7 +113,9 @@ def pod_manifest(profile: "Profile", *, name: str, project: str, root_hash: str,
         "name": CONTAINER,
         "image": profile.image,
         "imagePullPolicy": "IfNotPresent",
-        "command": ["sleep", "infinity"],
+        # PID 1 that ends on SIGTERM from inside the pod (a session's idle stop): `sleep` alone,
+        # as PID 1 without a handler, would ignore it and hold the GPU
+        "command": ["sh", "-c", KEEPER],
         "workingDir": workdir,
     }
     if resources:
@@ -220,7 +225,7 @@ def diagnose(pod: Any, events: Iterable[Any], profile: "Profile") -> TargetError
             return TargetError(
                 f"{where}: the container stopped ({t_reason or 'exited'}, exit {code}): "
                 f"{(_get(terminated, 'message') or '').strip() or 'no message'}",
-                hint=f"the image must have `sleep` (devloop keeps the pod alive with `sleep infinity`); "
+                hint=f"the image must have `sh` and `sleep` (devloop keeps the pod alive with `{KEEPER}`); "
                      f"check with: kubectl logs {name}")
     if phase in ("Failed", "Succeeded"):
         return TargetError(f"{where} ended ({phase}{': ' + reason if reason else ''}): {message or 'no message'}",

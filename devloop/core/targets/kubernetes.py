@@ -87,6 +87,7 @@ def _api_exception_text(exc: Any) -> str:
 
 class KubernetesTarget(Target):
     kind = "kubernetes"
+    idle_stop_ends_environment = True  # the pod's keeper ends on SIGTERM: the pod Succeeds, its GPU is free
 
     def __init__(self, profile: "Profile", config: "Config") -> None:
         self.profile = profile
