@@ -35,8 +35,13 @@ def run(args: argparse.Namespace) -> int:
     async def body(session, stop: asyncio.Event, emit) -> int:  # noqa: ANN001 - Session, Emit
         first = asyncio.create_task(session.first_pass())
         watcher = asyncio.create_task(session.watch(stop))
-        try:
-            await stop.wait()
+        try:  # until Ctrl-C / SIGTERM, or another front end took the session over
+            waits = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(session.taken_over.wait())]
+            try:
+                await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for w in waits:
+                    w.cancel()
         finally:  # also when cancelled (a second Ctrl-C, the reader left): nothing runs on
             for task in (first, watcher):
                 task.cancel()

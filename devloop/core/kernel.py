@@ -321,9 +321,12 @@ class SessionClient(KernelClient):
             for rid, pending in list(self._pending.items()):
                 if not pending.future.done():
                     pending.future.set_result(ExecResult(
-                        ok=False, exit_code=self.exit_code, died=self.end_reason != "detached",
+                        ok=False, exit_code=self.exit_code,
+                        died=self.end_reason not in ("detached", "taken_over"),
                         lost=self._lost, error=pending.error))
             self._pending.clear()
+            if self.end_reason == "taken_over":
+                self.on_link("taken_over", str(self.end_info.get("reason", "")))
 
     def _start_error(self) -> TargetError:
         reason, info = self.end_reason, self.end_info or {}

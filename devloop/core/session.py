@@ -96,6 +96,8 @@ class Session:
         self._inherited: tuple[int, str, asyncio.Future] | None = None  # a cell another front end runs
         self._joining: SessionClient | None = None  # attaching: its replay arrives before start() returns
         self._unsynced: set[str] = set()  # saves made while the link to the target was down
+        #: set when another front end attached to this session: this one stops, touching nothing
+        self.taken_over = asyncio.Event()
         self.config = config
         self.profile = profile
         self.root = Path(config.root).resolve()
@@ -214,8 +216,20 @@ class Session:
 
     async def close(self) -> None:
         """Stop the kernel and the target (removed unless the profile keeps it). Idempotent. A
-        session kernel is ended too (and its record removed): nothing is left behind."""
+        session kernel is ended too (and its record removed): nothing is left behind -- unless
+        another front end took the session over: it is theirs now, so this one only lets go."""
         if self._closed:
+            return
+        if self.taken_over.is_set():
+            self._closed = True
+            for task in list(self._tasks):
+                task.cancel()
+            with contextlib.suppress(Exception):
+                await self.syncer.close()
+            with contextlib.suppress(Exception):
+                await self.target.detach()
+            self.emit(ev.TargetState(state="stopped", profile=self.profile.name, kind=self.profile.kind,
+                                     message="this front end stopped; the session runs on"))
             return
         self._closed = True
         for task in list(self._tasks):
@@ -405,6 +419,13 @@ class Session:
             self.last_ok[index] = code_hash if result.ok and self.cells[index].hash == code_hash else None
 
     def _on_link(self, state: str, message: str) -> None:
+        if state == "taken_over":
+            self.taken_over.set()
+            self.emit(ev.TargetState(
+                state="detached", profile=self.profile.name, kind=self.profile.kind,
+                message="another devloop front end attached to this session and took it over; this one "
+                        f"stops (the session goes on; `devloop attach -p {self.profile.name}` takes it back)"))
+            return
         self.emit(ev.TargetState(state="reconnecting", profile=self.profile.name, kind=self.profile.kind,
                                  message=message))
 
@@ -421,6 +442,9 @@ class Session:
         session kernel that is still there is attached to again: its state is kept."""
         if self.kernel is not None and self.kernel.alive:
             return
+        if self.taken_over.is_set():
+            raise TargetError("another devloop front end took this session over",
+                              hint=f"`devloop attach -p {self.profile.name}` takes it back")
         was_lost = self.kernel is not None and self.kernel._lost
         old = self.kernel
         self.kernel = None
@@ -887,13 +911,28 @@ class Session:
         rules = self._rules()
         debounce = int(getattr(self.config.sync, "debounce_ms", 50) or 50)
         self._log(f"watching {self.root} (debounce {debounce} ms)", "info")
-        async for changes in watch_changes(self.root, rules, debounce, stop):
-            if stop.is_set():
-                break
-            if not self.watching:
-                self._pending_changes |= set(changes)
-                continue
-            self._spawn(self.on_changes(changes))
+        ended = asyncio.Event()  # `stop`, or another front end took the session over
+
+        async def either() -> None:
+            waits = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(self.taken_over.wait())]
+            try:
+                await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+                ended.set()
+            finally:
+                for w in waits:
+                    w.cancel()
+
+        relay = asyncio.ensure_future(either())
+        try:
+            async for changes in watch_changes(self.root, rules, debounce, ended):
+                if ended.is_set():
+                    break
+                if not self.watching:
+                    self._pending_changes |= set(changes)
+                    continue
+                self._spawn(self.on_changes(changes))
+        finally:
+            relay.cancel()
         for task in list(self._tasks):
             if not task.done():
                 task.cancel()

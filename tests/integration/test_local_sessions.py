@@ -150,3 +150,27 @@ def test_a_wrong_secret_is_refused_with_the_fix(proj: Path) -> None:
     res = devloop("watch", "nb.py", "-p", "mirror", cwd=proj, timeout=60)
     assert res.returncode == 2
     assert "refused" in res.stderr and "devloop stop -p mirror" in res.stderr
+
+
+def test_a_second_watch_takes_over_and_the_first_stops_without_ending_the_session(proj: Path) -> None:
+    first = Watch(proj, "nb.py", "-p", "mirror", timeout=60)
+    try:
+        first.until(lambda e: e["event"] == "run_done")
+        kernel = _session_pid(proj)
+        second = Watch(proj, "nb.py", "-p", "mirror", timeout=60)
+        try:
+            second.until(lambda e: e["event"] == "target" and e["state"] == "attached")
+            assert [e["cell"] for e in second.until(lambda e: e["event"] == "run_done")
+                    if e["event"] == "cell_start"] == []  # all up to date
+            told = first.until(lambda e: e["event"] == "target" and e["state"] == "detached")
+            assert "took it over" in told[-1]["message"]
+            assert first.proc.wait(timeout=30) == 0  # the first one stops by itself...
+            assert pid_alive(kernel)  # ...and leaves the session to the second
+            (proj / "nb.py").write_text(NB.replace('print("X is", X)', 'print("X is", X, "2nd")'))
+            evs = second.until(lambda e: e["event"] == "run_done")
+            assert [e["cell"] for e in evs if e["event"] == "cell_start"] == [1]
+        finally:
+            assert second.stop() == 0
+    finally:
+        if first.proc.poll() is None:
+            first.stop()
