@@ -23,6 +23,10 @@ def register(parser: argparse.ArgumentParser) -> None:
     group.add_argument("-p", "--profile", metavar="P",
                        help="the profile whose session to end (default: [project].profile, else 'local')")
     group.add_argument("--all", action="store_true", help="end every session this project has running")
+    parser.add_argument("--force", action="store_true",
+                        help="reach the profile's target even when this project has no record of a session "
+                             "there (the record was deleted), end any session kernel in its workdir and clean "
+                             "the target up")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -38,6 +42,10 @@ def run(args: argparse.Namespace) -> int:
                 return 0
         else:
             names = [config.profile(args.profile).name]
+            if not args.force and session_record.load(Path(config.root), names[0]) is None:
+                print(f"{names[0]}: no session recorded in this project (`devloop sessions` lists them; "
+                      "--force reaches the target anyway)")
+                return 0
     except ConfigError as exc:
         return fail(str(exc))
 

@@ -66,7 +66,7 @@ def wait_for(pred: Callable[[], bool], seconds: float, what: str) -> None:
 def stop_session(project: Path, profile: str) -> None:
     """`devloop stop -p PROFILE` (the finally of every scenario): bounded, never raising."""
     try:
-        devloop("stop", "-p", profile, cwd=project, timeout=180)
+        devloop("stop", "-p", profile, "--force", cwd=project, timeout=180)
     except Exception:  # noqa: BLE001 - cleanup of a test that may already have failed
         pass
 
