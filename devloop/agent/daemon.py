@@ -288,7 +288,7 @@ def serve_main(argv):
             break
         except InterruptedError:  # pragma: no cover
             continue
-    _end_group(pid)
+    end_group(pid)
     code = os.waitstatus_to_exitcode(status) if hasattr(os, "waitstatus_to_exitcode") else (
         -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status))
     reason = "exit"
@@ -316,7 +316,7 @@ def serve_main(argv):
     return 0
 
 
-def _end_group(pgid, grace=2.0):
+def end_group(pgid, grace=2.0):
     """SIGTERM what the kernel started (its process group), SIGKILL what is left after `grace`."""
     try:
         os.killpg(pgid, signal.SIGTERM)

@@ -197,8 +197,6 @@ def stop_main(argv):
     (its process group: SIGTERM, then SIGKILL after 3 s). For `devloop stop` when attaching is
     not possible (no secret, another devloop version): the exec channel already runs as the
     user who owns it, so no secret adds anything here."""
-    import signal
-
     try:
         with open(wire.SESSION_FILE, "rb") as fh:
             info = json.loads(fh.read().decode("utf-8", "replace"))
@@ -206,21 +204,9 @@ def stop_main(argv):
     except (OSError, ValueError, KeyError, TypeError):
         _say({"type": "session_stop", "stopped": False, "reason": "no session here"})
         return 0
-    for sig, wait in ((signal.SIGTERM, 3.0), (signal.SIGKILL, 2.0)):
-        try:
-            os.killpg(pid, sig)
-        except OSError:
-            break
-        deadline = time.monotonic() + wait
-        while time.monotonic() < deadline:
-            try:
-                os.killpg(pid, 0)
-            except OSError:
-                break
-            time.sleep(0.05)
-        else:
-            continue
-        break
+    from .daemon import end_group
+
+    end_group(pid, grace=3.0)
     deadline = time.monotonic() + 3.0
     while time.monotonic() < deadline and os.path.exists(wire.SESSION_FILE):
         time.sleep(0.05)  # the supervisor records the end and removes the socket

@@ -501,27 +501,24 @@ class KubernetesTarget(Target):
     async def detach(self) -> None:
         """Leave the pod (and the session kernel in it) running: our exec streams close (a
         relay ends with its stream; the kernel runs in its own session), nothing is deleted."""
-        self._stopped = True
-        for response in list(self._log_responses):
-            _unblock(response)
-        for channel in list(self._channels):
-            try:
-                await asyncio.wait_for(channel.kill(), 5)
-            except (asyncio.TimeoutError, Exception):  # noqa: BLE001 - leaving goes on
-                pass
+        await self._close_streams()
         _LIVE.discard(self)
         self.pod_name, self._info, self._owned = "", None, False
 
     async def stop(self) -> None:
+        await self._close_streams()
+        await asyncio.to_thread(self._stop_sync)
+
+    async def _close_streams(self) -> None:
+        """End the log follower and every exec stream of ours (the pod is not touched)."""
         self._stopped = True
         for response in list(self._log_responses):
             _unblock(response)
         for channel in list(self._channels):
             try:
                 await asyncio.wait_for(channel.kill(), 5)
-            except (asyncio.TimeoutError, Exception):  # noqa: BLE001 - stopping goes on
+            except (asyncio.TimeoutError, Exception):  # noqa: BLE001 - leaving / stopping goes on
                 pass
-        await asyncio.to_thread(self._stop_sync)
 
     def _stop_sync(self) -> None:
         """Delete the pod unless kept. Safe from atexit. Idempotent."""

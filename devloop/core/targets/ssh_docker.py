@@ -254,30 +254,26 @@ class SshDockerTarget(DockerTarget):
                 self._container = None
                 self._info = None
         finally:
-            if self._client is not None:
-                try:
-                    self._client.close()
-                except Exception:  # noqa: BLE001 - closing a client on a dead transport
-                    pass
-                self._client = None
-            if self.conn is not None:
-                self.conn.close()
-                self.conn = None
+            self._close_connection()
 
     async def detach(self) -> None:
         """The container (and the session kernel in it) stays; devloop's SSH connection closes."""
         try:
             await super().detach()
         finally:
-            if self._client is not None:
-                try:
-                    self._client.close()
-                except Exception:  # noqa: BLE001 - closing a client on a dead transport
-                    pass
-                self._client = None
-            if self.conn is not None:
-                self.conn.close()
-                self.conn = None
+            self._close_connection()
+
+    def _close_connection(self) -> None:
+        """Drop the engine client and devloop's SSH connection (the container is not touched)."""
+        if self._client is not None:
+            try:
+                self._client.close()
+            except Exception:  # noqa: BLE001 - closing a client on a dead transport
+                pass
+            self._client = None
+        if self.conn is not None:
+            self.conn.close()
+            self.conn = None
 
     def stop_now(self) -> None:
         if self.conn is None or not self.conn.active:
