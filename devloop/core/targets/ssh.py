@@ -93,6 +93,15 @@ def kill_command(pid: int) -> str:
             f"kill -KILL {pid} 2>/dev/null; true")
 
 
+def end_command(pid: int) -> str:
+    """What is left of an exited process's session (children it started, one that ignores
+    SIGTERM too): SIGTERM, then SIGKILL after ~1 s. Never the bare pid: it may be reused."""
+    gone = f"! pgrep -s {pid} >/dev/null 2>&1 && ! kill -0 -- -{pid} 2>/dev/null"
+    return (f"pkill -TERM -s {pid} 2>/dev/null; kill -TERM -- -{pid} 2>/dev/null; "
+            f"for i in 1 2 3 4 5 6 7 8 9 10; do {gone} && exit 0; sleep 0.1; done; "
+            f"pkill -KILL -s {pid} 2>/dev/null; kill -KILL -- -{pid} 2>/dev/null; true")
+
+
 class SshChannel(StreamedChannel):
     """One exec channel: stdout lines for the protocol, a stderr tail, stdin, exit status."""
 
@@ -198,11 +207,15 @@ class SshChannel(StreamedChannel):
         if self.killed:
             return
         self.killed = True
-        if not self._finished.done() and self.conn.transport.is_active():
-            await asyncio.to_thread(self.pid_seen.wait, 2.0)
+        if self.conn.transport.is_active():
+            # also once the process exited: what it started may live on in its session
+            running = not self._finished.done()
+            if running:
+                await asyncio.to_thread(self.pid_seen.wait, 2.0)
             if self.pid and self.pid > 0:
+                command = kill_command(self.pid) if running else end_command(self.pid)
                 try:
-                    await asyncio.to_thread(run_command, self.conn, kill_command(self.pid), None, 10.0)
+                    await asyncio.to_thread(run_command, self.conn, command, None, 10.0)
                     self.remote_killed = True
                 except (TargetError, OSError, paramiko.SSHException, EOFError):
                     pass
