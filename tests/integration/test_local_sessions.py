@@ -174,3 +174,39 @@ def test_a_second_watch_takes_over_and_the_first_stops_without_ending_the_sessio
     finally:
         if first.proc.poll() is None:
             first.stop()
+
+
+def test_a_session_of_another_devloop_version_is_reported_with_the_fix_and_left_alone(proj: Path, tmp_path) -> None:
+    """issue 14 item 7: the kernel there runs another agent bundle: refused with `devloop stop`, no crash."""
+    import subprocess
+    import sys
+
+    from devloop.core import session_record
+    from devloop.core.agent_bundle import write_bundle
+
+    wd = tmp_path / "wd"
+    wd.mkdir()
+    record = session_record.SessionRecord(profile="mirror", kind="local", workdir=str(wd), file="nb.py")
+    session_record.save(proj, record)
+    bundle = write_bundle(tmp_path / "agent")
+    relay = subprocess.Popen([sys.executable, "-u", str(bundle), "attach", "--start"], cwd=wd,
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    hello = {"op": "hello", "secret": record.secret, "since": None,
+             "start": {"session": record.session, "agent": "0" * 64, "idle_stop_s": 0}}
+    relay.stdin.write((json.dumps(hello) + "\n").encode())
+    relay.stdin.flush()
+    assert json.loads(relay.stdout.readline())["state"] == "started"
+    assert json.loads(relay.stdout.readline())["type"] == "ready"
+    relay.kill()
+    relay.wait()
+    kernel = _session_pid(proj)
+    res = devloop("watch", "nb.py", "-p", "mirror", cwd=proj, timeout=60)
+    assert res.returncode == 2, res.stdout + res.stderr
+    assert "another devloop version" in res.stderr and "devloop stop -p mirror" in res.stderr
+    assert "Traceback" not in res.stderr
+    assert pid_alive(kernel)  # reported, not stopped behind the user's back
+    assert devloop("stop", "-p", "mirror", cwd=proj, timeout=60).returncode == 0
+    deadline = time.monotonic() + 10
+    while pid_alive(kernel) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not pid_alive(kernel)
