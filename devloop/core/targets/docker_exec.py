@@ -50,6 +50,7 @@ class DockerExecChannel(Channel):
         self._send_lock = threading.Lock()
         self._stdin_closed = False
         self._closed = False
+        self._group_ended = False  # kill() sent its signals (once is enough)
         self.pid: int | None = None
         self._pid_seen = asyncio.Event()
         self._exit_code: int | None = None
@@ -216,15 +217,20 @@ class DockerExecChannel(Channel):
         return self._lost
 
     async def kill(self) -> None:
-        if self._closed:
+        if self._group_ended:
             return
-        if not self._eof:
+        if not self._eof and not self._closed:
             if self.pid is None:  # the wrapper's first line is a few ms away at most
                 try:
                     await asyncio.wait_for(self._pid_seen.wait(), 2)
                 except asyncio.TimeoutError:
                     pass
+            self._group_ended = True
             await asyncio.to_thread(self._kill_sync)
+        elif self._eof and self.pid is not None:
+            # the process ended, but what it started (one ignoring SIGTERM) may live on in its group
+            self._group_ended = True
+            await asyncio.to_thread(self._end_group_sync)
         self._close_socket()
 
     def _kill_sync(self) -> None:
@@ -236,6 +242,19 @@ class DockerExecChannel(Channel):
             eid = self._api.exec_create(
                 self._container_id, ["/bin/sh", "-c", "kill -KILL -$0 2>/dev/null || kill -KILL $0",
                                      str(self.pid)], user="root")["Id"]
+            self._api.exec_start(eid)
+        except Exception:  # noqa: BLE001 - the container (or the way to its engine) is gone
+            pass
+
+    def _end_group_sync(self) -> None:
+        """SIGTERM what is left of the exited process's group, SIGKILL it after ~1 s (never
+        the bare pid: it may be reused)."""
+        script = ("kill -TERM -$0 2>/dev/null || exit 0; i=0; "
+                  "while [ $i -lt 10 ] && kill -0 -$0 2>/dev/null; do sleep 0.1; i=$((i+1)); done; "
+                  "kill -KILL -$0 2>/dev/null; true")
+        try:
+            eid = self._api.exec_create(self._container_id, ["/bin/sh", "-c", script, str(self.pid)],
+                                        user="root")["Id"]
             self._api.exec_start(eid)
         except Exception:  # noqa: BLE001 - the container (or the way to its engine) is gone
             pass

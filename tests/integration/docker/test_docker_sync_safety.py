@@ -218,3 +218,21 @@ def test_docker_without_keep_the_container_and_the_child_are_gone_after_run(dpro
     assert res.returncode == 0, res.stderr
     _child_pid(res.stdout)
     assert labelled(docker_client, dproject.name) == []
+
+
+async def test_docker_kill_after_the_process_exited_ends_what_it_left_in_its_group(make_target, docker_client, project):
+    """The channel's kill() (what the kernel's shutdown calls) once the process itself has
+    exited: its child that ignores SIGTERM is still in its group, and is ended too."""
+    target = make_target(keep=True)
+    await target.start()
+    channel = await target.spawn(["sh", "-c", "python3 -c 'import signal, time; signal.signal(signal.SIGTERM, "
+                                  "signal.SIG_IGN); time.sleep(300)' </dev/null >/dev/null 2>&1 & echo $!"])
+    pid = int((await channel.readline()).strip())
+    assert await channel.wait() == 0
+    (c,) = labelled(docker_client, project.name)
+    assert alive_in(c, pid)
+    await channel.kill()
+    deadline = time.monotonic() + 10
+    while alive_in(c, pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not alive_in(c, pid), f"the exited process's child {pid} outlived kill():\n{cmdlines(c)}"
