@@ -18,6 +18,7 @@ only the difference. Nothing on either side is deleted.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import shlex
 import threading
@@ -273,6 +274,7 @@ class SshTarget(Target):
         self._lock = asyncio.Lock()
         self._channels: list[SshChannel] = []
         self._orphans: list[int] = []  # remote sessions a dropped connection left running
+        self._orphan_kill: asyncio.Future | None = None
 
     # -- endpoint ---------------------------------------------------------------------------------
     def endpoint(self) -> Endpoint:
@@ -298,8 +300,8 @@ class SshTarget(Target):
             self.conn = await asyncio.to_thread(connect, ep, self.profile.name)
             try:
                 self._info = await asyncio.to_thread(self._prepare)
-                if reconnecting:
-                    await asyncio.to_thread(self._kill_orphans)
+                if reconnecting:  # beside the caller's next exec, not before it (~0.4 s of a reattach)
+                    self._orphan_kill = asyncio.ensure_future(asyncio.to_thread(self._kill_orphans))
             except BaseException:
                 self.conn.close()
                 raise
@@ -433,6 +435,10 @@ class SshTarget(Target):
         await self.stop()
 
     async def stop(self) -> None:
+        if self._orphan_kill is not None:  # let a kill of the old connection's processes finish
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._orphan_kill, 10)
+            self._orphan_kill = None
         async with self._lock:
             conn, self.conn = self.conn, None
             if conn is None:
