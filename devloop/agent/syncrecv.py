@@ -44,19 +44,14 @@ import re
 import stat
 import sys
 
-CONTROL_NAME = ".devloop-control.json"
-# last members when the sender hashed files while sending them: {REL: sha256} for entries sent
-# with "", and the files that changed while they were read ([REL...]: not recorded as written)
-HASHES_NAME = ".devloop/hashes.json"
-UNSENT_NAME = ".devloop/unsent.json"
-STATE_DIR = ".devloop"
+from .wire import CONTROL_NAME, HASHES_NAME, MANIFEST_REQUEST, STATE_DIR, UNSENT_NAME  # noqa: F401
+
 BASE = "manifest.json"
 JOURNAL = "manifest.log"
 INFLIGHT = "inflight."  # + pid: the folders that receiver writes temp files into
 TMP_PREFIX = ".devloop-tmp-"  # + pid-counter: a file or link being written
 CHUNK = 1 << 20
 COMPACT_JOURNAL_BYTES = 1 << 20
-MANIFEST_REQUEST = 0xFFFFFFFF  # a --serve frame header that asks for the manifest line
 MAX_DIR_FDS = 256  # folder fds kept open at once (a big tree has more folders than fds allowed)
 MAX_LINK_HOPS = 40  # as the kernel's own limit on links followed in one path
 

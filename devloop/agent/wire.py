@@ -41,8 +41,12 @@ KERNEL_LOG = ".devloop/session/kernel.log"
 EVENTS_LOG = ".devloop/session/events.log"  # events that arrived while nobody was attached
 
 # -- sync stream ----------------------------------------------------------------------------
-CONTROL_NAME = ".devloop-control.json"
+CONTROL_NAME = ".devloop-control.json"  # the first member: deletes, modes, entries to record
+# last members when the sender hashed files while sending them: {REL: sha256} for entries sent
+# with "", and the files that changed while they were read ([REL...]: not recorded as written);
+# inside .devloop/, so never a user's file
 HASHES_NAME = ".devloop/hashes.json"
+UNSENT_NAME = ".devloop/unsent.json"
 MANIFEST_REQUEST = 0xFFFFFFFF  # a kept receiver's frame header that asks for the manifest
 
 

@@ -27,16 +27,17 @@ if TYPE_CHECKING:  # pragma: no cover
     from devloop.core.sync.plan import SyncPlan
     from devloop.core.targets.base import Channel, Target
 
-CONTROL_NAME = ".devloop-control.json"
-# the last member when files were hashed while sent: inside .devloop/, so never a user's file
-HASHES_NAME = ".devloop/hashes.json"
+from devloop.agent import wire  # noqa: E402 - the names the receiver agrees on
+
+CONTROL_NAME = wire.CONTROL_NAME
+HASHES_NAME = wire.HASHES_NAME
 BLOCK = 512
 SEND_BYTES = 1 << 20
 SMALL_FILE = 256 << 10  # files up to this size are read in one go and sent as one piece
 THREADED_BYTES = 4 << 20  # a plan this big (or with this many files) is read on a thread
 THREADED_FILES = 256
 ABORT_WAIT_S = 2.0  # a stopped sync gives its receiver this long to clean up and exit
-MANIFEST_REQUEST = b"\xff\xff\xff\xff"  # a kept receiver's frame header: answer the manifest
+MANIFEST_REQUEST = wire.MANIFEST_REQUEST.to_bytes(4, "big")  # a kept receiver's frame header: answer the manifest
 
 ProgressFn = Callable[[int, int, int, int], None]
 
@@ -210,7 +211,7 @@ def _tar_pieces(plan: "SyncPlan", root: str, full: bool,
         yield _header(HASHES_NAME, len(trailer)) + trailer + _pad(len(trailer)), 0, 0
     if unsent:
         trailer = json.dumps(unsent, separators=(",", ":")).encode("utf-8")
-        yield _header(".devloop/unsent.json", len(trailer)) + trailer + _pad(len(trailer)), 0, 0
+        yield _header(wire.UNSENT_NAME, len(trailer)) + trailer + _pad(len(trailer)), 0, 0
     yield b"\0" * (2 * BLOCK), 0, 0
 
 
