@@ -28,7 +28,7 @@ import sys
 import threading
 import time
 
-from . import wire
+from . import reaper, wire
 from .journal import Journal
 
 HELLO_TIMEOUT_S = 10.0
@@ -272,6 +272,7 @@ def serve_main(argv):
     exit_abs = os.path.abspath(wire.EXIT_FILE)
     socket_abs = os.path.abspath(wire.SOCKET_PATH)
     session_abs = os.path.abspath(wire.SESSION_FILE)
+    reaper.become_subreaper()  # a daemon a cell starts (double fork + setsid) is re-parented here
     pid = os.fork()
     if pid == 0:
         code = 1
@@ -282,13 +283,18 @@ def serve_main(argv):
             os._exit(code)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
-    while True:
+    status = 0
+    while True:  # reap orphans re-parented here as they end; stop when the kernel does
         try:
-            _, status = os.waitpid(pid, 0)
-            break
+            done, status = os.waitpid(-1, 0)
         except InterruptedError:  # pragma: no cover
             continue
+        except ChildProcessError:  # pragma: no cover - the kernel is always our child
+            break
+        if done == pid:
+            break
     end_group(pid)
+    reaper.end_descendants()  # what left the group (daemons): they are our children now
     code = os.waitstatus_to_exitcode(status) if hasattr(os, "waitstatus_to_exitcode") else (
         -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status))
     reason = "exit"

@@ -26,7 +26,7 @@ import time
 import traceback
 import types
 
-from . import tbformat
+from . import reaper, tbformat
 
 CHUNK = 64 * 1024          # largest `out` read from a pipe at once
 KILL_GRACE_S = 2.0         # SIGINT/SIGTERM to a `run` child, then SIGKILL after this long
@@ -726,9 +726,11 @@ def main(argv=None):
         text = "devloop agent: kernel failed to start\n" + traceback.format_exc()
         os.write(getattr(kernel, "crash_fd", 2), text.encode("utf-8", "replace"))
         return 1
+    reaper.become_subreaper()  # daemons a cell starts come back to us: ended below
     threading.Thread(target=kernel.read_requests, name="devloop-requests", daemon=True).start()
     code = kernel.serve()
     kernel._stop_child(signal.SIGKILL, 0)
+    reaper.end_descendants()
     main_thread = threading.main_thread()
     if any(t is not main_thread and not t.daemon and t.is_alive() for t in threading.enumerate()):
         # a thread a cell started would keep the interpreter waiting forever: run the

@@ -207,7 +207,7 @@ def stop_main(argv):
     from .daemon import end_group
 
     end_group(pid, grace=3.0)
-    deadline = time.monotonic() + 3.0
+    deadline = time.monotonic() + 6.0
     while time.monotonic() < deadline and os.path.exists(wire.SESSION_FILE):
         time.sleep(0.05)  # the supervisor records the end and removes the socket
     _say({"type": "session_stop", "stopped": True, "pid": pid})

@@ -332,3 +332,19 @@ def test_a_child_that_ignores_sigterm_does_not_outlive_run(tmp_path: Path) -> No
     while pid_alive(pid) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not pid_alive(pid), "the cell's child outlived devloop run"
+
+
+def test_a_daemon_a_cell_started_does_not_outlive_run(tmp_path: Path) -> None:
+    """issue 21 item 8: a double-forked setsid() daemon ignoring SIGTERM ends with `devloop run`."""
+    import re
+
+    from tests.unit.test_agent_session import DAEMON
+
+    (tmp_path / "d.py").write_text("# %%\n" + DAEMON)
+    res = devloop("run", "d.py", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    pid = int(re.search(r"daemon (\d+)", res.stdout).group(1))
+    deadline = time.monotonic() + 10
+    while _alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _alive(pid), "the cell's daemon outlived devloop run"

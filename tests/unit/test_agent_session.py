@@ -233,3 +233,31 @@ def test_runaway_recursion_is_reported_quickly_with_a_bounded_traceback(bundle, 
     assert error["etype"] == "RecursionError"
     assert len(error["frames"]) <= 200 and len(error["traceback"]) <= 64 * 1024
     assert "more times" in error["traceback"] and error["frames"][-1]["file"] == "t.py"
+
+
+DAEMON = ("import os, sys, time\n"
+          "r, w = os.pipe()\n"
+          "if os.fork() == 0:\n"
+          "    os.setsid()\n"
+          "    if os.fork() == 0:\n"
+          "        import signal\n"
+          "        signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+          "        os.write(w, str(os.getpid()).encode())\n"
+          "        time.sleep(300)\n"
+          "    os._exit(0)\n"
+          "print('daemon', os.read(r, 32).decode())\n")
+
+
+def test_session_stop_ends_a_daemon_a_cell_started(bundle, session):
+    """issue 21 item 8: a double-forked, setsid() daemon that ignores SIGTERM leaves the process
+    group; the supervisor, a child subreaper, gets it back and ends it."""
+    wd, relay = session
+    relay.send(_exec("g1", DAEMON))
+    out = "".join(e["data"] for e in relay.until(lambda e: e.get("type") == "done") if e["type"] == "out")
+    daemon = int(out.split()[1])
+    assert _alive(daemon)
+    subprocess.run([sys.executable, str(relay.proc.args[2]), "session-stop"], cwd=wd, capture_output=True, timeout=30)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and _alive(daemon):
+        time.sleep(0.1)
+    assert not _alive(daemon)
