@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 from typing import IO
 
@@ -34,6 +35,9 @@ def _gh_escape(text: str) -> str:
 
 def _gh_prop(text: str) -> str:
     return _gh_escape(text).replace(":", "%3A").replace(",", "%2C")
+
+
+_LINE_END = re.compile(r"\r+\n")
 
 
 class Reporter:
@@ -86,8 +90,8 @@ class Reporter:
     def _flush_partial(self, cell: int | None = None) -> None:
         for key in list(self._partial):
             if cell is None or key[0] == cell:
-                text = "".join(self._partial.pop(key))
-                text = text[text.rfind("\r", 0, len(text) - 1) + 1:]  # as a terminal shows it
+                text = "".join(self._partial.pop(key)).rstrip("\r")
+                text = text[text.rfind("\r") + 1:]  # as a terminal shows it
                 if text:
                     self._emit_line(key[0], key[1], text)
 
@@ -98,20 +102,21 @@ class Reporter:
         the line (a terminal shows only the text after it): a tqdm bar redrawn for hours
         keeps one bar in memory."""
         key = (cell, stream)
-        text = chunk.replace("\r\n", "\n")
+        text = _LINE_END.sub("\n", chunk)  # \r\n, and \r\r\n as a terminal shows it
         pieces = self._partial.get(key)
-        if pieces and text.startswith("\n") and pieces[-1].endswith("\r"):
-            pieces[-1] = pieces[-1][:-1]  # a \r\n split across two chunks
         *lines, rest = text.split("\n")
         if lines:
             if pieces:
-                lines[0] = "".join(pieces) + lines[0]
+                head = "".join(pieces)
+                if not lines[0]:  # \r...\r\n split across chunks: a line end, not a redraw
+                    head = head.rstrip("\r")
+                lines[0] = head + lines[0]
                 del self._partial[key]
             pieces = None
             for line in lines:
                 self._emit_line(cell, stream, line.rsplit("\r", 1)[-1])
         if rest:
-            cut = rest.rfind("\r", 0, len(rest) - 1)  # a \r at the very end may yet start \r\n
+            cut = rest.rstrip("\r").rfind("\r")  # \r at the very end may yet start \r\n
             if cut >= 0:
                 self._partial[key] = [rest[cut + 1:]]
             elif pieces:

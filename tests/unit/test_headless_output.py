@@ -4,6 +4,7 @@ is kept the way a terminal shows it."""
 
 import io
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -42,6 +43,13 @@ def test_crlf_split_across_chunks_is_one_line_end():
     out, err = feed(["a\r", "\nb\r", "c\r", "\n"], stream="stderr")
     assert err == "[0] a\n[0] c\n"
     assert out.startswith("── cell 0 ok")
+
+
+@pytest.mark.parametrize("chunks", [["aaaaaa\r\r\n"], ["aaaaaa\r", "\r\n"], ["aaaaaa\r\r", "\n"],
+                                    ["aaaaaa\r", "\r", "\n"]])
+def test_carriage_returns_before_a_newline_end_the_line_as_a_terminal_shows_it(chunks):
+    """Found by the property below in CI: 'aaaaaa\\r\\r\\n' printed an empty line when whole."""
+    assert feed(chunks)[0].startswith("[0] aaaaaa\n")
 
 
 @settings(max_examples=300, deadline=None)
