@@ -11,8 +11,8 @@
 3. `devloop sync -p ssh` after one changed file in a 10,000-file tree while that project's
    session is live (its watch SIGKILLed, so no front end syncs the change first), against
    `rsync -a` over ssh of the same kind of change, in the same run (new connection, and a
-   ControlMaster connection kept open: rsync's best case). There is no hand-off of `devloop sync`
-   to a live session yet: this is the cold path.
+   ControlMaster connection kept open: rsync's best case): the cold path. Then the same with a
+   watch attached: `devloop sync` hands the work to it over the control socket.
 4. save -> first output of the edited cell through `devloop watch --json` (which runs the kernel
    as a session through the relay) on local and SSH, as bench_ssh.py measures it.
 
@@ -362,6 +362,22 @@ def sync_vs_rsync(bench: Bench, project: Path, runs: int) -> dict[str, list[floa
     assert remote.read_text() != changed.read_text()  # the last change went to rsync's copies only
     live = bench.cli(project, "sessions", "--json")
     assert live.returncode == 0 and '"ssh"' in live.stdout, f"the session is not live: {live.stdout} {live.stderr}"
+    # the hand-off: a watch is attached, so `devloop sync` asks it over the control socket (its
+    # scanner and receiver are warm). The watch also syncs the save itself once it settles, so
+    # the handed-over sync may find nothing left to send: the time is what the user waits for.
+    handed = "devloop sync -p ssh (handed to a live watch)"
+    times[handed] = []
+    w = Watch(bench, project, "ssh")
+    try:
+        w.until(is_run_done, timeout=300)
+        for i in range(runs):
+            changed.write_text(f"# edit {i} handed\nVALUE = {i}\n" + "#" * (i + 2) + "\n")
+            t0 = time.perf_counter()
+            res = bench.cli(project, "sync", "-p", "ssh")
+            assert res.returncode == 0 and "running session" in res.stdout, res.stdout + res.stderr
+            times[handed].append((time.perf_counter() - t0) * 1000)
+    finally:
+        w.kill()
     return times
 
 
@@ -463,9 +479,10 @@ def main() -> int:
               f"{statistics.median(vals) / base:.2f}x")
     dl = statistics.median(sync["devloop sync -p ssh (session live; cold path)"])
     best = min(statistics.median(v) for k, v in sync.items() if k.startswith("rsync"))
-    print(f"target: `devloop sync` <= 1.0x rsync (no hand-off to the live session yet: the cold path): "
-          f"{dl / base:.2f}x rsync (new connection) {'MET' if dl <= base else 'NOT MET'}; "
-          f"{dl / best:.2f}x rsync's best")
+    hd = statistics.median(sync["devloop sync -p ssh (handed to a live watch)"])
+    print(f"target: `devloop sync` <= 1.0x rsync while a session is live: handed to a live watch "
+          f"{hd / base:.2f}x rsync (new connection) {'MET' if hd <= base else 'NOT MET'}, {hd / best:.2f}x rsync's "
+          f"best; cold path (session live, no front end) {dl / base:.2f}x")
 
     print(f"\nsave -> first output of the edited cell, devloop watch --json (session kernel via the relay), "
           f"{args.saves} saves (ms)")
