@@ -213,6 +213,7 @@ class KernelClient:
 
 
 ACK_EVERY_S = 0.2
+CONNECT_TIMEOUT_S = 60.0  # one try at opening a relay channel (a target restart included)
 
 
 class SessionRefused(TargetError):
@@ -432,16 +433,17 @@ class SessionClient(KernelClient):
             attempt += 1
             with contextlib.suppress(Exception):
                 await self.channel.kill()
-            try:
-                self.channel = await self.connect(False)
+            try:  # bounded: a target API that hangs is one more failed try, not a stuck reattach
+                self.channel = await asyncio.wait_for(self.connect(False), CONNECT_TIMEOUT_S)
                 await self.channel.send(self._hello(self.last_seq, False))
                 self.on_link("reattaching", f"reattaching (try {attempt})")
                 return True
-            except (TargetError, OSError) as exc:
+            except (TargetError, OSError, asyncio.TimeoutError) as exc:
                 if time.monotonic() + delay > deadline:
                     self.end_info = {"message": str(exc)}
                     return False
-                self.on_log("debug", f"reattach failed: {exc}")
+                reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                self.on_link("reattaching", f"reattaching: try {attempt} failed ({reason}); trying again")
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
         return False

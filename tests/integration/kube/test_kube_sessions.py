@@ -43,11 +43,16 @@ def test_kube_a_killed_front_end_detaches_then_secret_and_stop(kube_project: Pat
 
 
 def _agent_processes(docker_client, pod_name: str) -> list[str]:
+    import docker.errors
+
     running = [c for c in docker_client.containers.list(filters={"label": f"io.kubernetes.pod.name={pod_name}"})
                if c.labels.get("io.kubernetes.container.name") not in (None, "POD")]
     if not running:  # the pod's container ended (its keeper took the idle stop's SIGTERM)
         return []
-    out = pod_container(docker_client, pod_name).exec_run(["ps", "-eo", "pid,args"]).output.decode()
+    try:
+        out = running[0].exec_run(["ps", "-eo", "pid,args"]).output.decode()
+    except docker.errors.APIError:  # it is ending right now
+        return []
     return [line for line in out.splitlines()[1:] if "agent" in line or ".pyz" in line]
 
 
