@@ -431,8 +431,8 @@ class SessionClient(KernelClient):
         attempt = 0
         while not self._closing:
             attempt += 1
-            with contextlib.suppress(Exception):
-                await self.channel.kill()
+            with contextlib.suppress(Exception):  # the old channel: bounded, it may hang with its link
+                await asyncio.wait_for(self.channel.kill(), 10)
             try:  # bounded: a target API that hangs is one more failed try, not a stuck reattach
                 self.channel = await asyncio.wait_for(self.connect(False), CONNECT_TIMEOUT_S)
                 await self.channel.send(self._hello(self.last_seq, False))
