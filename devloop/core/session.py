@@ -148,6 +148,13 @@ class Session:
     def busy(self) -> bool:
         return self._pass_lock.locked()
 
+    @property
+    def running_cell(self) -> int | None:
+        """The cell running in the kernel now (also one another front end started), if any."""
+        if self._running_cell is not None:
+            return self._running_cell
+        return self._inherited[0] if self._inherited is not None else None
+
     def _log(self, message: str, level: str = "debug") -> None:
         self.emit(ev.Diagnostic(level=level, message=message))
 

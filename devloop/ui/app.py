@@ -672,7 +672,14 @@ class DevloopApp(App[int]):
 
     @property
     def running_cell(self) -> int | None:
-        """The cell running now (also one a previous front end started and this one inherited)."""
+        """The cell running now (also one a previous front end started and this one inherited):
+        the Session's word when there is one (the screen's states lag behind its events), else
+        what the screen shows (a stand-in session, fed events)."""
+        from devloop.core.session import Session  # loaded already when a real session runs
+
+        session = self.session
+        if isinstance(session, Session):
+            return session.running_cell
         return next((cell for cell, state in self.cell_states.items() if state == "running"), None)
 
     async def action_quit(self) -> None:
