@@ -195,10 +195,8 @@ class Server:
                     self.conn = None
                 _close(conn)
                 return
-            proto.sent_seq = proto.seq
             self.kernel.acked_seq = since
             proto.write = conn.sendall
-            self.kernel.link_lost = False
             self.kernel.last_activity = time.time()
 
     def detach(self, conn):

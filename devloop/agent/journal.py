@@ -100,15 +100,3 @@ class Journal:
             except OSError:
                 continue
         return found
-
-    def clear_log(self):
-        """Everything logged was delivered: start the detached log afresh."""
-        if self._log_fd is not None:
-            os.close(self._log_fd)
-            self._log_fd = None
-        for path in (self.log_path, (self.log_path or "") + ".1") if self.log_path else ():
-            try:
-                os.unlink(path)
-            except OSError:
-                pass
-        self._log_size = 0

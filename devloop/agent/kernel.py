@@ -124,7 +124,6 @@ class Protocol:
         self.on_broken = on_broken
         self.journal = journal
         self.seq = 0
-        self.sent_seq = 0  # the last seq handed to an attached front end's writer
 
     def emit(self, event):
         body = json.dumps(event, ensure_ascii=False, separators=(",", ":"))
@@ -140,7 +139,6 @@ class Protocol:
                 return
             try:
                 write(data)
-                self.sent_seq = self.seq
             except OSError:
                 self.write = None
                 self.on_broken(write)
@@ -270,7 +268,6 @@ class Kernel:
         self.running = None            # the tagged request running now: {id, tag, started}
         self.last_activity = time.time()
         self.started = time.time()
-        self.link_lost = False
         self.received_ids = collections.deque(maxlen=256)  # a reattaching client resends the rest
         self.acked_seq = 0  # the last event seq the attached front end said it received
 
@@ -348,8 +345,8 @@ class Kernel:
         os._exit(0)
 
     def _connection_broken(self, write):
-        """A session kernel's front end went away mid-write: it detached; the work goes on."""
-        self.link_lost = True
+        """A session kernel's front end went away mid-write: nothing to do here (Protocol stops
+        writing to it, and its reader sees the end and detaches it); the work goes on."""
 
     def _kill_group_now(self):
         """SIGKILL the `run` child's group without waiting (the process is about to exit)."""
@@ -392,8 +389,6 @@ class Kernel:
                     self.acked_seq = max(self.acked_seq, int(req.get("seq") or 0))
                 except (TypeError, ValueError):
                     pass
-            elif op == "status":
-                self.proto.emit(dict(self.status(), type="status"))
             else:
                 if op == "run":
                     with self.child_lock:

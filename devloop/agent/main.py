@@ -2,8 +2,7 @@
 
 Modes: `kernel` (the default; the exec/run protocol on stdin/stdout; `kernel --serve`: a session
 kernel detached from the channel, on a unix socket), `attach [--start]` (relay a front end to the
-session kernel of the cwd, starting one if asked), `session-info` (is a session kernel live
-here), `session-stop` (end it), `receive ROOT` (a sync tar stream on stdin, extracted safely under ROOT), `manifest ROOT`
+session kernel of the cwd, starting one if asked), `session-stop` (end it), `receive ROOT` (a sync tar stream on stdin, extracted safely under ROOT), `manifest ROOT`
 (print what devloop last synced there), `gpu` (print one GPU sample as JSON).
 """
 import sys
@@ -18,8 +17,6 @@ def main(argv=None):
         from .kernel import main as run
     elif mode == "attach":
         from .relay import attach_main as run
-    elif mode == "session-info":
-        from .relay import status_main as run
     elif mode == "session-stop":
         from .relay import stop_main as run
     elif mode == "receive":
@@ -29,7 +26,7 @@ def main(argv=None):
     elif mode == "gpu":
         from .gpu import gpu_main as run
     else:
-        sys.stderr.write("devloop agent: unknown mode %r (kernel, attach, session-info, session-stop, receive, manifest, gpu)\n" % mode)
+        sys.stderr.write("devloop agent: unknown mode %r (kernel, attach, session-stop, receive, manifest, gpu)\n" % mode)
         return 2
     return run(argv)
 

@@ -175,23 +175,6 @@ def _readline(stream, limit=1 << 16):
     return bytes(buf)
 
 
-def status_main(argv):
-    """`agent.pyz session-info`: the session files (no secret needed): for `devloop sessions`."""
-    info = None
-    try:
-        with open(wire.SESSION_FILE, "rb") as fh:
-            info = json.loads(fh.read().decode("utf-8", "replace"))
-    except (OSError, ValueError):
-        pass
-    live = False
-    sock = _connect()
-    if sock is not None:
-        live = True
-        sock.close()
-    _say({"type": "session_info", "live": live, "session": info, "exit": _last_exit()})
-    return 0
-
-
 def stop_main(argv):
     """`agent.pyz session-stop`: end the session kernel of the cwd and everything it started
     (its process group: SIGTERM, then SIGKILL after 3 s). For `devloop stop` when attaching is

@@ -17,7 +17,6 @@ OP_GPU = "gpu"              # start / stop GPU sampling
 OP_SHUTDOWN = "shutdown"    # end the kernel (and, for a session, the session)
 OP_HELLO = "hello"          # session: the first line on a connection (secret, last seq seen)
 OP_DETACH = "detach"        # session: this front end leaves; the kernel goes on
-OP_STATUS = "status"        # session: one `status` event (for `devloop sessions`)
 
 EV_READY = "ready"
 EV_OUT = "out"
@@ -29,7 +28,7 @@ EV_RELAY = "relay"          # the relay's own word: started / attached / no_sess
 EV_DETACHED = "detached"    # this connection was taken over by another front end
 EV_REFUSED = "refused"      # the hello was refused (wrong secret)
 EV_BYE = "bye"              # the kernel ends on purpose (shutdown, idle stop)
-EV_STATUS = "status"
+EV_STATUS = "status"        # the answer to a peek hello (`devloop sessions`)
 
 # -- sessions: files under the remote workdir ---------------------------------------------
 STATE_DIR = ".devloop"

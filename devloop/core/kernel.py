@@ -295,10 +295,6 @@ class SessionClient(KernelClient):
             hello["start"] = dict(self.start_settings)
         return (json.dumps(hello) + "\n").encode()
 
-    @property
-    def attached_to_existing(self) -> bool:
-        return not self.fresh
-
     # ------------------------------------------------------------------ reading
     async def _session_loop(self) -> None:
         try:
