@@ -101,18 +101,19 @@ def fail(message: str) -> int:
 def run_headless_session(args: argparse.Namespace,
                          body: Callable[[Any, asyncio.Event, Callable[[Any], None]], Awaitable[int]],
                          observe: Callable[[Any], None] | None = None, *, mode: str = "plain",
-                         leave_running: Callable[[Any], bool] = lambda session: False) -> int:
+                         leave_running: Callable[[Any], bool] = lambda session: False,
+                         resolved: tuple[Any, Any, Path | None] | None = None) -> int:
     """Resolve the target, start a Session in a host whose events go to `observe` (if any) and
     the headless reporter, then return `body(session, stop, emit)` (`emit` publishes through the
     host). Target and source errors become one line and exit 2; the target is always cleaned
-    up, whatever ends the run."""
+    up, whatever ends the run. `resolved`: (config, profile, file) the caller resolved already."""
     from devloop.core.host import SessionHost
     from devloop.core.session import SourceError
     from devloop.core.targets.base import TargetError
     from devloop.headless import Reporter
 
     try:
-        config, profile, file = resolve(args)
+        config, profile, file = resolved if resolved is not None else resolve(args)
     except UsageError as exc:
         return fail(str(exc))
     verbose = getattr(args, "verbose", 0) or 0

@@ -57,30 +57,34 @@ def run(args: argparse.Namespace) -> int:
             emit(ev.GpuSummary(gpus=tuple(rows)))
         return result.exit_code if result is not None else 0
 
-    handed = _hand_over(args, observe)
-    if handed is not None:
-        return handed
+    from devloop.commands._common import UsageError, resolve
+
+    try:
+        resolved = resolve(args)
+    except UsageError:
+        resolved = None  # run_headless_session reports it
+    if resolved is not None:
+        handed = _hand_over(args, resolved, observe)
+        if handed is not None:
+            return handed
     # a live session of this project + profile is attached to (and left running); without one
     # the kernel ends with the run: CI leaves nothing behind
-    return run_headless_session(args, body, observe, mode="auto",
+    return run_headless_session(args, body, observe, mode="auto", resolved=resolved,
                                 leave_running=lambda session: session.attached_existing)
 
 
-def _hand_over(args: argparse.Namespace, observe) -> int | None:  # noqa: ANN001
+def _hand_over(args: argparse.Namespace, resolved: tuple, observe) -> int | None:  # noqa: ANN001
     """When `devloop up` / `watch` runs for this project and profile, the run happens in its live
     kernel (the cells that changed or are not ok) and its events are printed here; None: no
     live front end answered, take the normal path."""
     from pathlib import Path
 
-    from devloop.commands._common import UsageError, resolve, run_async
+    from devloop.commands._common import run_async
     from devloop.core import control
     from devloop.core import events as ev
     from devloop.headless import Reporter
 
-    try:
-        config, profile, file = resolve(args)
-    except UsageError:
-        return None  # the normal path reports it
+    config, profile, _file = resolved
     root = Path(config.root)
     if not control.is_live(root, profile.name):
         return None
