@@ -20,6 +20,7 @@ import pytest
 
 from tests.clitools import devloop as _devloop
 from tests.clitools import pid_alive
+from tests.unit.test_sync_safety import snapshot  # the same tree snapshot as the local tests
 
 pytestmark = pytest.mark.ssh
 
@@ -44,23 +45,6 @@ def sync(proj: Path):
 def remote(ssh_project: Path) -> Path:
     """The remote workdir: the profile's `workdir:` (see conftest.ssh_project)."""
     return ssh_project.parent / "remote" / "work"
-
-
-def snapshot(folder: Path) -> dict:
-    """Everything under `folder` (links not followed): kind, content or target, mode, mtime."""
-    out = {}
-    for d, dirs, files in os.walk(folder):
-        for n in dirs + files:
-            p = os.path.join(d, n)
-            st = os.lstat(p)
-            if os.path.islink(p):
-                out[os.path.relpath(p, folder)] = ("link", os.readlink(p))
-            elif os.path.isdir(p):
-                out[os.path.relpath(p, folder)] = ("dir", st.st_mode)
-            else:
-                with open(p, "rb") as f:
-                    out[os.path.relpath(p, folder)] = ("file", f.read(), st.st_mode, st.st_mtime_ns)
-    return out
 
 
 # -- 1. a folder the host replaced by a symlink is a leaf ------------------------------------------
