@@ -151,8 +151,7 @@ class SessionHost:
         self.subscribe(listener)
 
         async def pump() -> None:
-            while True:
-                event = await queue.get()
+            while (event := await queue.get()) is not None:  # None: the run is over
                 await send(event.to_json())
 
         pumping = asyncio.create_task(pump())
@@ -160,9 +159,8 @@ class SessionHost:
             done = await self.create().run_outdated()
         finally:
             self.unsubscribe(listener)
-            while not queue.empty() and not pumping.done():
-                await asyncio.sleep(0.01)
-            pumping.cancel()
+            queue.put_nowait(None)
+        await pumping  # every event of the run is sent before its end
         await send({"done": done.exit_code})
 
     async def _stop_control(self) -> None:
