@@ -213,7 +213,8 @@ class KernelClient:
 
 
 ACK_EVERY_S = 0.2
-CONNECT_TIMEOUT_S = 60.0  # one try at opening a relay channel (a target restart included)
+CONNECT_TIMEOUT_S = 60.0
+START_TRIES = 3  # one try at opening a relay channel (a target restart included)
 
 
 class SessionRefused(TargetError):
@@ -274,19 +275,33 @@ class SessionClient(KernelClient):
         return f"{self.client_id}-{next(self._ids)}"
 
     async def start(self, timeout: float = 60.0, allow_start: bool = True) -> dict[str, Any]:
+        """Open a relay and wait for the kernel's `ready`. A try whose channel hangs (seen with
+        Kubernetes exec streams under load) is given up after a third of `timeout` and made
+        again: the relay attaches to the kernel a hung try may have started."""
         assert self.connect is not None
-        self.channel = await self.connect(allow_start)
-        loop = asyncio.get_running_loop()
-        self._ready = loop.create_future()
-        await self.channel.send(self._hello(None, allow_start))
-        self._reader = asyncio.create_task(self._session_loop(), name="devloop-session-reader")
-        try:
-            self.ready_info = await asyncio.wait_for(asyncio.shield(self._ready), timeout)
-        except asyncio.TimeoutError:
-            await self.channel.kill()
-            raise TargetError(f"the devloop session kernel did not answer within {timeout:.0f} s",
-                              hint="run with -v to see the agent's messages") from None
-        return self.ready_info
+        per_try = max(timeout / START_TRIES, 15.0)
+        for attempt in range(1, START_TRIES + 1):
+            self._ready = asyncio.get_running_loop().create_future()
+            self._closed, self.end_reason, self.end_info = False, None, {}
+            try:
+                self.channel = await asyncio.wait_for(self.connect(allow_start), per_try)
+                await self.channel.send(self._hello(None, allow_start))
+            except asyncio.TimeoutError:
+                continue
+            self._reader = asyncio.create_task(self._session_loop(), name="devloop-session-reader")
+            try:
+                self.ready_info = await asyncio.wait_for(asyncio.shield(self._ready), per_try)
+                return self.ready_info
+            except asyncio.TimeoutError:
+                self._reader.cancel()
+                with contextlib.suppress(BaseException):
+                    await self._reader
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(self.channel.kill(), 10)
+                if self._ready.done() and not self._ready.cancelled():
+                    self._ready.exception()  # retrieved: the next try reports, not this one
+        raise TargetError(f"the devloop session kernel did not answer within {START_TRIES} tries of "
+                          f"{per_try:.0f} s", hint="run with -v to see the agent's messages")
 
     def _hello(self, since: int | None, allow_start: bool) -> bytes:
         hello: dict[str, Any] = {"op": wire.OP_HELLO, "secret": self.secret, "since": since,
