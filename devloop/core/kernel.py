@@ -283,6 +283,9 @@ class SessionClient(KernelClient):
         for attempt in range(1, START_TRIES + 1):
             self._ready = asyncio.get_running_loop().create_future()
             self._closed, self.end_reason, self.end_info = False, None, {}
+            if attempt > 1:
+                self.on_link("starting", f"the session kernel did not answer within {per_try:.0f} s "
+                                         f"(try {attempt - 1} of {START_TRIES}): trying again on a new channel")
             try:
                 self.channel = await asyncio.wait_for(self.connect(allow_start), per_try)
                 await self.channel.send(self._hello(None, allow_start))

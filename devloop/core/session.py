@@ -433,8 +433,8 @@ class Session:
                 message="another devloop front end attached to this session and took it over; this one "
                         f"stops (the session goes on; `devloop attach -p {self.profile.name}` takes it back)"))
             return
-        self.emit(ev.TargetState(state="reconnecting", profile=self.profile.name, kind=self.profile.kind,
-                                 message=message))
+        self.emit(ev.TargetState(state="starting" if state == "starting" else "reconnecting",
+                                 profile=self.profile.name, kind=self.profile.kind, message=message))
 
     def _on_reattached(self, ready: dict) -> None:
         self.emit(ev.TargetState(state="ready", profile=self.profile.name, kind=self.profile.kind,

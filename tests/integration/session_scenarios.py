@@ -63,6 +63,11 @@ def wait_for(pred: Callable[[], bool], seconds: float, what: str) -> None:
     raise AssertionError(f"not within {seconds:.0f} s: {what}")
 
 
+# The first pass starts the target and the session kernel; a kernel start may take up to 3
+# tries of 20 s (core/kernel.py START_TRIES), so the first pass gets longer than the rest.
+FIRST_PASS_S = 150
+
+
 def stop_session(project: Path, profile: str) -> None:
     """`devloop stop -p PROFILE` (the finally of every scenario): bounded, never raising."""
     try:
@@ -93,7 +98,7 @@ def drop_reattaches(project: Path, profile: str, drop: Callable[[Watch], None], 
     nb.write_text(NB)
     w = Watch(project, "nb.py", "--profile", profile, timeout=timeout)
     try:
-        first = w.until(run_done)
+        first = w.until(run_done, timeout=FIRST_PASS_S)
         assert ran(first) == [0, 1], first
         x = x_value(first)
         kernel_pid = [e for e in first if e["event"] == "ready"][-1]["pid"]
@@ -139,7 +144,7 @@ def killed_front_end_detaches(project: Path, profile: str, leftovers: Callable[[
     w1 = Watch(project, "nb.py", "--profile", profile, timeout=timeout)
     w2 = None
     try:
-        first = w1.until(run_done)
+        first = w1.until(run_done, timeout=FIRST_PASS_S)
         assert ran(first) == [0, 1], first
         x = x_value(first)
         kernel_pid = [e for e in first if e["event"] == "ready"][-1]["pid"]
@@ -152,7 +157,7 @@ def killed_front_end_detaches(project: Path, profile: str, leftovers: Callable[[
         w1.proc.wait(timeout=30)
 
         w2 = Watch(project, "nb.py", "--profile", profile, timeout=timeout)
-        evs = w2.until(run_done)
+        evs = w2.until(run_done, timeout=FIRST_PASS_S)
         attached = [e for e in evs if e["event"] == "target" and e["state"] == "attached"]
         assert attached and "attached to the running session" in attached[0]["message"], evs
         assert [e["pid"] for e in evs if e["event"] == "ready"] == [kernel_pid]
@@ -200,7 +205,7 @@ def idle_stop_ends_it(project: Path, profile: str, gone: Callable[[], bool], sec
     nb.write_text(NB)
     w = Watch(project, "nb.py", "--profile", profile, timeout=timeout)
     try:
-        first = w.until(run_done)
+        first = w.until(run_done, timeout=FIRST_PASS_S)
         assert ran(first) == [0, 1], first
         assert not gone()
         w.proc.send_signal(signal.SIGKILL)

@@ -21,7 +21,6 @@ import atexit
 import json
 import os
 import secrets
-import threading
 import time
 import weakref
 from datetime import datetime, timezone
@@ -102,8 +101,7 @@ class KubernetesTarget(Target):
         self.pod_uid = ""
         self.lost_reason = ""  # why the previous pod went away (set when start() replaces it)
         self._api: Any = None  # CoreV1Api on the main ApiClient
-        self._exec_api: Any = None  # CoreV1Api on a client only exec uses (stream() swaps its transport)
-        self._exec_lock = threading.Lock()
+        self._exec_config: Any = None  # the Configuration each exec stream's own ApiClient is made from
         self._lock = asyncio.Lock()
         self._info: TargetInfo | None = None
         self._owned = False
@@ -126,7 +124,6 @@ class KubernetesTarget(Target):
         try:
             if have_file:
                 main = kconfig.new_client_from_config(config_file=files, context=p.context)
-                exec_client = kconfig.new_client_from_config(config_file=files, context=p.context)
                 contexts, active = kconfig.list_kube_config_contexts(config_file=files)
                 chosen = next((c for c in contexts if c["name"] == p.context), None) if p.context else active
                 self.context = (chosen or {}).get("name", "")
@@ -134,7 +131,7 @@ class KubernetesTarget(Target):
             elif os.environ.get("KUBERNETES_SERVICE_HOST") and not p.context:
                 cfg = client.Configuration()
                 kconfig.load_incluster_config(client_configuration=cfg)
-                main, exec_client = client.ApiClient(cfg), client.ApiClient(cfg)
+                main = client.ApiClient(cfg)
                 self.context = "in-cluster"
                 try:
                     ns = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace").read_text().strip()
@@ -150,7 +147,7 @@ class KubernetesTarget(Target):
                 hint="set `context:` to one of `kubectl config get-contexts`, or fix KUBECONFIG") from exc
         self.namespace = p.namespace or ns or "default"
         self._api = client.CoreV1Api(main)
-        self._exec_api = client.CoreV1Api(exec_client)
+        self._exec_config = main.configuration
 
     def _server(self) -> str:
         try:
@@ -363,14 +360,19 @@ class KubernetesTarget(Target):
 
     # ------------------------------------------------------------------ exec helpers (blocking)
     def _open_ws(self, command: list[str]) -> Any:
+        """Open one exec stream. Each has its own short-lived ApiClient: `stream()` swaps the
+        client's transport while it connects, and the websocket handshake has no timeout, so a
+        shared client (behind a lock) let one hung handshake block every later exec -- the retry
+        of a kernel start included. Now a hung open only holds its own thread."""
+        from kubernetes import client
         from kubernetes.client.exceptions import ApiException
         from kubernetes.stream import stream
 
+        api_client = client.ApiClient(self._exec_config)
         try:
-            with self._exec_lock:
-                return stream(self._exec_api.connect_get_namespaced_pod_exec, self.pod_name, self.namespace,
-                              command=command, container=CONTAINER, stdin=True, stdout=True, stderr=True,
-                              tty=False, _preload_content=False, binary=True)
+            return stream(client.CoreV1Api(api_client).connect_get_namespaced_pod_exec, self.pod_name,
+                          self.namespace, command=command, container=CONTAINER, stdin=True, stdout=True,
+                          stderr=True, tty=False, _preload_content=False, binary=True)
         except ApiException as exc:
             text = str(getattr(exc, "reason", "") or exc)
             if "403" in text.split("-+-+-")[0]:
@@ -383,6 +385,8 @@ class KubernetesTarget(Target):
                                  hint="the pod may have been deleted; devloop recreates it") from exc
         except OSError as exc:
             raise ConnectionLost(f"cannot reach the Kubernetes API at {self._server()}: {exc}") from exc
+        finally:
+            api_client.close()  # its HTTP pool; the websocket is the stream's own
 
     def _lost(self) -> ConnectionLost:
         return ConnectionLost(f"the exec stream into pod {self.pod_name} was cut (pod deleted or API unreachable)",
