@@ -2,8 +2,13 @@
 
 The format is the one Jupytext, VS Code and PyCharm read: a line starting (at column 0) with
 `# %%` or `#%%` opens a cell; text after it is the title, `[markdown]` / `[md]` (or `[raw]`) sets
-the cell type, and `key="value"` pairs are metadata. A marker inside a multi-line string, or an
-indented one, is not a boundary. A file with no marker is a script (one cell, rerun as a process).
+the cell type, and `key="value"` pairs (or a trailing JSON object) are metadata. nbconvert's and
+VS Code's other markers, `# In[3]:`, `# In[ ]:` and `# <codecell>` (`# <markdowncell>`,
+`# <rawcell>`), open cells too. A marker inside a multi-line string, or an indented one, is not a
+boundary. A file with no marker is a script (one cell, rerun as a process).
+
+A cell in another language (jupytext's `language="R"` metadata, or a first line `%%R`, `%%html`,
+`%%latex`, ...) is kind "other": it is not run, and `ParsedFile.skipped` lists it.
 
 `parse_cells` takes `str`: decoding the file (and what to do with bytes that are not UTF-8) is
 the caller's job. Everything here is pure: no I/O.
@@ -18,11 +23,19 @@ import io
 import json
 import re
 import tokenize
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Iterable, Sequence
 
 _MARKER = re.compile(r"^#\s*%%(?=$|[\s\[%])(.*)$")
-_CELL_TYPE = re.compile(r"\[(markdown|md|raw)\]")
+# nbconvert exports (`# In[3]:`, `# In[ ]:`) and the old IPython format (`# <codecell>`)
+_OTHER_MARKER = re.compile(r"^#\s*(?:In\s*\[[\d\s]*\]\s*:?|<(codecell|markdowncell|rawcell)>)\s*$")
+_CELL_TYPE = re.compile(r"\[(markdown|md|raw|code)\]")
+# cell magics that make a cell another language's (IPython, rpy2): skipped, never run as Python
+OTHER_LANGUAGES = frozenset({
+    "r", "html", "latex", "javascript", "js", "markdown", "svg", "perl", "ruby", "bash", "sh",
+    "script", "sql", "julia", "octave", "matlab", "scala", "sas",
+})
+_CELL_MAGIC = re.compile(r"^%%\s*([A-Za-z_][\w.-]*)")
 _METADATA = re.compile(
     r"""(?:^|\s)([A-Za-z_][\w.-]*)=("(?:[^"\\]|\\.)*"|'[^']*'|\[[^\]]*\]|\{[^}]*\}|\S+)"""
 )
@@ -44,8 +57,9 @@ class Cell:
     code_line: int
     code: str
     metadata: dict[str, Any] = field(default_factory=dict, hash=False)
-    kind: str = "code"  # "code" | "markdown" | "raw"
+    kind: str = "code"  # "code" | "markdown" | "raw" | "other" (another language: skipped)
     hash: str = ""
+    language: str = "python"  # of an "other" cell: "R", "html", ...
 
     @property
     def end_line(self) -> int:
@@ -59,13 +73,42 @@ class ParsedFile:
     all_cells: tuple[Cell, ...]  # every cell in file order, markdown included
     is_script: bool  # no marker at all: run the file as a script
 
+    @property
+    def skipped(self) -> tuple[Cell, ...]:
+        """Cells in another language (R, html, latex...): not run, reported as skipped."""
+        return tuple(c for c in self.all_cells if c.kind == "other")
+
 
 def cell_hash(code: str) -> str:
-    """sha256 of the code with trailing whitespace and trailing blank lines removed."""
-    lines = [line.rstrip() for line in _NEWLINE.split(code)]
-    while lines and not lines[-1]:
-        lines.pop()
-    return hashlib.sha256("\n".join(lines).encode("utf-8", "surrogatepass")).hexdigest()
+    """sha256 of the code's normal form (`normal_form`): a comment or whitespace edit keeps it."""
+    return hashlib.sha256(normal_form(code).encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def normal_form(code: str) -> str:
+    """What a cell's hash is taken of: its Python tokens without comments, blank lines and the
+    spacing between tokens (indentation counts as block structure only). The text of an IPython
+    magic line (`!cmd`, `%time ...`) is kept whole: there a `#` is not a comment. Code that
+    does not tokenize (half an edit) falls back to its lines without trailing whitespace."""
+    parts: list[str] = []
+    try:
+        for tok in tokenize.generate_tokens(io.StringIO(code).readline):
+            kind = tok.type
+            if kind in (tokenize.NL, tokenize.ENDMARKER):
+                continue
+            if kind == tokenize.COMMENT:
+                if tok.line.lstrip().startswith(("!", "%")):
+                    parts.append(tok.string)
+                continue
+            if kind in (tokenize.NEWLINE, tokenize.INDENT, tokenize.DEDENT):
+                parts.append(tokenize.tok_name[kind])
+            else:
+                parts.append(tok.string)
+    except (tokenize.TokenError, SyntaxError):
+        lines = [line.rstrip() for line in _NEWLINE.split(code)]
+        while lines and not lines[-1]:
+            lines.pop()
+        return "lines\n" + "\n".join(lines)
+    return "tokens\n" + "\x00".join(parts)
 
 
 def parse_cells(source: str) -> ParsedFile:
@@ -78,7 +121,7 @@ def parse_cells(source: str) -> ParsedFile:
     inside_string = _lines_inside_strings(source)
     markers = [
         n for n, text in enumerate(lines, 1)
-        if n not in inside_string and _MARKER.match(text)
+        if n not in inside_string and (_MARKER.match(text) or _OTHER_MARKER.match(text))
     ]
     if not markers:
         code, code_line = _trim(lines, 1)
@@ -94,14 +137,40 @@ def parse_cells(source: str) -> ParsedFile:
         index += 1
     for k, marker in enumerate(markers):
         end = markers[k + 1] - 1 if k + 1 < len(markers) else len(lines)
-        title, metadata, kind = _parse_marker(_MARKER.match(lines[marker - 1]).group(1))
+        title, metadata, kind = _parse_any_marker(lines[marker - 1])
         code, code_line = _trim(lines[marker:end], marker + 1)
-        all_cells.append(_make_cell(index if kind == "code" else -1, title, marker, code_line,
-                                    code, metadata, kind))
-        if kind == "code":
+        language = _other_language(code, metadata) if kind == "code" else None
+        cell = _make_cell(index if kind == "code" and not language else -1, title, marker,
+                          code_line, code, metadata, "other" if language else kind)
+        if language:
+            cell = replace(cell, language=language)
+        all_cells.append(cell)
+        if cell.kind == "code":
             index += 1
     code_cells = tuple(c for c in all_cells if c.kind == "code")
     return ParsedFile(cells=code_cells, all_cells=tuple(all_cells), is_script=False)
+
+
+def _other_language(code: str, metadata: dict[str, Any]) -> str | None:
+    """The language of a cell that is not Python (jupytext's `language="R"`, a `%%R` or
+    `%%html` first line), else None."""
+    language = metadata.get("language")
+    if isinstance(language, str) and language.strip().lower() not in ("", "python", "python3", "py"):
+        return language.strip()
+    first = code.lstrip("\n").split("\n", 1)[0].strip()
+    m = _CELL_MAGIC.match(first)
+    if m and m.group(1).lower() in OTHER_LANGUAGES:
+        return m.group(1)
+    return None
+
+
+def _parse_any_marker(line: str) -> tuple[str, dict[str, Any], str]:
+    m = _MARKER.match(line)
+    if m:
+        return _parse_marker(m.group(1))
+    other = _OTHER_MARKER.match(line)
+    kind = {"markdowncell": "markdown", "rawcell": "raw"}.get(other.group(1) or "", "code") if other else "code"
+    return "", {}, kind
 
 
 def _make_cell(index: int, title: str, marker_line: int, code_line: int, code: str,
@@ -128,9 +197,20 @@ def _parse_marker(rest: str) -> tuple[str, dict[str, Any], str]:
     kind = "code"
     m = _CELL_TYPE.search(rest)
     if m:
-        kind = "raw" if m.group(1) == "raw" else "markdown"
+        kind = {"raw": "raw", "code": "code"}.get(m.group(1), "markdown")
         rest = rest[: m.start()] + " " + rest[m.end():]
     metadata: dict[str, Any] = {}
+    brace = rest.find("{")
+    while brace >= 0:  # jupytext's cell_metadata_json: `# %% Title {"tags": ["parameters"]}`
+        try:
+            value = json.loads(rest[brace:])
+        except ValueError:
+            value = None
+        if isinstance(value, dict):
+            metadata.update(value)
+            rest = rest[:brace]
+            break
+        brace = rest.find("{", brace + 1)
     for m in _METADATA.finditer(rest):
         metadata[m.group(1)] = _metadata_value(m.group(2))
     title = _METADATA.sub(" ", rest)
@@ -241,6 +321,18 @@ class _NameFinder(ast.NodeVisitor):
 
     visit_Attribute = _mutation
     visit_Subscript = _mutation
+
+    def visit_Expr(self, node: ast.Expr) -> None:
+        """`model.fit(X, y)` as a statement at module level changes `model` (in-place): a method
+        call on a name counts as redefining the name, as an attribute or item assignment does."""
+        if self.scope is self.module and isinstance(node.value, ast.Call) \
+                and isinstance(node.value.func, ast.Attribute):
+            base: ast.AST = node.value.func
+            while isinstance(base, (ast.Attribute, ast.Subscript, ast.Call)):
+                base = base.func if isinstance(base, ast.Call) else base.value
+            if isinstance(base, ast.Name):
+                self.mutated.add(base.id)
+        self.generic_visit(node)
 
     def visit_AugAssign(self, node: ast.AugAssign) -> None:
         if isinstance(node.target, ast.Name):
@@ -367,11 +459,42 @@ class _NameFinder(ast.NodeVisitor):
         self._comprehension(node, [node.key, node.value])
 
 
+_MAGIC_ASSIGN = re.compile(r"^(\s*)([A-Za-z_][\w\s,.\[\]'\"]*?)\s*=\s*[!%]")
+_LINE_MAGIC = re.compile(r"^%([A-Za-z_]\w*)\s*(.*)$")
+
+
+def python_view(code: str) -> str:
+    """The cell as plain Python for name analysis: IPython magic lines become `pass` (keeping
+    the line count), `%time STMT` / `%timeit STMT` become STMT, `x = !cmd` becomes `x = None`,
+    and a first-line cell magic (`%%time`) is dropped, its body kept."""
+    out = []
+    for i, line in enumerate(code.split("\n")):
+        stripped = line.lstrip()
+        indent = line[: len(line) - len(stripped)]
+        if stripped.startswith("%%"):
+            out.append("" if i == 0 else indent + "pass")
+        elif stripped.startswith("%"):
+            m = _LINE_MAGIC.match(stripped)
+            if m and m.group(1) in ("time", "timeit", "prun") and m.group(2).strip():
+                out.append(indent + m.group(2))
+            else:
+                out.append(indent + "pass")
+        elif stripped.startswith("!") and not stripped.startswith("!="):
+            out.append(indent + "pass")
+        else:
+            m = _MAGIC_ASSIGN.match(line)
+            out.append(m.group(1) + m.group(2) + " = None" if m else line)
+    return "\n".join(out)
+
+
 def _analyse(code: str) -> _NameFinder | None:
     try:
         tree = ast.parse(code)
     except (SyntaxError, ValueError):  # ValueError: source with NUL bytes
-        return None
+        try:
+            tree = ast.parse(python_view(code))  # a cell with IPython magics
+        except (SyntaxError, ValueError):
+            return None
     finder = _NameFinder()
     finder.visit(tree)
     return finder
@@ -380,11 +503,21 @@ def _analyse(code: str) -> _NameFinder | None:
 def defined_names(code: str) -> frozenset[str]:
     """Names a cell binds at module level: assignments (incl. augmented, walrus, for / with-as
     targets), def / class, imports, `global` writes from functions, and the base name of
-    `x[...] = ...` / `x.attr = ...` (the cell changes x). A cell that does not parse: none."""
+    `x[...] = ...` / `x.attr = ...` / a statement `x.method(...)` (the cell changes x in
+    place). A cell that does not parse: none."""
     finder = _analyse(code)
     if finder is None:
         return frozenset()
     return frozenset(finder.module.bound | finder.global_defs | finder.mutated)
+
+
+def bound_names(code: str) -> frozenset[str]:
+    """Names a cell binds at module level (`defined_names` without the in-place changes): what
+    it leaves in the namespace, and so what becomes stale when it stops binding them."""
+    finder = _analyse(code)
+    if finder is None:
+        return frozenset()
+    return frozenset(finder.module.bound | finder.global_defs)
 
 
 def used_names(code: str) -> frozenset[str]:
