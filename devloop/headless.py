@@ -12,17 +12,14 @@ import json
 import os
 import re
 import sys
-from typing import IO
+import time
+from typing import IO, Callable
 
 from devloop.core import events as ev
-
-
-def _human_bytes(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1024 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} GB"
+from devloop.core.metrics import MetricHistory
+from devloop.core.units import human_bytes as _human_bytes
+from devloop.core.units import plural
+from devloop.headless_live import LiveLines
 
 
 def _ms(ms: float) -> str:
@@ -44,7 +41,8 @@ class Reporter:
     """Callable taking core events; writes them to stdout/stderr in the chosen format."""
 
     def __init__(self, *, json_lines: bool = False, verbose: int = 0, out: IO[str] | None = None,
-                 err: IO[str] | None = None, github: bool | None = None) -> None:
+                 err: IO[str] | None = None, github: bool | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.json = json_lines
         self.verbose = verbose
         self.out = out or sys.stdout
@@ -53,6 +51,13 @@ class Reporter:
         self._partial: dict[tuple[int, str], list[str]] = {}  # unfinished lines, in pieces
         self._titles: dict[int, str] = {}
         self._progress_shown = False
+        self._interrupted: set[int] = set()  # cells a KeyboardInterrupt ended
+        self._metrics = MetricHistory()  # [ui] metrics seen: last and best at the end of a run
+        # the unfinished lines shown while they change (in place on a terminal, every few
+        # seconds in a log): see headless_live.py
+        self.live = LiveLines(text_of=self._live_text, prefix=lambda key: self._prefix(key[0]),
+                              file_for=lambda key: self.err if key[1] == "stderr" else self.out,
+                              clock=clock)
 
     def __call__(self, event: ev.Event) -> None:
         if isinstance(event, ev.Diagnostic) and not self._wants(event):
@@ -82,18 +87,44 @@ class Reporter:
         self.out.flush()
 
     # ------------------------------------------------------------- readable text
+    @staticmethod
+    def _prefix(cell: int) -> str:
+        return f"[{cell}] " if cell >= 0 else "[target] "
+
     def _emit_line(self, cell: int, stream: str, line: str) -> None:
-        prefix = f"[{cell}] " if cell >= 0 else "[target] "
+        self.live.undraw()
         target = self.err if stream == "stderr" else self.out
-        target.write(prefix + line + "\n")
+        target.write(self._prefix(cell) + line + "\n")
+
+    def _live_text(self, key: tuple[int, str], bound: int | None = None) -> str | None:
+        """An unfinished line as a terminal shows it now (None: there is none). With `bound`, a
+        line of many pieces is given as its head and its last `bound` characters (enough to draw
+        it cut to a terminal's width; a 10 MB line is not joined at every chunk)."""
+        pieces = self._partial.get(key)
+        if not pieces:
+            return None
+        if bound is not None and len(pieces) > 8:
+            tail: list[str] = []
+            size = 0
+            for piece in reversed(pieces):
+                tail.append(piece)
+                size += len(piece)
+                if size >= bound:
+                    break
+            text = pieces[0][:bound] + "…" + "".join(reversed(tail))[-bound:].rstrip("\r")
+        else:
+            text = "".join(pieces).rstrip("\r")
+        return text[text.rfind("\r") + 1:] or None
 
     def _flush_partial(self, cell: int | None = None) -> None:
         for key in list(self._partial):
             if cell is None or key[0] == cell:
-                text = "".join(self._partial.pop(key)).rstrip("\r")
-                text = text[text.rfind("\r") + 1:]  # as a terminal shows it
-                if text:
+                text = self._live_text(key)
+                del self._partial[key]
+                # its final state, unless a timed print showed exactly that already
+                if text and text != self.live.printed_last(key):
                     self._emit_line(key[0], key[1], text)
+                self.live.finished(key)
 
     def _feed(self, cell: int, stream: str, chunk: str) -> None:
         """One chunk of output: complete lines are written, the unfinished tail is kept as a list
@@ -113,18 +144,32 @@ class Reporter:
                 lines[0] = head + lines[0]
                 del self._partial[key]
             pieces = None
-            for line in lines:
-                self._emit_line(cell, stream, line.rsplit("\r", 1)[-1])
+            last = self.live.printed_last(key)
+            for index, line in enumerate(lines):
+                line = line.rsplit("\r", 1)[-1]
+                if index or line != last or not line:  # else a timed print showed it already
+                    self._emit_line(cell, stream, line)
+            self.live.finished(key)
         if rest:
             cut = rest.rstrip("\r").rfind("\r")  # \r at the very end may yet start \r\n
             if cut >= 0:
                 self._partial[key] = [rest[cut + 1:]]
+            elif pieces and pieces[-1].endswith("\r") and rest.strip("\r"):
+                self._partial[key] = [rest]  # that \r was a carriage return, not half a \r\n
             elif pieces:
                 pieces.append(rest)
             else:
                 self._partial[key] = [rest]
+            self.live.changed(key)
 
     def _write_text(self, event: ev.Event) -> None:
+        self.live.undraw()  # a live line drawn on a terminal goes while other lines are written
+        try:
+            self._write_event(event)
+        finally:
+            self.live.redraw()
+
+    def _write_event(self, event: ev.Event) -> None:
         w = self.out.write
         if self._progress_shown and not isinstance(event, ev.SyncProgress):
             self.err.write("\n")
@@ -135,14 +180,21 @@ class Reporter:
             return
         if isinstance(event, ev.CellStart):
             self._flush_partial()
+            self._interrupted.discard(event.cell)
             title = f" {event.title}" if event.title else ""
             w(f"── cell {event.cell}{title} (line {event.line})\n")
         elif isinstance(event, ev.CellDone):
             self._flush_partial(event.cell)
-            mark = "ok" if event.ok else "FAILED"
+            mark = "ok" if event.ok else "interrupted" if event.cell in self._interrupted else "FAILED"
+            if event.exit_code is not None:  # sys.exit(code) in the cell ended the pass
+                mark = f"exited (sys.exit, code {event.exit_code})"
             w(f"── cell {event.cell} {mark} in {_ms(event.ms)}\n")
         elif isinstance(event, ev.CellError):
             self._flush_partial(event.cell)
+            if event.type == "KeyboardInterrupt":
+                self._interrupted.add(event.cell)
+            else:
+                self._interrupted.discard(event.cell)
             if event.traceback:
                 for line in event.traceback.rstrip("\n").split("\n"):
                     self.err.write(f"[{event.cell}] {line}\n")
@@ -151,10 +203,12 @@ class Reporter:
         elif isinstance(event, ev.RunDone):
             self._flush_partial()
             status = "ok" if event.ok else f"failed (exit code {event.exit_code})"
-            w(f"run {status}: {event.cells_run} cell{'s' if event.cells_run != 1 else ''} in {_ms(event.ms)}\n")
+            w(f"run {status}: {plural(event.cells_run, 'cell')} in {_ms(event.ms)}\n")
+            for line in self._metrics.summary_lines():
+                w(line + "\n")
         elif isinstance(event, ev.SyncDone):
             if event.files or event.deleted:
-                w(f"sync: {event.files} file{'s' if event.files != 1 else ''}, {_human_bytes(event.bytes)}, "
+                w(f"sync: {plural(event.files, 'file')}, {_human_bytes(event.bytes)}, "
                   f"{event.deleted} deleted in {_ms(event.ms)}\n")
         elif isinstance(event, ev.SyncProgress):
             if self.err.isatty():
@@ -178,6 +232,15 @@ class Reporter:
 
             for line in format_summary(event.gpus):
                 w(line + "\n")
+        elif isinstance(event, ev.Display):
+            self._flush_partial(event.cell)
+            if event.path:
+                w(f"{self._prefix(event.cell)}figure: {event.path}\n")
+            else:
+                for line in event.text.split("\n"):
+                    w(f"{self._prefix(event.cell)}{line}\n")
+        elif isinstance(event, ev.Metric):
+            self._metrics.add(event.metric, event.value)
         elif isinstance(event, ev.Diagnostic):
             self.err.write(f"devloop [{event.level}]: {event.message}\n")
         self.out.flush()

@@ -35,11 +35,15 @@ def register(parser: argparse.ArgumentParser) -> None:
 
 
 def _size(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1000 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    return f"{n:.1f} GB"  # pragma: no cover
+    from devloop.core.units import human_bytes  # the units the app and `run` print
+
+    return human_bytes(n)
+
+
+def _files(n: int) -> str:
+    from devloop.core.units import plural
+
+    return plural(n, "file")
 
 
 class _Progress:
@@ -81,7 +85,7 @@ class _Progress:
 
 def _print_plan(plan, verbose: int, dry: bool) -> None:
     verb = "would send" if dry else "sending"
-    print(f"{verb} {len(plan.copies)} files ({_size(plan.bytes_total)}), "
+    print(f"{verb} {_files(len(plan.copies))} ({_size(plan.bytes_total)}), "
           f"{'would delete' if dry else 'deleting'} {len(plan.deletes)}"
           + (f", {len(plan.mode_changes)} mode changes" if plan.mode_changes else ""))
     for mark, paths in (("+", plan.copies), ("-", plan.deletes), ("m", plan.mode_changes)):
@@ -127,7 +131,7 @@ def run(args: argparse.Namespace) -> int:
             if args.json:
                 print(json.dumps(done.to_json()))
             elif answer["files"] or answer["deleted"]:
-                print(f"synced {done.files} files ({_size(done.bytes)}), deleted {done.deleted} in {ms:.0f} ms "
+                print(f"synced {_files(done.files)} ({_size(done.bytes)}), deleted {done.deleted} in {ms:.0f} ms "
                       f"(by the running session)")
             else:
                 print(f"{profile.name}: up to date (checked by the running session)")
@@ -167,7 +171,7 @@ def run(args: argparse.Namespace) -> int:
             plan = await syncer.plan(scanned=manifest)
             if not args.json:
                 if plan.empty:
-                    print(f"{profile.name}: up to date ({len(manifest)} files)")
+                    print(f"{profile.name}: up to date ({_files(len(manifest))})")
                 else:
                     _print_plan(plan, verbose, dry=False)
             progress = _Progress(args.json)
@@ -181,7 +185,7 @@ def run(args: argparse.Namespace) -> int:
             if args.json:
                 print(json.dumps(done.to_json()))
             elif not plan.empty:
-                print(f"synced {stats.files} files ({_size(stats.bytes)}), deleted {stats.deleted} in {ms:.0f} ms")
+                print(f"synced {_files(stats.files)} ({_size(stats.bytes)}), deleted {stats.deleted} in {ms:.0f} ms")
             return 0
         except TargetError as exc:
             return fail(str(exc))

@@ -154,7 +154,8 @@ async def run_doctor(config: "Config", profile: "Profile") -> DoctorReport:
     try:
         target = create_target(profile, config)
         info = await target.start()
-        report.checks.append(Check("target started", True, f"{info.kind} {info.id}, workdir {info.workdir}"))
+        where = "this machine" if info.kind == "local" else f"{info.kind} {info.id}"
+        report.checks.append(Check("target started", True, f"{where}, workdir {info.workdir}"))
         channel = await target.spawn(target.agent_argv("kernel"), cwd=info.workdir)
         kernel = KernelClient(channel, on_output=lambda *_: None)
         try:
