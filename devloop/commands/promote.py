@@ -8,13 +8,16 @@ from pathlib import Path
 
 NAME = "promote"
 ORDER = 40
-HELP = "turn the working setup into a pipeline file (Argo Workflow, GitHub Actions); --check for drift"
+HELP = ("turn the working setup into a pipeline file (Argo Workflow, GitHub Actions, Kubeflow "
+        "PyTorchJob / TrainJob); --check for drift")
 DESCRIPTION = (
     "Write the pipeline that runs this project's [[stage]]s (or the entry file) at scale: the image "
     "pinned by digest (latest `devloop snapshot`, or the profile's pinned image), the code pinned at "
     "the git commit, resources, node selector, tolerations and env from the profile, secrets as "
-    "references. --commit commits the file; --check regenerates it and exits 1 with a diff when "
-    "the committed file drifted."
+    "references. A [[stage]] with nodes > 1 runs torchrun on every node: a Kubeflow PyTorchJob "
+    "(--target pytorchjob, or inside the Argo DAG), or a TrainJob (--target trainjob). --commit "
+    "commits the file; --check re-renders it with the profile the file records and exits 1 with "
+    "a diff when it drifted, or when the stage code changed after the pinned commit."
 )
 
 
@@ -22,8 +25,10 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-p", "--profile", metavar="P",
                         help="the profile whose image and resources the pipeline uses "
                              "(default: [project].profile)")
-    parser.add_argument("--target", choices=("argo", "github"), action="append",
-                        help="what to write; repeat for both (default: [promote].targets, else argo)")
+    parser.add_argument("--target", choices=("argo", "github", "pytorchjob", "trainjob"),
+                        action="append",
+                        help="what to write; repeat for several (default: [promote].targets, "
+                             "else argo); pytorchjob / trainjob write the multi-node stages")
     parser.add_argument("--name", metavar="N",
                         help="pipeline name (default: [promote].name, else the project name)")
     parser.add_argument("--out", metavar="DIR",
@@ -57,11 +62,14 @@ def run(args: argparse.Namespace) -> int:
                     print(f"devloop: note: {note}", file=sys.stderr)
                 if r.ok:
                     print(f"{_rel(r.path)}: up to date")
-                else:
-                    failed = True
+                    continue
+                failed = True
+                if r.diff:
                     sys.stdout.write(r.diff if r.diff.endswith("\n") else r.diff + "\n")
-                    print(f"devloop: {_rel(r.path)} drifted from devloop.toml / the profile -- fix: "
-                          f"run `devloop promote --commit`", file=sys.stderr)
+                for problem in r.problems:
+                    print(f"devloop: {problem}", file=sys.stderr)
+                what = "drifted from devloop.toml / the profile" if r.diff else "is out of date"
+                print(f"devloop: {_rel(r.path)} {what} -- fix: run `{r.fix}`", file=sys.stderr)
             return 1 if failed else 0
         results = promote_many(config, args.profile, args.target, name=args.name, out=args.out,
                                commit=args.commit, allow_dirty=args.allow_dirty,
@@ -71,6 +79,8 @@ def run(args: argparse.Namespace) -> int:
         return 2
     for w in results[0].warnings:
         print(f"devloop: warning: {w}", file=sys.stderr)
+    for line in results[0].resources:
+        print(line)
     for r in results:
         print(f"wrote {_rel(r.path)} ({r.target})")
     first = results[0]

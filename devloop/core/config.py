@@ -30,7 +30,8 @@ CONFIG_FILE = "devloop.toml"
 PROFILES_DIR = "profiles"
 PROFILE_KINDS = ("local", "docker", "ssh", "kubernetes")
 RERUN_POLICIES = ("linear", "reactive")
-PROMOTE_TARGETS = ("argo", "github")
+PROMOTE_TARGETS = ("argo", "github", "pytorchjob", "trainjob")
+IMAGE_MODES = ("auto", "kitty", "sixel", "halfblock", "off")  # [ui] images
 BUILT_IN = "<built-in>"
 
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
@@ -107,6 +108,7 @@ class RunConfig:
     rerun: str = "linear"  # "linear" | "reactive"
     env: Mapping[str, str] = field(default_factory=_no_entries)
     python: str | None = None  # kernel interpreter where the profile sets none (a profile's wins)
+    args: tuple[str, ...] = ()  # sys.argv[1:] of the file (`devloop run F -- ARGS` replaces them)
 
 
 @dataclass(frozen=True)
@@ -117,6 +119,8 @@ class GpuConfig:
 @dataclass(frozen=True)
 class UiConfig:
     scrollback: int = 10000
+    metrics: tuple[str, ...] = ()  # names whose numbers in the output are charted (`loss=0.1`)
+    images: str = "auto"  # inline images: auto | kitty | sixel | halfblock | off
 
 
 @dataclass(frozen=True)
@@ -124,6 +128,14 @@ class SessionConfig:
     """`[session]`: how long a kernel session with nobody attached and no cell running lives."""
 
     idle_stop_s: float = 2 * 3600.0  # `idle_stop = "2h"`; 0 = never stop on idle
+
+
+@dataclass(frozen=True)
+class PortsConfig:
+    """`[ports]`: local ports that reach ports in the target (devloop/core/ports/)."""
+
+    forward: tuple[str, ...] = ()  # "6006", "18888:8888" (LOCAL:REMOTE)
+    bind: str = "127.0.0.1"  # "0.0.0.0" opens the forwards to the network: an explicit opt-in
 
 
 @dataclass(frozen=True)
@@ -139,6 +151,7 @@ class Stage:
     memory: str | None = None
     env: Mapping[str, str] = field(default_factory=_no_entries)
     line: int | None = None  # line of the `[[stage]]` header in devloop.toml
+    nodes: int = 1  # machines a stage spans (promote: > 1 is a PyTorchJob / TrainJob); gpus is per node
 
 
 @dataclass(frozen=True)
@@ -146,6 +159,8 @@ class PromoteConfig:
     targets: tuple[str, ...] = ("argo",)
     out: str = "pipelines"
     name: str | None = None  # pipeline name (None: the project name)
+    github: Mapping[str, Any] = field(default_factory=_no_entries)  # [promote.github] runs_on
+    trainjob: Mapping[str, Any] = field(default_factory=_no_entries)  # [promote.trainjob] runtime
 
 
 @dataclass(frozen=True)
@@ -194,6 +209,7 @@ class Profile:
     runs_on: str | tuple[str, ...] | None = None  # GitHub runs-on label(s)
     snapshot_on_stop: bool = False
     idle_stop_s: float | None = None  # `idle_stop:` overrides [session].idle_stop; None: unset
+    forward: tuple[str, ...] = ()  # `forward:` adds to [ports].forward (same local port: replaces)
 
     def to_dict(self, *, only_set: bool = False) -> dict[str, Any]:
         """JSON-able view; with only_set, just the keys that differ from the defaults."""
@@ -217,6 +233,7 @@ class Config:
     gpu: GpuConfig = GpuConfig()
     ui: UiConfig = UiConfig()
     session: SessionConfig = SessionConfig()
+    ports: PortsConfig = PortsConfig()
     stages: tuple[Stage, ...] = ()
     promote: PromoteConfig = PromoteConfig()
     profile_line: int | None = field(default=None, repr=False, compare=False)  # [project].profile
@@ -280,6 +297,7 @@ class Config:
             "gpu": _plain(self.gpu),
             "ui": _plain(self.ui),
             "session": _plain(self.session),
+            "ports": _plain(self.ports),
             "stages": [_plain(s) for s in self.stages],
             "promote": _plain(self.promote),
         }
@@ -705,18 +723,52 @@ _PROJECT = {"name": _nonempty_str, "entry": _nonempty_str, "profile": _nonempty_
 # debounce: at most 10 s (a day of debounce never reruns and holds SIGTERM with it)
 _SYNC = {"dest": _nonempty_str, "exclude": _list_of(_exclude_pattern),
          "debounce_ms": _int_between(0, 10_000, 50, " ms")}
-_RUN = {"rerun": _choice(RERUN_POLICIES), "env": _env, "python": _nonempty_str}
+_RUN = {"rerun": _choice(RERUN_POLICIES), "env": _env, "python": _nonempty_str, "args": _list_of(_str)}
 _GPU = {"interval_ms": _int_between(50, 60_000, 1000, " ms")}
-_UI = {"scrollback": _int_between(100, 10_000_000, 10000)}
+_UI = {"scrollback": _int_between(100, 10_000_000, 10000), "metrics": _list_of(_nonempty_str),
+       "images": _choice(IMAGE_MODES)}
 _SESSION = {"idle_stop": _duration}
+
+
+def _forward_spec(src: _Source, path: tuple, value: Any) -> str:
+    """A port forward: 6006, "6006" or "LOCAL:REMOTE" (devloop.core.ports.spec)."""
+    from devloop.core.ports.spec import parse_spec
+
+    try:
+        return parse_spec(value).text
+    except ValueError as exc:
+        raise src.error(path, str(exc), hint='write e.g. "6006" or "18888:8888" (LOCAL:REMOTE)') from None
+
+
+def _bind_address(src: _Source, path: tuple, value: Any) -> str:
+    import ipaddress
+
+    text = _nonempty_str(src, path, value)
+    if text != "localhost":
+        try:
+            ipaddress.ip_address(text)
+        except ValueError:
+            raise src.error(path, f"'{_label(path)}' must be an IP address of this machine, not {text!r}",
+                            hint='write bind = "127.0.0.1" (the default), or "0.0.0.0" to open the '
+                                 "forwards to the network") from None
+    return text
+
+
+_PORTS = {"forward": _list_of(_forward_spec, allow_single=True), "bind": _bind_address}
 _STAGE = {
     "name": _nonempty_str, "run": _nonempty_str, "needs": _list_of(_str, allow_single=True),
     "outputs": _list_of(_str, allow_single=True), "gpus": _stage_gpus,
     "cpu": _quantity("4"), "memory": _memory("16Gi"), "env": _env,
+    "nodes": _int_between(1, 4096, 2),
 }
 _PROMOTE = {"targets": _list_of(_choice(PROMOTE_TARGETS), allow_single=True),
-            "out": _nonempty_str, "name": _nonempty_str}
-_TOP = ("project", "sync", "run", "gpu", "ui", "session", "stage", "promote")
+            "out": _nonempty_str, "name": _nonempty_str,
+            # sub-tables of [promote]; validators looked up at call time (defined further down)
+            "github": lambda src, path, v: MappingProxyType(_table(
+                src, path, v, {"runs_on": _runs_on}, what="[promote.github]")),
+            "trainjob": lambda src, path, v: MappingProxyType(_table(
+                src, path, v, {"runtime": _nonempty_str}, what="[promote.trainjob]"))}
+_TOP = ("project", "sync", "run", "gpu", "ui", "session", "ports", "stage", "promote")
 
 
 def find_config_file(start: Path) -> Path | None:
@@ -834,6 +886,7 @@ def _build_config(file: Path, text: str, data: Mapping[str, Any]) -> Config:
     gpu = _table(src, ("gpu",), data.get("gpu", {}), _GPU, what="[gpu]")
     ui = _table(src, ("ui",), data.get("ui", {}), _UI, what="[ui]")
     session = _table(src, ("session",), data.get("session", {}), _SESSION, what="[session]")
+    ports = _table(src, ("ports",), data.get("ports", {}), _PORTS, what="[ports]")
     promote = _table(src, ("promote",), data.get("promote", {}), _PROMOTE, what="[promote]")
     stages = _stages(src, data.get("stage", []))
 
@@ -850,6 +903,7 @@ def _build_config(file: Path, text: str, data: Mapping[str, Any]) -> Config:
         gpu=GpuConfig(**gpu),
         ui=UiConfig(**ui),
         session=SessionConfig(**{"idle_stop_s": session["idle_stop"]} if session else {}),
+        ports=PortsConfig(**ports),
         stages=stages,
         promote=PromoteConfig(**promote),
         profile_line=src.lines.get(("project", "profile")),
@@ -1061,6 +1115,7 @@ def _env_from_secret(src: _Source, path: tuple, value: Any) -> str | Mapping[str
 _COMMON = {
     "kind": _choice(PROFILE_KINDS), "env": _env, "setup": _nonempty_str, "python": _nonempty_str,
     "gpus": _gpus, "runs_on": _runs_on, "snapshot_on_stop": _bool, "idle_stop": _duration,
+    "forward": _list_of(_forward_spec, allow_single=True),
 }
 _DOCKER_KEYS = {
     "workdir": _abs_posix, "keep": _bool, "image": _nonempty_str, "build": _docker_build,

@@ -18,6 +18,7 @@ from devloop.core.promote import argo, github, yamltext
 from devloop.core.promote.check import drift, substance
 from devloop.core.promote.model import (CodeRef, Provenance, StageSpec, TargetSpec,
                                         build_pipeline)
+from devloop.core.promote.service import render
 from devloop.core.promote.validate import argo_problems, github_problems
 
 HERE = Path(__file__).resolve().parent.parent
@@ -94,13 +95,13 @@ def gh_doc(tmp_path: Path) -> dict:
 
 
 def test_argo_golden(tmp_path: Path):
-    golden("two_stage_gpu.argo.yaml", yamltext.dump(argo.to_workflow(two_stage_gpu(tmp_path)),
-                                                    header=argo.HEADER.format(path="mnist.argo.yaml")))
+    golden("two_stage_gpu.argo.yaml",
+           render(two_stage_gpu(tmp_path), "argo", Path("pipelines/mnist.argo.yaml"))[0])
 
 
 def test_github_golden(tmp_path: Path):
-    golden("two_stage_gpu.github.yml", yamltext.dump(github.to_workflow(two_stage_gpu(tmp_path)),
-                                                     header=github.HEADER))
+    golden("two_stage_gpu.github.yml",
+           render(two_stage_gpu(tmp_path), "github", Path(".github/workflows/mnist.yml"))[0])
 
 
 def test_output_is_byte_stable(tmp_path: Path):
@@ -190,11 +191,11 @@ def test_github_shape(tmp_path: Path):
     jobs = gh_doc(tmp_path)["jobs"]
     assert jobs["train"]["needs"] == ["prepare-data"]
     assert jobs["train"]["runs-on"] == ["self-hosted", "gpu"]
-    assert jobs["train"]["container"] == {"image": IMAGE, "options": "--gpus all"}
+    assert jobs["train"]["container"] == {"image": IMAGE, "options": "--gpus 1"}
     assert "options" not in jobs["prepare-data"]["container"]
     assert jobs["train"]["env"]["WANDB_API_KEY"] == "${{ secrets.WANDB_API_KEY }}"
     runs = [s.get("run", "") for s in jobs["prepare-data"]["steps"]]
-    assert "devloop run --profile local prep.py" in runs
+    assert "python prep.py" in runs  # the image's Python: never devloop from a package index
     train_steps = jobs["train"]["steps"]
     assert train_steps[0]["with"]["ref"] == "c" * 40
     assert any(s.get("uses", "").startswith("actions/download-artifact") for s in train_steps)

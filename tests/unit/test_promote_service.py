@@ -44,6 +44,7 @@ image: {image}
 gpus: 1
 cpu: "4"
 memory: 16Gi
+runs_on: [self-hosted, gpu]
 env:
   WANDB_PROJECT: mnist
 """
@@ -119,7 +120,7 @@ def test_check_reports_drift_with_a_diff(project: Path):
     assert not argo_res.ok
     assert "-            nvidia.com/gpu: '1'" in argo_res.diff
     assert "+            nvidia.com/gpu: '2'" in argo_res.diff
-    assert gh_res.ok  # GitHub jobs ask for "--gpus all" either way
+    assert not gh_res.ok and "+      options: --gpus 2" in gh_res.diff  # the count, not "all"
 
 
 def test_check_notices_changed_cells(project: Path):
@@ -191,7 +192,8 @@ def test_unpinned_tag_is_an_error_naming_the_profile_field(project: Path):
         promote(cfg(project))
     text = str(info.value)
     assert "k8s-gpu.yaml" in text and "field 'image'" in text
-    assert "devloop snapshot" in text and "name@sha256:" in text
+    # a kubernetes profile cannot take snapshots (only docker ones do): advice that converges
+    assert "devloop snapshot" not in text and "name@sha256:" in text
 
 
 def test_allow_unpinned_warns(project: Path):

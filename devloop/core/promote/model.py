@@ -67,6 +67,7 @@ class StageSpec:
     memory: Any = None
     env: Mapping[str, str] = field(default_factory=dict)
     line: int | None = None
+    nodes: int = 1  # machines the stage spans; gpus is per node
 
 
 @dataclass(frozen=True)
@@ -87,6 +88,11 @@ class TargetSpec:
     runs_on: Any = None
     service_account: str = ""
     workdir: str = ""
+    kind: str = ""  # the profile's kind (local, docker, ssh, kubernetes): advice depends on it
+    shm_size: Any = None  # /dev/shm size (a pipeline pod gets it as a Memory emptyDir)
+    runs_on_field: str = "runs_on"  # where runs_on came from, for errors ("[promote.github] runs_on")
+    runs_on_file: str = ""
+    trainjob_runtime: str = "torch-distributed"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -97,9 +103,10 @@ class TargetSpec:
 class Resources:
     """Kubernetes-style quantities, already strings (`"1"`, `"4"`, `"16Gi"`); "" when unset."""
 
-    gpus: str = ""
+    gpus: str = ""  # per node
     cpu: str = ""
     memory: str = ""
+    gpus_from: str = ""  # "stage" | "profile" | "" (none): promote prints where a GPU came from
 
 
 @dataclass(frozen=True)
@@ -117,8 +124,11 @@ class Step:
     env: tuple[tuple[str, str], ...] = ()
     secret_env: tuple[SecretRef, ...] = ()
     secret_env_from: tuple[str, ...] = ()  # whole secrets as env (Argo envFrom)
-    file: str = ""  # the user's file this step runs, for `devloop run` in GitHub
+    file: str = ""  # the user's file this step runs (the script, or a module's file)
     cells: tuple[int, int] | None = None
+    nodes: int = 1
+    module: str = ""  # `python -m MODULE ...`: the module (torchrun runs it with -m)
+    args: tuple[str, ...] = ()  # arguments after the script / module
 
 
 @dataclass(frozen=True)
@@ -156,6 +166,10 @@ class Pipeline:
     image_pull_secrets: tuple[str, ...] = ()
     service_account: str = ""
     runs_on: tuple[str, ...] | str = "ubuntu-latest"
+    runs_on_set: bool = False  # runs_on came from the profile or [promote.github], not the default
+    runs_on_where: str = ""  # "profiles/x.yaml field 'runs_on'": for errors
+    shm_size: str = ""  # Kubernetes quantity for /dev/shm ("" = the runtime's default)
+    trainjob_runtime: str = "torch-distributed"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -227,9 +241,12 @@ def gpu_count(value: Any, *, fld: str, file: str, line: int | None = None) -> st
         return "" if int(text) == 0 else str(int(text))
     if "," in text and all(p.strip().isdigit() for p in text.split(",")):
         return str(len(text.split(",")))
+    where = "gpus = N on the [[stage]] in devloop.toml" if file.endswith(".toml") else \
+        f"gpus: N in {file}, or gpus = N on the [[stage]] in devloop.toml"
     raise PromoteError(
-        f"{value!r} says which GPUs to use on one machine, but a pipeline pod needs a count",
-        file=file, line=line, field=fld, hint="set gpus: 1 (or the number the job needs)")
+        f"{value!r} says which GPUs to use on one machine, but a pipeline pod asks for a count",
+        file=file, line=line, field=fld,
+        hint=f"set {where} (N = the GPUs the job needs; `devloop gpu` shows what the machine has)")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -295,6 +312,36 @@ def _stage_command(stage: StageSpec, root: Path | None, file: str) -> tuple[tupl
     if len(words) > 1 and words[0].endswith(".py") and root is not None and (root / words[0]).is_file():
         return (("python", *words), "", words[0], None)
     return (("sh", "-c", run), "", "", None)
+
+
+def _python_entry(argv: tuple[str, ...], root: Path | None) -> tuple[str, str, tuple[str, ...]]:
+    """(script, module, args) when a stage's command runs Python code torchrun can launch:
+    `python FILE ARGS` or `python -m MODULE ARGS` (also written inside `sh -c`); else ("", "", ())."""
+    words = list(argv)
+    if words[:2] == ["sh", "-c"]:
+        try:
+            words = shlex.split(words[2])
+        except ValueError:
+            return "", "", ()
+    if not words or words[0] not in ("python", "python3"):
+        return "", "", ()
+    rest = words[1:]
+    if len(rest) >= 2 and rest[0] == "-m":
+        return "", rest[1], tuple(rest[2:])
+    if rest and rest[0].endswith(".py"):
+        return rest[0], "", tuple(rest[1:])
+    return "", "", ()
+
+
+def module_file(module: str, root: Path | None) -> str:
+    """The project-relative file of a local module (`pkg.train` -> pkg/train.py), else ""."""
+    if root is None or not module:
+        return ""
+    base = Path(*module.split("."))
+    for cand in (base.with_suffix(".py"), base / "__main__.py", base / "__init__.py"):
+        if (root / cand).is_file():
+            return cand.as_posix()
+    return ""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -364,10 +411,27 @@ def build_pipeline(
                                    hint='use a relative path such as "out/model.pt"')
         check_inline_env(st.env or {}, file=config_file, line=st.line, field_prefix="env")
         argv, script, user_file, cells = _stage_command(st, root, config_file)
+        nodes = int(st.nodes or 1)
+        py_file, module, args = _python_entry(argv, root)
+        if not user_file and module:
+            user_file = module_file(module, root)
+        if nodes < 1:
+            raise PromoteError(f"stage {st.name!r} has nodes = {nodes}", file=config_file,
+                               line=st.line, field="nodes", hint="set nodes = 1 or more")
+        if nodes > 1 and not (py_file or module):
+            why = ("its cells are inlined into the pipeline" if cells else
+                   "torchrun launches a Python script or module, not a shell command")
+            raise PromoteError(
+                f"stage {st.name!r} spans {nodes} nodes but runs {st.run!r}: {why}",
+                file=config_file, line=st.line, field="run",
+                hint='run a script ("train.py", "train.py --epochs 3") or a module '
+                     '("python -m pkg.train") on a multi-node stage')
         gpus = st.gpus if st.gpus is not None else target.gpus
         gfile, gline = (config_file, st.line) if st.gpus is not None else (target.file, None)
+        gcount = gpu_count(gpus, fld="gpus", file=gfile, line=gline)
         res = Resources(
-            gpus=gpu_count(gpus, fld="gpus", file=gfile, line=gline),
+            gpus=gcount,
+            gpus_from=("" if not gcount else "stage" if st.gpus is not None else "profile"),
             cpu=quantity(st.cpu if st.cpu is not None else target.cpu, fld="cpu",
                          file=config_file if st.cpu is not None else target.file,
                          line=st.line if st.cpu is not None else None),
@@ -383,17 +447,18 @@ def build_pipeline(
             needs=tuple(by_stage[d] for d in st.needs), outputs=tuple(st.outputs),
             resources=res, env=tuple(sorted(env.items())), secret_env=secret_refs,
             secret_env_from=whole_secrets,
-            file=user_file, cells=cells,
+            file=user_file, cells=cells, nodes=nodes, module=module, args=args,
         ))
     _check_acyclic(steps, config_file)
     _check_output_names(steps, config_file)
 
     if not image:
         raise PromoteError("no image to run the pipeline in", file=target.file, field="image",
-                           hint="run `devloop snapshot` or pin `image: name@sha256:...`")
+                           hint=image_hint(target.kind, target.file))
     runs_on = target.runs_on if target.runs_on else "ubuntu-latest"
     if isinstance(runs_on, (list, tuple)):
         runs_on = tuple(str(r) for r in runs_on)
+    shm = quantity(target.shm_size, fld="shm_size", file=target.file, memory=True)
     return Pipeline(
         name=pname,
         image=image,
@@ -406,7 +471,23 @@ def build_pipeline(
         image_pull_secrets=tuple(target.image_pull_secrets or ()),
         service_account=target.service_account or "",
         runs_on=runs_on,
+        runs_on_set=bool(target.runs_on),
+        runs_on_where=f"{target.runs_on_file or target.file} field '{target.runs_on_field}'",
+        shm_size=shm,
+        trainjob_runtime=target.trainjob_runtime or "torch-distributed",
     )
+
+
+def image_hint(kind: str, profile_file: str) -> str:
+    """How to get a pinned image for a profile of this kind (advice that a user can follow:
+    `devloop snapshot` only for docker profiles, which is all it supports)."""
+    pin = f"pin `image: name@sha256:...` in {profile_file}"
+    if kind == "docker":
+        return f"run `devloop snapshot` (then push the image), or {pin}"
+    if kind == "local":
+        return (f"a pipeline runs in a container and this profile runs on this machine: promote "
+                f"a container profile (devloop promote --profile docker-gpu), or {pin}")
+    return pin + " (`docker inspect --format '{{index .RepoDigests 0}}' IMAGE` shows it)"
 
 
 def _camel_keys(mapping: Mapping[str, Any]) -> dict[str, Any]:

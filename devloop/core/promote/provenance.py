@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from devloop.core.promote.model import PromoteError
+from devloop.core.promote.model import PromoteError, image_hint
 
 _DIGEST_REF = re.compile(r"^[^@\s]+@sha256:[0-9a-f]{64}$")
 SNAPSHOT_LOG = ".devloop/snapshots.jsonl"
@@ -117,10 +117,10 @@ def is_pinned(ref: str) -> bool:
 
 
 def pin_image(root: Path, profile: str, profile_image: str, profile_file: str,
-              *, allow_unpinned: bool) -> PinnedImage:
+              *, allow_unpinned: bool, kind: str = "") -> PinnedImage:
     """The image the pipeline runs: the latest snapshot's digest, else the profile's pinned image."""
     snap = latest_snapshot(root, profile)
-    fix = "run `devloop snapshot` or pin `image: name@sha256:...` in the profile"
+    fix = image_hint(kind, profile_file)
     repo_digest = str((snap or {}).get("repo_digest") or "")
     if snap and is_pinned(repo_digest):
         return PinnedImage(repo_digest, repo_digest.split("@", 1)[1], "snapshot")
@@ -146,3 +146,49 @@ def pin_image(root: Path, profile: str, profile_image: str, profile_file: str,
                                    f"run a different image than the one you tested")
     raise PromoteError(f"image {profile_image!r} is a tag, not pinned by digest", file=profile_file,
                        field="image", hint=fix + " (or pass --allow-unpinned)")
+
+
+# ---------------------------------------------------------------------------------------------
+# what a pinned commit can and cannot promise
+
+
+def untracked(top: Path, paths: Sequence[str]) -> list[str]:
+    """The paths (relative to `top`) that git does not track."""
+    if not paths:
+        return []
+    tracked = set(git(top, "ls-files", "-z", "--", *paths, check=False).split("\0"))
+    return [p for p in paths if p not in tracked]
+
+
+def on_remote_branch(top: Path, commit: str) -> bool | None:
+    """Whether a remote-tracking branch contains `commit` (None: no remote-tracking branches
+    at all, so nothing can be said)."""
+    if not git(top, "branch", "-r", check=False).strip():
+        return None
+    return bool(git(top, "branch", "-r", "--contains", commit, check=False).strip())
+
+
+def has_commit(top: Path, commit: str) -> bool:
+    return subprocess.run(["git", "-C", str(top), "cat-file", "-e", f"{commit}^{{commit}}"],
+                          capture_output=True).returncode == 0
+
+
+def changed_since(top: Path, commit: str, paths: Sequence[str]) -> list[str]:
+    """Which of `paths` differ between `commit` and the working tree (committed or not), plus
+    those that did not exist at `commit`."""
+    if not paths:
+        return []
+    out = git(top, "diff", "--name-only", "-z", commit, "--", *paths, check=False).split("\0")
+    changed = {p for p in out if p}
+    at_commit = set(git(top, "ls-tree", "-r", "-z", "--name-only", commit, "--", *paths,
+                        check=False).split("\0"))
+    changed |= {p for p in paths if p not in at_commit and (top / p).exists()}
+    return sorted(changed)
+
+
+def is_tracked(top: Path, path: Path) -> bool:
+    try:
+        rel = str(path.resolve().relative_to(top.resolve()))
+    except ValueError:
+        return False
+    return bool(git(top, "ls-files", "--", rel, check=False).strip())
