@@ -22,17 +22,26 @@ DESCRIPTION = (
 def register(parser: argparse.ArgumentParser) -> None:
     add_target_args(parser)
     add_json_arg(parser)
+    parser.add_argument("--junit", metavar="XML",
+                        help="also write the run as JUnit XML to this file (one testcase per code "
+                             "cell, failures with file:line and traceback; for GitLab, Jenkins and "
+                             "GitHub test reports). Under GITHUB_ACTIONS=true a Markdown summary is "
+                             "appended to $GITHUB_STEP_SUMMARY either way")
 
 
 def run(args: argparse.Namespace) -> int:
     from devloop.core import events as ev
     from devloop.core.gpu import GpuStats
 
+    from devloop.commands._run_report import RunReport
+
     stats = GpuStats()
+    report = RunReport(args)
 
     def observe(event: ev.Event) -> None:
         if isinstance(event, ev.GpuSample):
             stats.add(event)
+        report(event)
 
     async def body(session, stop: asyncio.Event, emit) -> int:  # noqa: ANN001 - Session, Emit
         run_task = asyncio.create_task(session.first_pass())
@@ -66,11 +75,12 @@ def run(args: argparse.Namespace) -> int:
     if resolved is not None:
         handed = _hand_over(args, resolved, observe)
         if handed is not None:
-            return handed
+            return report.finish(handed, resolved)
     # a live session of this project + profile is attached to (and left running); without one
     # the kernel ends with the run: CI leaves nothing behind
-    return run_headless_session(args, body, observe, mode="auto", resolved=resolved,
+    code = run_headless_session(args, body, observe, mode="auto", resolved=resolved,
                                 leave_running=lambda session: session.attached_existing)
+    return report.finish(code, resolved)
 
 
 def _hand_over(args: argparse.Namespace, resolved: tuple, observe) -> int | None:  # noqa: ANN001

@@ -169,6 +169,18 @@ class GpuSummary(Event):
 
 
 @dataclass(frozen=True)
+class RunRecorded(Event):
+    """A pass ended and its record went to `.devloop/runs.jsonl` (core/runs): the run id and the
+    whole record, for front ends that report it (JUnit, a CI step summary). `path` is "" when
+    the record could not be written (the reason came as a warning)."""
+
+    name: ClassVar[str] = "run_recorded"
+    run_id: str
+    record: dict = field(default_factory=dict)
+    path: str = ""
+
+
+@dataclass(frozen=True)
 class Diagnostic(Event):
     """What devloop does, for `-v` (profile resolved, sync plans, agent messages)."""
 

@@ -36,28 +36,37 @@ MakeSession = Callable[[ev.Emit], "Session"]
 class SessionHost:
     """Owns one Session: creates, starts and closes it, and fans its events out to listeners."""
 
-    def __init__(self, make_session: MakeSession, *, control: tuple[Path, str] | None = None) -> None:
+    def __init__(self, make_session: MakeSession, *, control: tuple[Path, str] | None = None,
+                 recorder: Any = None) -> None:
         """`control`: (project root, profile) -- serve the local control socket there once
-        started, so `devloop sync` / `run` hand their work to this live session."""
+        started, so `devloop sync` / `run` hand their work to this live session. `recorder`: a
+        core.runs RunRecorder that hears every event first; close / detach wait for its records."""
         self._make_session = make_session
         self._control_at = control
         self._control: Any = None
         self._session: Session | None = None
         self._listeners: list[ev.Emit] = []
         self._closed = False
+        self.recorder = recorder  # hears every event before the listeners (not one of them)
+        if recorder is not None:
+            recorder.bind(lambda: self._session, self.publish)
 
     @classmethod
     def for_profile(cls, config: Any, profile: Any, file: Path | None, *, verbose: int = 0,
-                    mode: str = "plain") -> SessionHost:
+                    mode: str = "plain", forward: tuple[str, ...] = ()) -> SessionHost:
         """A host for a Session on `profile` running `file` (all resolved by the caller);
-        `mode` as Session's: "session" (the kernel outlives this front end), "auto", "plain"."""
+        `mode` as Session's: "session" (the kernel outlives this front end), "auto", "plain";
+        `forward`: the command line's `--forward` specs (over [ports] and the profile's)."""
 
         def make(emit: ev.Emit) -> Session:
             from devloop.core.session import Session
 
-            return Session(config, profile, file, emit, verbose=verbose, mode=mode)
+            return Session(config, profile, file, emit, verbose=verbose, mode=mode, forward=tuple(forward))
 
-        return cls(make, control=(Path(config.root), profile.name) if mode == "session" else None)
+        from devloop.core.runs.record import RunRecorder
+
+        return cls(make, control=(Path(config.root), profile.name) if mode == "session" else None,
+                   recorder=RunRecorder(config, profile, file, mode=mode))
 
     # ----------------------------------------------------------------- listeners
     def subscribe(self, listener: ev.Emit) -> Callable[[], None]:
@@ -81,12 +90,15 @@ class SessionHost:
         (a run's GPU summary) take the same path. A listener that raises is dropped and the
         others are told why; one broken front end never stops the loop or the rest."""
         failed: list[tuple[ev.Emit, BaseException]] = []
-        for listener in tuple(self._listeners):  # a listener may (un)subscribe while called
+        recorder = (self.recorder,) if self.recorder is not None else ()
+        for listener in recorder + tuple(self._listeners):  # a listener may (un)subscribe while called
             try:
                 listener(event)
             except Exception as exc:  # noqa: BLE001 - any listener bug is contained here
                 failed.append((listener, exc))
         for listener, exc in failed:
+            if listener is self.recorder:
+                self.recorder = None  # runs go on unrecorded; the warning below says why
             self.unsubscribe(listener)
             self.publish(ev.Diagnostic(level="warning", message=(
                 f"an event listener ({_name(listener)}) failed on a {event.name!r} event and was "
@@ -157,6 +169,8 @@ class SessionHost:
         pumping = asyncio.create_task(pump())
         try:
             done = await self.create().run_outdated()
+            if self.recorder is not None:  # its run record reaches the handing `devloop run` too
+                await self.recorder.flush()
         finally:
             self.unsubscribe(listener)
             queue.put_nowait(None)
@@ -175,8 +189,12 @@ class SessionHost:
             return
         self._closed = True
         await self._stop_control()
-        if self._session is not None:
-            await self._session.close()
+        try:
+            if self._session is not None:
+                await self._session.close()
+        finally:
+            if self.recorder is not None:
+                await self.recorder.drain()
 
     async def detach(self) -> None:
         """Leave the Session's kernel (and its container / pod) running on the target for the
@@ -185,8 +203,12 @@ class SessionHost:
             return
         self._closed = True
         await self._stop_control()
-        if self._session is not None:
-            await self._session.detach()
+        try:
+            if self._session is not None:
+                await self._session.detach()
+        finally:
+            if self.recorder is not None:
+                await self.recorder.drain("detached")
 
     async def __aenter__(self) -> SessionHost:
         return self

@@ -35,6 +35,9 @@ EXAMPLES: list[ev.Event] = [
     ev.GpuSample(False, reason="no NVIDIA driver"),
     ev.GpuSummary(gpus=({"index": 0, "peak_mem_gib": 61.3, "mean_util": 71.2},)),
     ev.Diagnostic(level="warning", message="agent: slow start"),
+    ev.RunRecorded(run_id="0b5e6c1a-7d1f-4c55-9f0e-2a3b4c5d6e7f", path=".devloop/runs.jsonl",
+                   record={"run_id": "0b5e6c1a-7d1f-4c55-9f0e-2a3b4c5d6e7f", "ok": True,
+                           "cells": [{"index": 0, "state": "ok", "ms": 1.5}]}),
 ]
 
 
