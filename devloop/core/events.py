@@ -116,6 +116,7 @@ class CellDone(Event):
     cell: int
     ok: bool
     ms: float
+    exit_code: int | None = None  # the cell called sys.exit(): the pass ended with this code
 
 
 @dataclass(frozen=True)
@@ -128,7 +129,7 @@ class CellError(Event):
     message: str
     file: str
     line: int
-    traceback: str = field(default="", metadata={"json": False})
+    traceback: str = ""  # Python's text, as the target printed it (also in `--json`)
 
 
 @dataclass(frozen=True)
@@ -181,6 +182,50 @@ class RunRecorded(Event):
 
 
 @dataclass(frozen=True)
+class Display(Event):
+    """What a cell showed besides text: an image (a figure, a PIL image, a `_repr_png_`), saved
+    under `path` (relative to the project root), or the text of its last expression's value /
+    a `display()` call (mime text/plain, `text`). `k` counts what the cell showed in this run."""
+
+    name: ClassVar[str] = "display"
+    cell: int
+    mime: str
+    k: int = 0
+    width: int = 0
+    height: int = 0
+    bytes: int = 0
+    path: str = ""
+    text: str = ""
+    replayed: bool = False
+
+
+@dataclass(frozen=True)
+class Metric(Event):
+    """A number that followed one of `[ui] metrics` in the output (`loss=0.12`): `step`
+    counts that metric's values in this session."""
+
+    name: ClassVar[str] = "metric"
+    metric: str
+    value: float
+    step: int
+    cell: int = -1
+
+
+@dataclass(frozen=True)
+class PortForward(Event):
+    """A forwarded port: localhost:LOCAL reaches REMOTE inside the target. state: listening
+    (at the session's start), closed (at its end)."""
+
+    name: ClassVar[str] = "forward"
+    local: int
+    remote: int
+    state: str
+    bind: str = "127.0.0.1"
+    host: str = "localhost"  # as the target sees it
+    via: str = ""  # "ssh direct-tcpip" | "agent relay"
+
+
+@dataclass(frozen=True)
 class Diagnostic(Event):
     """What devloop does, for `-v` (profile resolved, sync plans, agent messages)."""
 
@@ -194,8 +239,8 @@ Emit = Callable[[Event], None]
 
 def from_json(data: Mapping[str, Any]) -> Event:
     """The event a `to_json()` dict stands for (also after a trip through JSON text: lists come
-    back as the tuples the fields hold). Fields left out of the JSON (`KernelReady.packages`,
-    `CellError.traceback`) get their defaults; keys this version does not know are ignored, so
+    back as the tuples the fields hold). Fields left out of the JSON (`KernelReady.packages`)
+    get their defaults; keys this version does not know are ignored, so
     a newer peer's extra fields never break an older reader."""
     name = data.get("event") if isinstance(data, Mapping) else None
     cls = _event_class(name) if isinstance(name, str) else None

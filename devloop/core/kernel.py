@@ -49,6 +49,7 @@ class KernelClient:
     on_output: Callable[[str | None, str, str], None]  # (request id, stream, text)
     on_gpu: Callable[[dict], None] = lambda payload: None
     on_log: Callable[[str, str], None] = lambda level, message: None
+    on_display: Callable[[dict], None] = lambda payload: None  # figures, images, values
     ready_info: dict[str, Any] = field(default_factory=dict)
     exit_code: int | None = None
     _pending: dict[str, _Pending] = field(default_factory=dict)
@@ -137,6 +138,8 @@ class KernelClient:
                 pending.error = msg
         elif kind == "gpu":
             self.on_gpu(msg)
+        elif kind == "display":
+            self.on_display(msg)
         elif kind == "ready":
             if self._ready is not None and not self._ready.done():
                 self._ready.set_result(msg)
@@ -174,12 +177,14 @@ class KernelClient:
         return str(next(self._ids))
 
     async def exec(self, code: str, filename: str, first_line: int, rid: str | None = None,
-                   tag: Mapping[str, Any] | None = None) -> ExecResult:
+                   tag: Mapping[str, Any] | None = None, argv: Sequence[str] | None = None) -> ExecResult:
         """Run a cell. `tag` ({file, cell, hash}) lets the kernel remember how the cell ended,
-        for a front end that attaches later."""
+        for a front end that attaches later; `argv`: the file's sys.argv (set when it changed)."""
         payload: dict[str, Any] = {"op": "exec", "code": code, "filename": filename, "first_line": first_line}
         if tag:
             payload["tag"] = dict(tag)
+        if argv is not None:
+            payload["argv"] = [str(a) for a in argv]
         return await self._request(payload, rid)
 
     async def run(self, argv: Sequence[str], env: Mapping[str, str] | None = None,
@@ -188,6 +193,15 @@ class KernelClient:
         if tag:
             payload["tag"] = dict(tag)
         return await self._request(payload, rid)
+
+    async def check(self, cells: Sequence[Mapping[str, Any]]) -> ExecResult:
+        """Compile cells ({code, filename, first_line}) on the target without running any; a
+        syntax error comes back as the result's `error`."""
+        return await self._request({"op": wire.OP_CHECK, "cells": [dict(c) for c in cells]})
+
+    async def forget(self, names: Sequence[str]) -> ExecResult:
+        """Drop names from the kernel's namespace."""
+        return await self._request({"op": wire.OP_FORGET, "names": sorted(names)})
 
     async def notify(self, op: str, **fields: Any) -> None:
         """Fire-and-forget requests: interrupt, reset, purge, gpu."""
@@ -379,7 +393,7 @@ class SessionClient(KernelClient):
             self.last_seq = seq
             self._schedule_ack()
         kind = msg.get("type")
-        if kind == wire.EV_OUT and isinstance(msg.get("cell"), list) and len(msg["cell"]) == 2:
+        if kind in (wire.EV_OUT, "display") and isinstance(msg.get("cell"), list) and len(msg["cell"]) == 2:
             if len(self._where) > 256:
                 self._where.clear()
             with contextlib.suppress(TypeError, ValueError):

@@ -1,0 +1,16 @@
+"""The matplotlib backend the kernel points matplotlib at (only once the user imported it):
+Agg for drawing, and `plt.show()` sends the open figures as display events (display.py)."""
+
+from matplotlib.backend_bases import FigureManagerBase
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+from . import display as _display
+
+FigureCanvas = FigureCanvasAgg
+FigureManager = FigureManagerBase
+
+
+def show(*args, **kwargs):
+    shower = _display.current()
+    if shower is not None:
+        shower.flush_figures()
