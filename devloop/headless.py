@@ -241,6 +241,13 @@ class Reporter:
                     w(f"{self._prefix(event.cell)}{line}\n")
         elif isinstance(event, ev.Metric):
             self._metrics.add(event.metric, event.value)
+        elif isinstance(event, ev.PortForward):
+            from devloop.core.ports.spec import ForwardSpec
+
+            if event.state == "listening":  # printed at the start; their end is the session's
+                bind = "localhost" if event.bind in ("127.0.0.1", "localhost") else event.bind
+                remote = ForwardSpec(event.local, event.remote, event.host).remote_label
+                self.err.write(f"devloop: forward {bind}:{event.local} -> {remote} ({event.via})\n")
         elif isinstance(event, ev.Diagnostic):
             self.err.write(f"devloop [{event.level}]: {event.message}\n")
         self.out.flush()

@@ -22,6 +22,29 @@ def add_target_args(parser: argparse.ArgumentParser, *, file: bool = True) -> No
                              "else the built-in 'local')")
 
 
+def add_script_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("script_args", nargs="*", metavar="-- ARGS",
+                        help="arguments for FILE after '--' (`devloop run train.py -- --epochs 3`): "
+                             "its sys.argv[1:], as `python train.py --epochs 3` gives them; "
+                             "they replace [run].args of devloop.toml")
+
+
+def add_forward_arg(parser: argparse.ArgumentParser) -> None:
+    def spec(text: str) -> str:
+        from devloop.core.ports.spec import parse_spec
+
+        try:
+            return parse_spec(text).text
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    parser.add_argument("--forward", action="append", metavar="SPEC", default=[], type=spec,
+                        help="forward a port while the session runs: localhost:LOCAL reaches REMOTE "
+                             "inside the target (SPEC: PORT, LOCAL:REMOTE or LOCAL:HOST:REMOTE; "
+                             "repeatable; adds to [ports].forward and the profile's forward:, "
+                             "replacing an entry for the same local port)")
+
+
 def add_json_arg(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true",
                         help="print one JSON object per line (key 'event') instead of readable text")
@@ -57,6 +80,11 @@ def resolve(args: argparse.Namespace, *, need_file: bool = True) -> tuple[Any, A
         raise UsageError("no file to run -- fix: name one (devloop run train.py) or set "
                          "[project].entry in devloop.toml (devloop init writes one)")
     profile = config.profile(getattr(args, "profile", None))
+    script_args = getattr(args, "script_args", None)
+    if script_args:  # `-- ARGS` on the command line replace [run].args
+        import dataclasses
+
+        config = dataclasses.replace(config, run=dataclasses.replace(config.run, args=tuple(script_args)))
     return config, profile, file
 
 
@@ -120,7 +148,8 @@ def run_headless_session(args: argparse.Namespace,
     reporter = Reporter(json_lines=getattr(args, "json", False), verbose=verbose)
 
     async def main(stop: asyncio.Event) -> int:
-        host = SessionHost.for_profile(config, profile, file, verbose=verbose, mode=mode)
+        host = SessionHost.for_profile(config, profile, file, verbose=verbose, mode=mode,
+                                       forward=tuple(getattr(args, "forward", None) or ()))
         me = asyncio.current_task()
         gone: list[BrokenPipeError] = []
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from devloop.commands._common import add_target_args, fail
+from devloop.commands._common import add_forward_arg, add_target_args, fail
 
 NAME = "attach"
 ORDER = 6
@@ -20,6 +20,7 @@ DESCRIPTION = (
 
 def register(parser: argparse.ArgumentParser) -> None:
     add_target_args(parser, file=False)
+    add_forward_arg(parser)
 
 
 def run(args: argparse.Namespace) -> int:

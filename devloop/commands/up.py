@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from devloop.commands._common import UsageError, add_target_args, fail, resolve
+from devloop.commands._common import UsageError, add_forward_arg, add_script_args, add_target_args, fail, resolve
 
 NAME = "up"
 ORDER = 5
@@ -27,6 +27,8 @@ DESCRIPTION = (
 
 def register(parser: argparse.ArgumentParser) -> None:
     add_target_args(parser)
+    add_forward_arg(parser)
+    add_script_args(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -41,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
 
     def host_factory(profile_name: str) -> SessionHost:
         return SessionHost.for_profile(config, config.profile(profile_name), file, verbose=verbose,
-                                       mode="session")
+                                       mode="session", forward=tuple(getattr(args, "forward", None) or ()))
 
     from devloop.core.promote import promote
 

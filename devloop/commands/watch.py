@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 
-from devloop.commands._common import add_json_arg, add_target_args, run_headless_session
+from devloop.commands._common import (add_forward_arg, add_json_arg, add_script_args, add_target_args,
+                                      run_headless_session)
 
 NAME = "watch"
 ORDER = 20
@@ -24,7 +25,9 @@ DESCRIPTION = (
 
 def register(parser: argparse.ArgumentParser) -> None:
     add_target_args(parser)
+    add_script_args(parser)
     add_json_arg(parser)
+    add_forward_arg(parser)
     parser.add_argument("--detach", action="store_true",
                         help="on Ctrl-C or SIGTERM leave the session (kernel, variables, container or "
                              "pod) running on the target; `devloop attach`, `watch` or `up` picks it up "

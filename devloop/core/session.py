@@ -25,8 +25,10 @@ from typing import Any, Iterable
 
 from devloop.core import events as ev
 from devloop.core.cells import Cell, ParsedFile, parse_cells, plan_reruns
-from devloop.core import session_record
+from devloop.core import pass_prep, session_record
 from devloop.core.kernel import ExecResult, KernelClient, SessionClient, SessionRefused
+from devloop.core.metrics import MetricParser
+from devloop.core.outputs import OutputStore
 from devloop.core.sync.syncer import Syncer
 from devloop.core.targets import create_target
 from devloop.core.targets.base import ConnectionLost, TargetError, TargetInfo
@@ -86,7 +88,7 @@ OUTPUT_GRACE_S = 1.0  # a non-code file changed this soon after a pass counts as
 
 class Session:
     def __init__(self, config: Any, profile: Any, file: Path | None, emit: ev.Emit, verbose: int = 0,
-                 mode: str = "plain") -> None:
+                 mode: str = "plain", forward: tuple[str, ...] = ()) -> None:
         """`mode`: "session" -- the kernel lives on the target beyond this front end (watch, up:
         attach to the profile's live session, else start one); "auto" -- attach when this
         project has a live session for the profile, else a plain kernel (`devloop run`: CI
@@ -123,6 +125,15 @@ class Session:
         self._tasks: set[asyncio.Task] = set()
         self._closed = False
         self._foreign = False  # a session that refused this front end lives there: close() leaves it
+        self.defined_names = pass_prep.DefinedNames()  # what each cell left in the namespace
+        # forwarded ports live as long as this front end's session (up / watch / attach only:
+        # `devloop run` in CI opens no listeners); see devloop/core/ports/
+        from devloop.core.ports.forwarder import Forwarder, for_session
+
+        self.ports = for_session(config, profile, tuple(forward), emit) if mode == "session" else Forwarder(())
+        self.outputs = OutputStore(self.root)  # images cells show: .devloop/outputs/<run>/
+        self.metrics = MetricParser(tuple(getattr(config.ui, "metrics", ()) or ()))  # [ui] metrics
+        self._metric_steps: dict[str, int] = {}
 
     # ----------------------------------------------------------------- properties
     @property
@@ -172,7 +183,9 @@ class Session:
             state="starting", profile=p.name, kind=p.kind, message=text))
         if self.mode == "session" or (self.mode == "auto" and self._live_record() is not None):
             self.target.adopt_existing = True  # a live session's pod is reused, not replaced by a new one
+        await self.ports.bind()  # a busy local port fails here, before the target starts
         self._target_info = await self.target.start()
+        self.ports.start(self.target)
         info = self._target_info
         # e.g. the pod's main container log, beside the agent's output (most targets: none)
         self._spawn(self.target.follow_logs(lambda text: self.emit(ev.Output(cell=-1, stream="stdout", text=text))))
@@ -190,7 +203,8 @@ class Session:
             raise
         await first_sync
         self.emit(ev.TargetState(state="ready", profile=p.name, kind=p.kind,
-                                 message=f"{info.kind} {info.id}"))
+                                 # "local vm" read as a VM: the local target is this machine
+                                 message="this machine" if info.kind == "local" else f"{info.kind} {info.id}"))
         return info
 
     async def detach(self) -> None:
@@ -204,6 +218,7 @@ class Session:
         self._closed = True
         for task in list(self._tasks):
             task.cancel()
+        await self.ports.close()
         with contextlib.suppress(Exception):
             await self.syncer.flush()
         try:
@@ -231,6 +246,7 @@ class Session:
             self._closed = True
             for task in list(self._tasks):
                 task.cancel()
+            await self.ports.close()
             with contextlib.suppress(Exception):
                 await self.syncer.close()
             with contextlib.suppress(Exception):
@@ -241,6 +257,7 @@ class Session:
         self._closed = True
         for task in list(self._tasks):
             task.cancel()
+        await self.ports.close()
         with contextlib.suppress(Exception):  # a record write in flight finishes
             await self.syncer.flush()
         if self.kernel is not None:
@@ -279,7 +296,7 @@ class Session:
         channel = await self.target.spawn(self.target.agent_argv("kernel"), env=env,
                                           cwd=self._target_info.workdir)
         self.kernel = KernelClient(channel, on_output=self._on_output, on_gpu=self._on_gpu,
-                                   on_log=self._on_agent_log)
+                                   on_log=self._on_agent_log, on_display=self._on_display)
         ready = await self.kernel.start()
         self.emit(ev.KernelReady(pid=int(ready.get("pid") or 0), python=str(ready.get("python", "")),
                                  cwd=str(ready.get("cwd", "")), packages=dict(ready.get("packages") or {})))
@@ -321,6 +338,7 @@ class Session:
             idle = getattr(getattr(self.config, "session", None), "idle_stop_s", 7200.0)
         client = SessionClient(
             None, on_output=self._on_output, on_gpu=self._on_gpu, on_log=self._on_agent_log,
+            on_display=self._on_display,
             connect=self._open_relay, secret=record.secret,
             start_settings={"session": record.session, "agent": agent, "idle_stop_s": float(idle or 0),
                             "stop_container": self.target.idle_stop_ends_environment},
@@ -528,6 +546,25 @@ class Session:
             cell = where[1] if where is not None and where[0] == self._rel_or_none() else -1
         replayed = bool(kernel is not None and kernel.replaying)
         self.emit(ev.Output(cell=cell, stream=stream, text=text, replayed=replayed))
+        if self.metrics.names:
+            for name, value in self.metrics.feed(text, stream):
+                step = self._metric_steps[name] = self._metric_steps.get(name, 0) + 1
+                self.emit(ev.Metric(metric=name, value=value, step=step, cell=cell))
+
+    def _on_display(self, msg: dict) -> None:
+        """A figure, image or value the cell showed: images are saved locally first."""
+        kernel = self.kernel if self.kernel is not None else self._joining
+        rid = msg.get("id")
+        cell = self._rid_cell.get(str(rid) if rid is not None else "")
+        if cell is None:
+            where = kernel.where_of(rid) if kernel is not None else None
+            cell = where[1] if where is not None and where[0] == self._rel_or_none() else -1
+        try:
+            event = self.outputs.event(msg, cell, replayed=bool(kernel is not None and kernel.replaying))
+        except OSError as exc:
+            self._log(f"saving an image under .devloop/outputs failed: {exc}", "warning")
+            return
+        self.emit(event)
 
     def _on_gpu(self, payload: dict) -> None:
         self.emit(ev.GpuSample(available=bool(payload.get("available")),
@@ -616,6 +653,8 @@ class Session:
                 or old.is_script != parsed.is_script:
             self.emit(ev.FileParsed(file=self.relpath, is_script=parsed.is_script, cells=tuple(
                 {"cell": c.index, "title": c.title, "line": c.marker_line} for c in parsed.cells)))
+            for message in pass_prep.skipped_messages(parsed):
+                self._log(message, "warning")
         return parsed
 
     def _invalidate_importers(self, changed: Iterable[str]) -> set[int]:
@@ -645,7 +684,8 @@ class Session:
         for i in force:
             if i < len(last_ok):
                 last_ok[i] = None
-        return plan_reruns(self.cells, last_ok, self.config.run.rerun)
+        return plan_reruns(self.cells, last_ok, self.config.run.rerun,
+                           removed=self.defined_names.stale(self.cells))
 
     # ----------------------------------------------------------------- running
     async def run_all(self) -> ev.RunDone | None:
@@ -755,8 +795,11 @@ class Session:
         if self.kernel is not kernel_before:
             indices = sorted(set(indices) | set(self.plan()))  # the fresh kernel lacks earlier cells
         self.emit(ev.CellsPlanned(cells=tuple(indices), reason=reason))
+        self.outputs.next_run()
         for i in indices:
             self.emit(ev.CellState(cell=i, state="pending"))
+        if not await self._prepare_pass(indices):
+            return self._run_done(False, 1, 0, 0.0)
         t0 = time.perf_counter()
         ok, ran = True, 0
         rel = self.relpath
@@ -770,9 +813,11 @@ class Session:
             self.emit(ev.CellStart(cell=i, line=cell.marker_line, title=cell.title))
             rid = self.kernel.next_id()
             self._rid_cell[rid] = i
+            self.defined_names.ran(cell, self.kernel)
             try:
                 result = await self.kernel.exec(cell.code, rel, cell.code_line, rid=rid,
-                                                tag={"file": rel, "cell": i, "hash": cell.hash})
+                                                tag={"file": rel, "cell": i, "hash": cell.hash},
+                                                argv=[rel, *self._script_args()])
             finally:
                 self._running_cell = None
             ran += 1
@@ -783,9 +828,18 @@ class Session:
                 ok = False
                 self._rid_cell.pop(rid, None)
                 break
-            self.emit(ev.CellDone(cell=i, ok=result.ok, ms=round(result.ms, 1)))
+            exited = result.exit_code  # sys.exit(code) in the cell: the pass ends, as `python` would
+            self.emit(ev.CellDone(cell=i, ok=result.ok, ms=round(result.ms, 1), exit_code=exited))
             self.emit(ev.CellState(cell=i, state="ok" if result.ok else "failed"))
             self._rid_cell.pop(rid, None)
+            if exited is not None:
+                self.last_ok[i] = cell.hash if result.ok else None
+                for j in indices[pos + 1:]:
+                    self.last_ok[j] = None
+                    self.emit(ev.CellState(cell=j, state="stale"))
+                self._log(f"cell {i} called sys.exit({exited}): the pass ends there; the kernel keeps its state",
+                          "info")
+                return self._run_done(exited == 0, exited, ran, (time.perf_counter() - t0) * 1000)
             if result.ok:
                 self.last_ok[i] = cell.hash
             else:
@@ -796,6 +850,35 @@ class Session:
                     self.emit(ev.CellState(cell=j, state="stale"))
                 break
         return self._run_done(ok, 0 if ok else 1, ran, (time.perf_counter() - t0) * 1000)
+
+    async def _prepare_pass(self, indices: list[int]) -> bool:
+        """Before any cell runs (pass_prep.py): a planned cell that does not compile fails the
+        pass at once, at its file:line, and nothing runs (the kernel's state is kept); names no
+        cell defines any more leave the namespace, so the pass fails as a fresh run would."""
+        assert self.kernel is not None
+        bad = await pass_prep.check_syntax(self.kernel, [self.cells[i] for i in indices], self.relpath)
+        if bad is not None:
+            cell, error = bad
+            self._emit_error(cell, error)
+            self.emit(ev.CellDone(cell=cell, ok=False, ms=0.0))
+            self.emit(ev.CellState(cell=cell, state="failed"))
+            if cell < len(self.last_ok):
+                self.last_ok[cell] = None
+            for j in indices:
+                if j != cell:
+                    self.emit(ev.CellState(cell=j, state="stale"))
+            return False
+        stale = self.defined_names.stale(self.cells, self.kernel)
+        if stale:
+            await self.kernel.forget(list(stale))
+            self.defined_names.removed(list(stale))
+            for message in pass_prep.removal_messages(stale, self.cells):
+                self._log(message, "warning")
+        return True
+
+    def _script_args(self) -> list[str]:
+        """sys.argv[1:] of the file: `-- ARGS` on the command line, else [run].args."""
+        return [str(a) for a in (getattr(self.config.run, "args", ()) or ())]
 
     async def _ensure_kernel_or_report(self) -> None:
         try:
@@ -865,7 +948,7 @@ class Session:
         self._running_cell = 0
         t0 = time.perf_counter()
         try:
-            result = await self.kernel.run([self._target_info.python, "-u", self.relpath],
+            result = await self.kernel.run([self._target_info.python, "-u", self.relpath, *self._script_args()],
                                            env=dict(self.config.run.env or {}), rid=rid)
         finally:
             self._running_cell = None

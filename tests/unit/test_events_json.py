@@ -35,6 +35,12 @@ EXAMPLES: list[ev.Event] = [
     ev.GpuSample(False, reason="no NVIDIA driver"),
     ev.GpuSummary(gpus=({"index": 0, "peak_mem_gib": 61.3, "mean_util": 71.2},)),
     ev.Diagnostic(level="warning", message="agent: slow start"),
+    ev.PortForward(local=6006, remote=6006, state="listening", via="agent relay"),
+    ev.PortForward(local=18888, remote=8888, state="closed", bind="0.0.0.0", host="db", via="ssh direct-tcpip"),
+    ev.Display(cell=2, mime="image/png", k=1, width=640, height=480, bytes=25589,
+               path=".devloop/outputs/20261130-092836-1-1/cell2-1.png"),
+    ev.Display(cell=0, mime="text/plain", text="{'a': 1}"),
+    ev.Metric(metric="loss", value=0.123, step=4, cell=1),
     ev.RunRecorded(run_id="0b5e6c1a-7d1f-4c55-9f0e-2a3b4c5d6e7f", path=".devloop/runs.jsonl",
                    record={"run_id": "0b5e6c1a-7d1f-4c55-9f0e-2a3b4c5d6e7f", "ok": True,
                            "cells": [{"index": 0, "state": "ok", "ms": 1.5}]}),
@@ -71,9 +77,13 @@ def test_every_event_class_has_an_example_and_a_unique_name() -> None:
 
 def test_fields_kept_out_of_the_json_come_back_as_defaults() -> None:
     ready = ev.KernelReady(pid=7, python="3.12.1", cwd="/w", packages={"numpy": "2.0.0"})
-    error = ev.CellError(0, "ValueError", "bad", "nb.py", 3, traceback="Traceback ...\nValueError: bad\n")
     assert over_the_wire(ready) == ev.KernelReady(pid=7, python="3.12.1", cwd="/w")
-    assert over_the_wire(error) == ev.CellError(0, "ValueError", "bad", "nb.py", 3)
+
+
+def test_an_error_carries_its_traceback_in_the_json() -> None:
+    error = ev.CellError(0, "ValueError", "bad", "nb.py", 3, traceback="Traceback ...\nValueError: bad\n")
+    assert error.to_json()["traceback"] == "Traceback ...\nValueError: bad\n"
+    assert over_the_wire(error) == error
 
 
 def test_unknown_keys_from_a_newer_peer_are_ignored() -> None:

@@ -7,7 +7,7 @@ to provide a process channel: `devloop.core.sync.syncer` streams files into the 
 mode over `spawn` for every target (this module never imports the sync code).
 
 What a target can do beyond that is declared here with a default that does nothing (`needs_sync`,
-`progress`, `follow_logs`, `explain_exit`, `doctor_checks`); targets override what they have, and
+`progress`, `follow_logs`, `explain_exit`, `doctor_checks`, `native_ports` / `open_port`); targets override what they have, and
 callers call them directly.
 
 Blocking SDKs (docker, kubernetes, paramiko) run in threads (`asyncio.to_thread`); the protocol
@@ -18,7 +18,10 @@ from __future__ import annotations
 
 import abc
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
+
+if TYPE_CHECKING:  # pragma: no cover
+    from devloop.core.ports.stream import PortStream
 
 
 class TargetError(Exception):
@@ -90,6 +93,12 @@ class Channel(abc.ABC):
     async def readline(self) -> bytes:
         """One line of stdout including the newline; b"" at EOF."""
 
+    async def read(self, n: int = 65536) -> bytes:
+        """Up to `n` bytes of stdout as they arrive; b"" at EOF. A forwarded port's relay
+        carries binary data this way. Default: a line at a time (right, but slow for binary
+        data); the channels override it."""
+        return await self.readline()
+
     @abc.abstractmethod
     async def wait(self) -> int:
         """Wait for exit; the exit code (negative signal number where the OS says so)."""
@@ -118,6 +127,12 @@ class Target(abc.ABC):
     #: True where a session kernel's idle stop should end the environment too (its container's
     #: init gets SIGTERM): a container or pod holding a GPU stops costing money.
     idle_stop_ends_environment: bool = False
+
+    #: True where `open_port` reaches a port inside the environment by the target's own means
+    #: (SSH: a direct-tcpip channel on the session's transport), measured at least as fast as
+    #: the agent's `connect` relay over `spawn` that every other target uses for a forwarded
+    #: port (benchmarks/bench_ports.py).
+    native_ports: bool = False
 
     @abc.abstractmethod
     async def start(self) -> TargetInfo:
@@ -157,6 +172,12 @@ class Target(abc.ABC):
         """Why a process in the target ended with `code`, when the target knows better than the
         code itself (an OOM kill naming the memory limit); None: nothing to add."""
         return None
+
+    async def open_port(self, host: str, port: int) -> "PortStream":
+        """A byte stream to host:port as the environment sees it, where `native_ports`;
+        `devloop.core.ports.stream.PortRefused` when nothing listens there."""
+        raise TargetError(f"the {self.kind} target has no native port forwarding",
+                          hint="forwarded ports go through the agent's connect relay there")
 
     async def doctor_checks(self) -> Sequence[tuple[str, bool, str]]:
         """Extra checks `devloop doctor` reports for this kind: (name, ok, detail) each."""

@@ -381,7 +381,8 @@ class DockerTarget(Target):
     def agent_argv(self, mode: str, *args: str) -> list[str]:
         if not self._bundle_path:
             raise TargetError("the docker target has not been started")
-        return [self.python, "-u", self._bundle_path, mode, *args]
+        flags = ["-u", "-S"] if mode == "connect" else ["-u"]  # stdlib only: starts sooner
+        return [self.python, *flags, self._bundle_path, mode, *args]
 
     async def spawn(self, argv: Sequence[str], env: Mapping[str, str] | None = None,
                     cwd: str | None = None) -> Channel:

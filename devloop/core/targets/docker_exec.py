@@ -3,7 +3,8 @@
 The exec's hijacked socket carries stdin one way and docker's multiplexed stdout/stderr frames
 (8-byte header: stream, 3 zero bytes, big-endian length) the other, because the exec has no tty.
 One reader thread per channel demultiplexes the frames (the SDK's socket is blocking, and TLS or
-ssh engines give no selectable fd); stdout lines reach asyncio through `call_soon_threadsafe`.
+ssh engines give no selectable fd); stdout chunks reach asyncio through `call_soon_threadsafe`
+and are cut into lines there (`readline`) or read as bytes (`read`, a forwarded port's relay).
 
 The process is started through `sh -c 'echo $$; exec "$@"'`, so the first stdout line is its pid
 inside the container (docker only reports the host pid): `kill()` sends SIGKILL to that process
@@ -43,7 +44,8 @@ class DockerExecChannel(Channel):
         except (AttributeError, OSError):
             pass
         self._loop = asyncio.get_running_loop()
-        self._lines: collections.deque[bytes] = collections.deque()
+        self._buf = bytearray()  # stdout not read yet
+        self._scanned = 0  # readline found no newline in _buf[:_scanned]
         self._wakeup = asyncio.Event()
         self._eof = False
         self._stderr: collections.deque[str] = collections.deque(maxlen=64)
@@ -73,6 +75,8 @@ class DockerExecChannel(Channel):
         return bytes(buf)
 
     def _read_frames(self) -> None:
+        """Demultiplex frames; stdout goes to the loop as it came (whole chunks: a relayed port
+        carries binary data, so lines are split on the loop side, by readline, only)."""
         pending = bytearray()
         first = True
         while True:
@@ -86,50 +90,70 @@ class DockerExecChannel(Channel):
             if stream == 2:
                 self._stderr.append(data.decode("utf-8", "replace"))
                 continue
-            pending += data
-            lines = []
-            start = 0
-            while True:
-                nl = pending.find(b"\n", start)
+            if first:
+                pending += data
+                nl = pending.find(b"\n")
                 if nl < 0:
-                    break
-                lines.append(bytes(pending[start:nl + 1]))
-                start = nl + 1
-            del pending[:start]
-            if first and lines:
+                    continue
                 first = False
-                head = lines[0].strip()
+                head = bytes(pending[:nl + 1]).strip()
                 if head.isdigit():
                     self.pid = int(head)
-                    lines.pop(0)
+                    del pending[:nl + 1]
                 elif head.startswith(b"OCI runtime exec failed"):  # the engine's, not the process's
-                    self._stderr.append(lines.pop(0).decode("utf-8", "replace"))
+                    self._stderr.append(bytes(pending[:nl + 1]).decode("utf-8", "replace"))
+                    del pending[:nl + 1]
                 self._loop.call_soon_threadsafe(self._pid_seen.set)
-            if lines:
-                self._loop.call_soon_threadsafe(self._push, lines, False)
-        tail = [bytes(pending)] if pending else []
+                data, pending = bytes(pending), bytearray()
+                if not data:
+                    continue
+            self._loop.call_soon_threadsafe(self._push, data, False)
         try:
-            self._loop.call_soon_threadsafe(self._push, tail, True)
+            self._loop.call_soon_threadsafe(self._push, bytes(pending), True)
             self._loop.call_soon_threadsafe(self._pid_seen.set)
         except RuntimeError:  # the loop closed first (interpreter shutting down)
             pass
 
-    def _push(self, lines: list[bytes], eof: bool) -> None:
-        self._lines.extend(lines)
+    def _push(self, data: bytes, eof: bool) -> None:
+        self._buf += data
         if eof:
             self._eof = True
         self._wakeup.set()
 
     # ------------------------------------------------------------ Channel
     async def readline(self) -> bytes:
-        while not self._lines:
+        while True:
+            nl = self._buf.find(b"\n", self._scanned)
+            if nl >= 0:
+                return self._take(nl + 1)
+            self._scanned = len(self._buf)
             if self._eof:
-                if await self._container_gone():
-                    raise ConnectionLost(self._lost_why)
-                return b""
+                return await self._at_eof()
             self._wakeup.clear()
             await self._wakeup.wait()
-        return self._lines.popleft()
+
+    async def read(self, n: int = 65536) -> bytes:
+        while not self._buf:
+            if self._eof:
+                return await self._at_eof()
+            self._wakeup.clear()
+            await self._wakeup.wait()
+        return self._take(min(n, len(self._buf)))
+
+    def _take(self, n: int) -> bytes:
+        data = bytes(self._buf[:n])
+        del self._buf[:n]
+        self._scanned = max(0, self._scanned - n)
+        return data
+
+    async def _at_eof(self) -> bytes:
+        """The rest of stdout (a last line without a newline), then b"" -- or ConnectionLost
+        when the container went away under the process."""
+        if self._buf:
+            return self._take(len(self._buf))
+        if await self._container_gone():
+            raise ConnectionLost(self._lost_why)
+        return b""
 
     async def send(self, data: bytes) -> None:
         if self._stdin_closed:

@@ -445,7 +445,8 @@ class KubernetesTarget(Target):
     def agent_argv(self, mode: str, *args: str) -> list[str]:
         if self._info is None:
             raise TargetError("the kubernetes target has not been started")
-        return [self._info.python, "-u", self._bundle_path(), mode, *args]
+        flags = ["-u", "-S"] if mode == "connect" else ["-u"]  # stdlib only: starts sooner
+        return [self._info.python, *flags, self._bundle_path(), mode, *args]
 
     async def spawn(self, argv: Sequence[str], env: Mapping[str, str] | None = None,
                     cwd: str | None = None) -> Channel:

@@ -93,6 +93,10 @@ class ProcessChannel(Channel):
         except ValueError:  # a line over STREAM_LIMIT: not the protocol
             return await self.proc.stdout.read(STREAM_LIMIT)
 
+    async def read(self, n: int = 65536) -> bytes:
+        assert self.proc.stdout is not None
+        return await self.proc.stdout.read(n)
+
     async def wait(self) -> int:
         code = await self.proc.wait()
         try:
@@ -212,7 +216,7 @@ class LocalTarget(Target):
         if self._bundle is None:
             raise TargetError("the local target has not been started")
         # receive/manifest are stdlib-only: -S skips site-packages (~70 ms less per start)
-        flags = ["-u", "-S"] if mode in ("receive", "manifest") else ["-u"]
+        flags = ["-u", "-S"] if mode in ("receive", "manifest", "connect") else ["-u"]
         return [self.python, *flags, str(self._bundle), mode, *args]
 
     async def spawn(self, argv: Sequence[str], env: Mapping[str, str] | None = None,

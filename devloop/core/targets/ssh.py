@@ -28,6 +28,8 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 import paramiko
 
 from devloop.core.agent_bundle import bundle, bundle_name
+from devloop.core.ports.stream import PortRefused, PortStream, ThreadStream
+from devloop.core.targets import ssh_facts
 from devloop.core.ssh_config import Endpoint, resolve_endpoint
 from devloop.core.ssh_connect import AuthFailed, Connection, HostKeyChanged, UnknownHostKey, Unreachable, connect
 from devloop.core.targets.base import Channel, ConnectionLost, Target, TargetError, TargetInfo
@@ -38,7 +40,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 PID_MARK = b"DEVLOOP-PID "
 MIN_PYTHON = (3, 8)
-STDLIB_MODES = ("receive", "manifest")
+STDLIB_MODES = ("receive", "manifest", "connect")
 
 
 def remote_path(path: str) -> str:
@@ -275,6 +277,10 @@ class SshTarget(Target):
         self._channels: list[SshChannel] = []
         self._orphans: list[int] = []  # remote sessions a dropped connection left running
         self._orphan_kill: asyncio.Future | None = None
+        # the probe running beside the first exec when the facts are known (ssh_facts), and the
+        # one-time step that applies its verdict
+        self._probe: asyncio.Future | None = None
+        self._verdict_lock = asyncio.Lock()
 
     # -- endpoint ---------------------------------------------------------------------------------
     def endpoint(self) -> Endpoint:
@@ -299,7 +305,12 @@ class SshTarget(Target):
             ep = self.endpoint()
             self.conn = await asyncio.to_thread(connect, ep, self.profile.name)
             try:
-                self._info = await asyncio.to_thread(self._prepare)
+                known = self._info if reconnecting else self._recorded_info()
+                if known is not None:  # speculate: the next exec opens beside the probe
+                    self._info, self._bundle_path = known, str(known.details.get("bundle") or "")
+                    self._probe = asyncio.ensure_future(asyncio.to_thread(self._prepare))
+                else:
+                    self._apply(await asyncio.to_thread(self._prepare))
                 if reconnecting:  # beside the caller's next exec, not before it (~0.4 s of a reattach)
                     self._orphan_kill = asyncio.ensure_future(asyncio.to_thread(self._kill_orphans))
             except BaseException:
@@ -324,6 +335,46 @@ class SshTarget(Target):
             return
         pids, self._orphans = self._orphans, []
         run_command(self.conn, "; ".join(kill_command(p) for p in pids), None, 10.0)
+
+    # -- probe facts ------------------------------------------------------------------------------
+    def _facts_key(self) -> dict[str, Any]:
+        ep = self.endpoint()
+        return {"host": ep.hostname, "port": ep.port, "user": ep.user, "python": self.python_spec,
+                "workdir": self.workdir_spec, "bundle": bundle_name()}
+
+    def _recorded_info(self) -> TargetInfo | None:
+        facts = ssh_facts.load(self.config.root, self.profile.name, self._facts_key())
+        try:
+            return TargetInfo(kind="ssh", id=facts["id"], workdir=facts["workdir"], python=facts["python"],
+                              details=dict(facts["details"])) if facts else None
+        except (KeyError, TypeError):
+            return None
+
+    def _apply(self, info: TargetInfo) -> None:
+        """Take a probe's facts as the truth and record them for the next attach."""
+        self._info, self._bundle_path = info, str(info.details["bundle"])
+        details = {k: v for k, v in info.details.items() if k != "bundle_copied"}
+        ssh_facts.save(self.config.root, self.profile.name, self._facts_key(),
+                       {"id": info.id, "workdir": info.workdir, "python": info.python, "details": details})
+
+    @staticmethod
+    def _same_facts(a: TargetInfo, b: TargetInfo) -> bool:
+        return (a.python, a.workdir, a.details.get("bundle")) == (b.python, b.workdir, b.details.get("bundle"))
+
+    async def _verdict(self) -> bool:
+        """Await the probe started beside the first exec (once) and apply what it found. True
+        when the probe had to copy the agent bundle: an exec opened before it found none."""
+        async with self._verdict_lock:
+            probe, self._probe = self._probe, None
+            if probe is None:
+                return False
+            try:
+                info = await probe
+            except BaseException:
+                ssh_facts.forget(self.config.root, self.profile.name)
+                raise
+            self._apply(info)
+            return bool(info.details.get("bundle_copied"))
 
     def _prepare(self) -> TargetInfo:
         """One probe: python found and new enough, workdir created, agent bundle present."""
@@ -372,13 +423,14 @@ class SshTarget(Target):
                 f"{version or '(did not run)'}; the devloop agent needs 3.8+",
                 hint="set `python:` in the profile to a newer interpreter")
         cache = facts["CACHE"]
-        self._bundle_path = f"{cache}/{name}"
-        if facts.get("BUNDLE") != "yes":
+        bundle_path = f"{cache}/{name}"
+        copied = facts.get("BUNDLE") != "yes"
+        if copied:
             data, _sha = bundle()
-            tmp = shlex.quote(self._bundle_path + ".tmp")
+            tmp = shlex.quote(bundle_path + ".tmp")
             code, _, err = run_command(
                 self.conn,
-                f"mkdir -p {shlex.quote(cache)} && cat > {tmp}.$$ && mv -f {tmp}.$$ {shlex.quote(self._bundle_path)}",
+                f"mkdir -p {shlex.quote(cache)} && cat > {tmp}.$$ && mv -f {tmp}.$$ {shlex.quote(bundle_path)}",
                 data)
             if code != 0:
                 raise TargetError(f"cannot copy the devloop agent to {where}:{cache}: "
@@ -389,7 +441,7 @@ class SshTarget(Target):
             python=facts["PYTHON"],
             details={"host": ep.hostname, "port": ep.port, "user": ep.user, "alias": ep.alias,
                      "python_version": version, "key": self.conn.key_used,
-                     "route": ep.describe(), "bundle": self._bundle_path},
+                     "route": ep.describe(), "bundle": bundle_path, "bundle_copied": copied},
         )
 
     def agent_argv(self, mode: str, *args: str) -> list[str]:
@@ -408,9 +460,8 @@ class SshTarget(Target):
         if not conn.active:
             raise ConnectionLost(f"the SSH connection to {conn.endpoint.alias} was lost")
         full_env = {"PYTHONUNBUFFERED": "1", **dict(self.profile.env or {}), **dict(env or {})}
-        command = wrap_command(argv, full_env, cwd or self._info.workdir)
 
-        def open_exec() -> paramiko.Channel:
+        def open_exec(command: str) -> paramiko.Channel:
             try:
                 chan = conn.transport.open_session(timeout=conn.endpoint.connect_timeout)
                 chan.exec_command(command)
@@ -421,10 +472,61 @@ class SshTarget(Target):
                                   hint="the server may limit sessions (MaxSessions in sshd_config)") from exc
             return chan
 
-        chan = await asyncio.to_thread(open_exec)
+        basis = self._info
+        opening = asyncio.ensure_future(asyncio.to_thread(
+            open_exec, wrap_command(argv, full_env, cwd or basis.workdir)))
+        try:
+            copied = await self._verdict()  # a no-op once the facts are verified
+        except BaseException:
+            await self._discard(opening)
+            raise
+        if copied or not self._same_facts(basis, self._info):  # it ran on stale facts: redo it
+            await self._discard(opening)
+            argv = self._rebase(argv, basis, self._info)
+            opening = asyncio.ensure_future(asyncio.to_thread(
+                open_exec, wrap_command(argv, full_env, cwd or self._info.workdir)))
+        chan = await opening
         channel = SshChannel(chan, conn, asyncio.get_running_loop())
         self._channels = [c for c in self._channels if not c._finished.done() or c.lost] + [channel]
         return channel
+
+    @staticmethod
+    async def _discard(opening: asyncio.Future) -> None:
+        """Close an exec opened on facts the probe did not confirm (its process sees EOF and a hangup)."""
+        with contextlib.suppress(BaseException):
+            chan = await opening
+            chan.close()
+
+    @staticmethod
+    def _rebase(argv: Sequence[str], old: TargetInfo, new: TargetInfo) -> list[str]:
+        """argv built from `old` facts (agent_argv), rewritten for the facts the probe found."""
+        swap = {old.python: new.python, str(old.details.get("bundle")): str(new.details.get("bundle"))}
+        return [swap.get(a, a) for a in argv]
+
+    native_ports = True  # direct-tcpip: as fast as `ssh -L` (benchmarks/bench_ports.py), no process
+
+    async def open_port(self, host: str, port: int) -> PortStream:
+        """A direct-tcpip channel on the session's transport (sshd connects on the host)."""
+        conn = self.conn
+        if conn is None or not conn.active:
+            raise ConnectionLost("the SSH connection is down (devloop reconnects by itself)")
+
+        def open_channel() -> paramiko.Channel:
+            try:
+                return conn.transport.open_channel("direct-tcpip", (host, port), ("127.0.0.1", 0),
+                                                   timeout=conn.endpoint.connect_timeout)
+            except paramiko.ChannelException as exc:
+                raise PortRefused(f"{exc.text.lower() if exc.text else 'refused'} (sshd could not "
+                                  f"connect to {host}:{port})") from None
+            except (paramiko.SSHException, OSError, EOFError) as exc:
+                if not conn.active:
+                    raise ConnectionLost(f"the SSH connection to {conn.endpoint.alias} was lost") from exc
+                raise TargetError(f"ssh {conn.endpoint.alias}: cannot open a forwarded connection "
+                                  f"to {host}:{port}: {exc}",
+                                  hint="the server may forbid it (AllowTcpForwarding in sshd_config)") from exc
+
+        chan = await asyncio.to_thread(open_channel)
+        return ThreadStream(chan, asyncio.get_running_loop(), name="ssh-port")
 
     async def alive(self) -> bool:
         return self.conn is not None and self.conn.active
@@ -435,6 +537,10 @@ class SshTarget(Target):
         await self.stop()
 
     async def stop(self) -> None:
+        probe, self._probe = self._probe, None
+        if probe is not None:  # a probe nobody waited for (no exec followed the start)
+            with contextlib.suppress(BaseException):
+                await asyncio.wait_for(probe, 10)
         if self._orphan_kill is not None:  # let a kill of the old connection's processes finish
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._orphan_kill, 10)

@@ -60,6 +60,14 @@ class StreamedChannel(Channel):
                 raise self._connection_lost()
         return line
 
+    async def read(self, n: int = 65536) -> bytes:
+        data = await self._reader.read(n)
+        if not data:
+            await asyncio.shield(self._finished)
+            if self.lost:
+                raise self._connection_lost()
+        return data
+
     async def wait(self) -> int:
         await asyncio.shield(self._finished)
         if self.lost:

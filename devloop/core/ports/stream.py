@@ -1,0 +1,262 @@
+"""A byte stream to a port inside the target: what one forwarded connection talks to.
+
+Two kinds:
+- `RelayStream`: the agent's `connect HOST PORT` mode over the target's own exec channel
+  (`Target.spawn`): works on every target, also a container with no network and a pod with no
+  Service. The process is started ahead (`spawn_relay`) and told to connect when a local
+  connection comes (`go`), so a new connection does not wait for a process start.
+- `ThreadStream`: a blocking socket-like object (a paramiko `direct-tcpip` channel) pumped by
+  two threads, with bounded buffers both ways (a slow local client holds the remote window, it
+  never fills memory).
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import contextlib
+import json
+import threading
+from typing import TYPE_CHECKING, Any
+
+from devloop.core.targets.base import ConnectionLost, TargetError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from devloop.core.targets.base import Channel, Target
+
+CHUNK = 256 * 1024
+BUFFERED = 4 * 1024 * 1024  # per direction of a ThreadStream
+RELAY_END_S = 5.0  # a relay whose local side ended gets this long to finish before it is killed
+
+
+class PortRefused(TargetError):
+    """Nothing listens on the remote port (yet): the local connection is closed, the forward stays."""
+
+
+class StaleRelay(TargetError):
+    """A relay started ahead died before it was used (its connection dropped): start another."""
+
+
+class PortStream(abc.ABC):
+    """One connection to the remote port."""
+
+    #: bytes each way, for the ports line
+    sent = 0
+    received = 0
+
+    @abc.abstractmethod
+    async def read(self, n: int = CHUNK) -> bytes:
+        """Up to n bytes from the remote port; b"" when it ended."""
+
+    @abc.abstractmethod
+    async def write(self, data: bytes) -> None:
+        """Bytes to the remote port (waits while the far side is slow)."""
+
+    @abc.abstractmethod
+    async def write_eof(self) -> None:
+        """The local side finished sending (a half-close)."""
+
+    @abc.abstractmethod
+    async def close(self) -> None:
+        """End the connection and whatever carries it. Idempotent."""
+
+
+# ------------------------------------------------------------------------------ agent relay
+
+
+async def spawn_relay(target: "Target", host: str, port: int) -> "Channel":
+    """Start the agent's `connect` mode in the target; it waits for `go` before connecting."""
+    return await target.spawn(target.agent_argv("connect", host, str(port)))
+
+
+class RelayStream(PortStream):
+    def __init__(self, channel: "Channel") -> None:
+        self.channel = channel
+        self._closed = False
+        self._eof_sent = False
+
+    @classmethod
+    async def go(cls, channel: "Channel") -> "RelayStream":
+        """Tell a started relay to connect; its answer says whether something listens."""
+        try:
+            await channel.send(b"go\n")
+            line = await channel.readline()
+        except (ConnectionLost, BrokenPipeError, ConnectionError, OSError) as exc:
+            await _quiet_kill(channel)
+            raise StaleRelay(f"the relay ended before it was used: {exc}") from None
+        if not line:
+            await _quiet_kill(channel)
+            raise StaleRelay("the relay ended before it was used"
+                             + (f": {channel.stderr_tail().strip()[-200:]}" if channel.stderr_tail().strip() else ""))
+        try:
+            answer: dict[str, Any] = json.loads(line)
+        except ValueError:
+            await _quiet_kill(channel)
+            raise TargetError(f"the port relay answered {line[:120]!r}",
+                              hint="the target's python must run the devloop agent (3.8+)") from None
+        if not answer.get("ok"):
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(channel.wait(), 2)
+            raise PortRefused(str(answer.get("error") or "refused"))
+        return cls(channel)
+
+    async def read(self, n: int = CHUNK) -> bytes:
+        try:
+            data = await self.channel.read(n)
+        except (ConnectionLost, OSError):
+            return b""
+        self.received += len(data)
+        return data
+
+    async def write(self, data: bytes) -> None:
+        await self.channel.send(data)
+        self.sent += len(data)
+
+    async def write_eof(self) -> None:
+        if not self._eof_sent:
+            self._eof_sent = True
+            with contextlib.suppress(Exception):
+                await self.channel.close_stdin()
+
+    async def close(self) -> None:
+        """The relay ends by itself once the service closed; one that does not (the service
+        keeps a half-closed connection) is killed after RELAY_END_S."""
+        if self._closed:
+            return
+        self._closed = True
+        await self.write_eof()
+        try:
+            await asyncio.wait_for(self.channel.wait(), RELAY_END_S)
+        except (asyncio.TimeoutError, Exception):  # noqa: BLE001 - still running, or its link broke
+            await _quiet_kill(self.channel)
+
+    async def kill(self) -> None:
+        self._closed = True
+        await _quiet_kill(self.channel)
+
+
+async def _quiet_kill(channel: "Channel") -> None:
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(channel.kill(), 15)
+
+
+# ------------------------------------------------------------------------------ thread-pumped
+
+
+class ThreadStream(PortStream):
+    """A blocking channel (recv / sendall / shutdown_write / close) made async by two threads."""
+
+    def __init__(self, chan: Any, loop: asyncio.AbstractEventLoop, name: str = "port") -> None:
+        self.chan = chan
+        self.loop = loop
+        self._buf = bytearray()
+        self._eof = False
+        self._wake = asyncio.Event()
+        self._room = threading.Condition()
+        self._pending_in = 0  # bytes the reader thread handed over and nobody read yet
+        self._out: list[bytes | None] = []
+        self._out_cv = threading.Condition()
+        self._pending_out = 0
+        self._out_room = asyncio.Event()
+        self._out_room.set()
+        self._broken: BaseException | None = None
+        self._closed = False
+        threading.Thread(target=self._recv_loop, daemon=True, name=f"devloop-{name}-recv").start()
+        threading.Thread(target=self._send_loop, daemon=True, name=f"devloop-{name}-send").start()
+
+    # -- threads
+    def _call(self, fn: Any, *args: Any) -> None:
+        with contextlib.suppress(RuntimeError):  # the loop is gone
+            self.loop.call_soon_threadsafe(fn, *args)
+
+    def _recv_loop(self) -> None:
+        try:
+            while True:
+                with self._room:
+                    while self._pending_in >= BUFFERED and not self._closed:
+                        self._room.wait(0.5)
+                if self._closed:
+                    break
+                data = self.chan.recv(CHUNK)
+                if not data:
+                    break
+                with self._room:
+                    self._pending_in += len(data)
+                self._call(self._feed, data)
+        except Exception:  # noqa: BLE001 - the channel or its transport closed
+            pass
+        self._call(self._feed, b"")
+
+    def _feed(self, data: bytes) -> None:
+        if data:
+            self._buf += data
+        else:
+            self._eof = True
+        self._wake.set()
+
+    def _send_loop(self) -> None:
+        while True:
+            with self._out_cv:
+                while not self._out:
+                    self._out_cv.wait()
+                data = self._out.pop(0)
+            if data is None:
+                with contextlib.suppress(Exception):
+                    self.chan.shutdown_write()
+                return
+            try:
+                self.chan.sendall(data)
+            except Exception as exc:  # noqa: BLE001 - the far side closed or the transport died
+                self._broken = exc
+                self._call(self._sent, 0)
+                return
+            self._call(self._sent, len(data))
+
+    def _sent(self, n: int) -> None:
+        self._pending_out -= n
+        if self._pending_out < BUFFERED or self._broken is not None:
+            self._out_room.set()
+
+    # -- PortStream
+    async def read(self, n: int = CHUNK) -> bytes:
+        while not self._buf:
+            if self._eof:
+                return b""
+            self._wake.clear()
+            await self._wake.wait()
+        data = bytes(self._buf[:n])
+        del self._buf[:n]
+        with self._room:
+            self._pending_in -= len(data)
+            self._room.notify()
+        self.received += len(data)
+        return data
+
+    async def write(self, data: bytes) -> None:
+        while self._pending_out >= BUFFERED and self._broken is None:
+            self._out_room.clear()
+            await self._out_room.wait()
+        if self._broken is not None:
+            raise ConnectionResetError(f"the remote side closed: {self._broken}")
+        self._pending_out += len(data)
+        with self._out_cv:
+            self._out.append(data)
+            self._out_cv.notify()
+        self.sent += len(data)
+
+    async def write_eof(self) -> None:
+        with self._out_cv:
+            self._out.append(None)
+            self._out_cv.notify()
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        with self._room:
+            self._room.notify_all()
+        with self._out_cv:
+            self._out.append(None)
+            self._out_cv.notify()
+        with contextlib.suppress(Exception):
+            await asyncio.to_thread(self.chan.close)
