@@ -17,6 +17,7 @@ import re
 from dataclasses import dataclass, field
 
 _NUMBER = r"([-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?|[-+]?(?:nan|inf))"
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07]*\x07")
 _LOWER_IS_BETTER = ("loss", "err", "mse", "mae", "rmse", "perplexity", "ppl", "wer", "cer", "time")
 
 
@@ -38,6 +39,7 @@ class MetricParser:
         self._canonical = {n.lower(): n for n in self.names}
         self._tail: dict[object, str] = {}
         self._last_redraw: dict[str, float] = {}
+        self._redrawing: set[object] = set()  # keys whose current line started after a \r
 
     def feed(self, text: str, key: object = None) -> list[tuple[str, float]]:
         """Values found in the complete segments of `text` (what follows the last `\\r` or `\\n`
@@ -50,7 +52,13 @@ class MetricParser:
         for match in re.finditer(r"\r\n|\n|\r", buf):
             segment = buf[start:match.start()]
             start = match.end()
-            found.extend(self._segment(segment, redraw=match.group() == "\r"))
+            # a line that was being redrawn (a bar's last state before its newline) is a redraw too
+            redraw = match.group() == "\r" or key in self._redrawing
+            found.extend(self._segment(segment, redraw=redraw))
+            if match.group() == "\r":
+                self._redrawing.add(key)
+            else:
+                self._redrawing.discard(key)
         rest = buf[start:]
         if rest:
             self._tail[key] = rest[-4096:]  # a line without end never grows memory without bound
@@ -66,6 +74,8 @@ class MetricParser:
         if self._pattern is None:
             return []
         out = []
+        if "\x1b" in line:  # Keras 3 and rich bars colour parts of the line
+            line = _ANSI.sub("", line)
         for match in self._pattern.finditer(line):
             try:
                 value = float(match.group(2))
