@@ -80,8 +80,16 @@ def build_parser(only: str | None = None) -> tuple[argparse.ArgumentParser, dict
 
 def main(argv: list[str] | None = None) -> int:
     words = sys.argv[1:] if argv is None else argv
+    rest: list[str] | None = None
+    if "--" in words:  # `devloop run train.py --json -- --epochs 3`: the file's own arguments
+        cut = words.index("--")
+        words, rest = words[:cut], words[cut + 1:]
     parser, table = build_parser(chosen_command(words))
     args = parser.parse_args(words)
+    if rest is not None:
+        if not hasattr(args, "script_args"):
+            parser.error("arguments after '--' are for the file: only run, watch and up take them")
+        args.script_args = list(args.script_args or ()) + rest
     if not args.command:
         parser.print_help()
         return 2

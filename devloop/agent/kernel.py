@@ -18,6 +18,7 @@ import json
 import linecache
 import os
 import queue
+import select
 import signal
 import subprocess
 import sys
@@ -29,6 +30,7 @@ import types
 from . import reaper, tbformat
 
 CHUNK = 64 * 1024          # largest `out` read from a pipe at once
+COALESCE_S = 0.005         # writes this close together become one `out` event
 KILL_GRACE_S = 2.0         # SIGINT/SIGTERM to a `run` child, then SIGKILL after this long
 _AGENT_DIR = os.path.dirname(os.path.abspath(__file__))
 
@@ -203,12 +205,33 @@ class Forwarder:
                 continue
             except OSError:
                 data = b""
+            if data:
+                data = self._gather(data)
             if not data:
                 self._send(carry, final=True)
                 with self.cond:
                     self.cond.notify_all()
                 return
             carry = self._consume(carry + data)
+
+    def _gather(self, data):
+        """`data` and whatever else is written within COALESCE_S of its first byte: a line
+        printed in pieces (`print("sum", 45)` unbuffered is four writes) is one `out` event.
+        Output is held back at most COALESCE_S; a drain sentinel ends the wait at once."""
+        deadline = time.monotonic() + COALESCE_S
+        while len(data) < CHUNK and self.prefix[:8] not in data[-64:]:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            try:
+                ready = select.select([self.read_fd], [], [], left)[0]
+                more = os.read(self.read_fd, CHUNK - len(data)) if ready else b""
+            except (OSError, ValueError):
+                break
+            if not more:  # the window ended (or EOF: the next read sees it again)
+                break
+            data += more
+        return data
 
     def _consume(self, buf):
         """Forward `buf` up to any sentinel; return the tail that may start a sentinel."""
@@ -270,6 +293,7 @@ class Kernel:
         self.started = time.time()
         self.received_ids = collections.deque(maxlen=256)  # a reattaching client resends the rest
         self.acked_seq = 0  # the last event seq the attached front end said it received
+        self.last_argv = None  # the sys.argv an exec request set last
 
     # -- startup -----------------------------------------------------------------------------
 
@@ -481,7 +505,12 @@ class Kernel:
         filename = req.get("filename") or "<cell>"
         first_line = max(int(req.get("first_line") or 1), 1)
         path = os.path.join(self.cwd, filename)
-        if len(sys.argv) == 1:  # argparse in a cell sees the user's file, not the agent's argv
+        argv = req.get("argv")
+        if isinstance(argv, list) and argv:
+            if argv != self.last_argv:  # set when it changed: a cell may set sys.argv for the next
+                sys.argv = [str(a) for a in argv]
+                self.last_argv = list(argv)
+        elif len(sys.argv) == 1:  # argparse in a cell sees the user's file, not the agent's argv
             sys.argv[0] = path
         self.namespace["__file__"] = path
         self.namespace["__name__"] = "__main__"
@@ -499,7 +528,10 @@ class Kernel:
                 exec(compiled, self.namespace)
             finally:
                 self.cell_running = False
-        except BaseException as exc:  # noqa: BLE001 - SystemExit/KeyboardInterrupt are reported too
+        except SystemExit as exc:  # sys.exit(): the pass ends with this code; the kernel lives on
+            code = exit_status(exc.code)
+            return code == 0, code
+        except BaseException as exc:  # noqa: BLE001 - KeyboardInterrupt is reported too
             self._report(rid, exc)
             return False, None
         return True, None
@@ -529,7 +561,7 @@ class Kernel:
         elif isinstance(exc, SyntaxError) and exc.msg:
             message = tbformat.message(exc.msg)  # the location is in frames already
         else:
-            message = tbformat.message(exc)
+            message = tbformat.message(exc) + tbformat.suggestion(exc)  # "Did you mean: 'x'?"
         self.proto.emit({"type": "error", "id": rid, "etype": type(exc).__name__,
                          "message": message, "frames": frames, "traceback": text})
 
@@ -721,6 +753,21 @@ def main(argv=None):
         text = "devloop agent: kernel failed to start\n" + traceback.format_exc()
         os.write(getattr(kernel, "crash_fd", 2), text.encode("utf-8", "replace"))
         return 1
+def exit_status(code):
+    """The exit status `python file.py` ends with after `sys.exit(code)`: None is 0, an int is
+    taken modulo 256, anything else is printed to stderr (as Python does) and is 1."""
+    if code is None:
+        return 0
+    if isinstance(code, int):
+        return code & 0xFF
+    try:
+        sys.stderr.write("%s\n" % (code,))
+        sys.stderr.flush()
+    except Exception:  # noqa: BLE001 - an unprintable code still ends the pass
+        pass
+    return 1
+
+
     reaper.become_subreaper()  # daemons a cell starts come back to us: ended below
     threading.Thread(target=kernel.read_requests, name="devloop-requests", daemon=True).start()
     code = kernel.serve()

@@ -12,9 +12,13 @@ to MAX_TEXT characters. The chain is never modified. Stdlib only, Python 3.8+.
 
 import builtins
 import collections
+import io
 import itertools
 import linecache
+import re
+import sys
 import traceback
+import types
 
 EDGE_FRAMES = 50          # runs of frames kept from each end of one traceback
 REPEAT_SHOWN = 3          # identical frames printed before "[Previous line repeated ...]"
@@ -264,8 +268,52 @@ def _exception_only(exc):
         lines = traceback.format_exception_only(type(exc), exc)
     except Exception:  # noqa: BLE001 - a broken __str__
         lines = ["%s: %s\n" % (_type_name(type(exc)), message(exc))]
+    hint = suggestion(exc)
+    if hint and lines and hint not in lines[-1]:
+        lines[-1] = lines[-1].rstrip("\n") + hint + "\n"
     text = "".join(lines)
     return [_clip(text, MAX_MESSAGE)] if len(text) > MAX_MESSAGE else lines
+
+
+_SUGGESTION = re.compile(r"(\. Did you mean: .*\?|\. Did you forget to import .*\?)\s*$")
+
+
+def suggestion(exc):
+    """". Did you mean: 'X_test'?" as this Python would print it under a NameError,
+    AttributeError or ImportError (3.10+), else "". Python computes it only when it prints the
+    error itself (3.10, 3.11: the C excepthook; 3.12+: TracebackException with the traceback),
+    so it is asked on a copy of `exc` without its chain and with only its innermost frame:
+    the cost does not grow with the stack or the chain."""
+    if sys.version_info < (3, 10) or not isinstance(exc, (NameError, AttributeError, ImportError)):
+        return ""
+    try:
+        base = next(b for b in (NameError, AttributeError, ImportError) if isinstance(exc, b))
+        copy = base(*exc.args)
+        for attr in ("name", "obj", "name_from", "path"):
+            if hasattr(exc, attr):
+                try:
+                    setattr(copy, attr, getattr(exc, attr))
+                except (AttributeError, TypeError):
+                    pass
+        tb = exc.__traceback__
+        while tb is not None and tb.tb_next is not None:
+            tb = tb.tb_next
+        if tb is not None:
+            copy.__traceback__ = types.TracebackType(None, tb.tb_frame, tb.tb_lasti, tb.tb_lineno)
+        if sys.version_info >= (3, 12):
+            text = "".join(traceback.TracebackException(
+                base, copy, copy.__traceback__, limit=0, lookup_lines=False).format_exception_only())
+        else:
+            saved, sys.stderr = sys.stderr, io.StringIO()
+            try:
+                sys.__excepthook__(base, copy, None)
+                text = sys.stderr.getvalue()
+            finally:
+                sys.stderr = saved
+        found = _SUGGESTION.search(text.rstrip("\n").rsplit("\n", 1)[-1])
+        return found.group(1) if found else ""
+    except Exception:  # noqa: BLE001 - a suggestion is a nicety; the error is reported anyway
+        return ""
 
 
 def _is_group(exc):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 
-from devloop.commands._common import add_json_arg, add_target_args, run_headless_session
+from devloop.commands._common import add_json_arg, add_script_args, add_target_args, run_headless_session
 
 NAME = "run"
 ORDER = 10
@@ -21,6 +21,7 @@ DESCRIPTION = (
 
 def register(parser: argparse.ArgumentParser) -> None:
     add_target_args(parser)
+    add_script_args(parser)
     add_json_arg(parser)
     parser.add_argument("--junit", metavar="XML",
                         help="also write the run as JUnit XML to this file (one testcase per code "

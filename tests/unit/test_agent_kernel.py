@@ -218,10 +218,14 @@ def test_syntax_error_reports_the_users_line(agent):
     assert done_of(events, "s")["ok"] is False
 
 
-def test_system_exit_is_an_error_and_the_kernel_survives(agent):
+def test_system_exit_ends_the_request_with_its_code_and_the_kernel_survives(agent):
     events = agent.exec("e", "import sys\nsys.exit(4)")
-    error = error_of(events, "e")
-    assert (error["etype"], error["message"]) == ("SystemExit", "4")
+    assert not [e for e in events if e["type"] == "error"]  # as `python`: no traceback
+    assert (done_of(events, "e")["ok"], done_of(events, "e")["exit_code"]) == (False, 4)
+    zero = done_of(agent.exec("z", "raise SystemExit"), "z")
+    assert (zero["ok"], zero["exit_code"]) == (True, 0)
+    text = agent.exec("t", "import sys\nsys.exit('bye')")
+    assert outputs(text, "t", "stderr") == "bye\n" and done_of(text, "t")["exit_code"] == 1
     assert outputs(agent.exec("next", "print('alive')"), "next") == "alive\n"
 
 
