@@ -45,6 +45,10 @@ def register(parser: argparse.ArgumentParser) -> None:
                              "and a hash of the diff)")
     parser.add_argument("--allow-unpinned", action="store_true",
                         help="accept an image named by tag instead of by digest")
+    parser.add_argument("--require-green", action="store_true",
+                        help="refuse unless a green run of this code (commit and uncommitted diff) on "
+                             "this profile and image is recorded in .devloop/runs.jsonl; without it "
+                             "promote warns and the pipeline's run id is empty")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -73,7 +77,8 @@ def run(args: argparse.Namespace) -> int:
             return 1 if failed else 0
         results = promote_many(config, args.profile, args.target, name=args.name, out=args.out,
                                commit=args.commit, allow_dirty=args.allow_dirty,
-                               allow_unpinned=args.allow_unpinned)
+                               allow_unpinned=args.allow_unpinned,
+                               require_green=getattr(args, "require_green", False))
     except PromoteError as exc:
         print(f"devloop: {exc}", file=sys.stderr)
         return 2
@@ -84,7 +89,8 @@ def run(args: argparse.Namespace) -> int:
     for r in results:
         print(f"wrote {_rel(r.path)} ({r.target})")
     first = results[0]
-    print(f"run id {first.run_id}" + (f", committed {first.commit[:12]}" if first.committed else ""))
+    cited = f"run id {first.run_id} (the green run it cites)" if first.run_id else "no green run cited"
+    print(cited + (f", committed {first.commit[:12]}" if first.committed else ""))
     return 0
 
 

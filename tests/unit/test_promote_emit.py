@@ -8,6 +8,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import re
 from pathlib import Path
 
 import check_jsonschema
@@ -232,3 +233,39 @@ def test_resource_change_is_drift_with_a_unified_diff(tmp_path: Path):
     diff = drift(yamltext.dump(doc), other, "pipelines/mnist.argo.yaml")
     assert diff.startswith("--- pipelines/mnist.argo.yaml (committed)")
     assert "-            nvidia.com/gpu: '1'" in diff and "+            nvidia.com/gpu: '2'" in diff
+
+
+# ------------------------------------------------------------------ dependency confusion
+
+
+@pytest.mark.parametrize("command", [
+    'python -m pip install "devloop==0.1.0"', "pip install devloop", "pip3 install -U devloop",
+    "uv pip install devloop==0.1.0", "pipx install devloop", "pip install 'devloop>=0.1' numpy",
+])
+def test_a_workflow_that_installs_devloop_by_name_fails(tmp_path: Path, command: str):
+    doc = gh_doc(tmp_path)
+    doc["jobs"]["train"]["steps"].insert(1, {"name": "Install devloop", "run": command})
+    problems = github_problems(doc)
+    assert any("installs devloop from a package index by name" in p for p in problems), problems
+
+
+@pytest.mark.parametrize("command", ["pip install -r requirements.txt", "pip install devloop-ml",
+                                     "python train.py --devloop", "pip install ./devloop"])
+def test_other_installs_are_not_mistaken_for_devloop(command: str):
+    from devloop.core.promote.validate import installs_devloop_by_name
+    assert not installs_devloop_by_name(command)
+
+
+def test_generated_workflow_installs_nothing_by_name_and_pins_actions(tmp_path: Path):
+    text = (GOLDEN / "two_stage_gpu.github.yml").read_text()
+    assert github_problems(yamltext.load(text)) == []
+    assert "pip install" not in text
+    for line in text.splitlines():
+        if "uses:" in line:
+            assert re.search(r"@[0-9a-f]{40} # v\d+\.\d+\.\d+$", line), line
+
+
+def test_an_action_by_tag_is_a_problem(tmp_path: Path):
+    doc = gh_doc(tmp_path)
+    doc["jobs"]["train"]["steps"][0]["uses"] = "actions/checkout@v4"
+    assert any("not pinned by commit SHA" in p for p in github_problems(doc))

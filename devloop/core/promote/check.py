@@ -97,6 +97,7 @@ def substance(doc: Any) -> Any:
                     pass
     elif "jobs" in doc:
         env = doc.get("env") or {}
+        env.pop("DEVLOOP_DIFF_SHA256", None)
         for k in _VOLATILE_ENV:
             if k in env:
                 env[k] = VOLATILE
@@ -113,7 +114,9 @@ def _blank(mapping: dict | None) -> None:
     if not mapping:
         return
     for key in list(mapping):
-        if key.startswith(_PREFIX) and key[len(_PREFIX):] in _VOLATILE_KEYS:
+        if key == _PREFIX + "diff-sha256":
+            del mapping[key]  # present only on a dirty promote: its presence is not substance
+        elif key.startswith(_PREFIX) and key[len(_PREFIX):] in _VOLATILE_KEYS:
             mapping[key] = VOLATILE
 
 

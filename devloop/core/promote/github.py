@@ -67,6 +67,13 @@ def stage_command(step: Step) -> str:
 
 
 def _check_runner(p: Pipeline) -> None:
+    for s in p.steps:
+        if s.nodes > 1:
+            raise PromoteError(
+                f"stage {s.stage!r} spans {s.nodes} nodes, and a GitHub Actions job runs on one "
+                f"machine", field="nodes",
+                hint="promote it with --target pytorchjob, trainjob or argo (Kubeflow), or set "
+                     "nodes = 1")
     gpu = [s.stage for s in p.steps if s.resources.gpus]
     labels = list(p.runs_on) if isinstance(p.runs_on, tuple) else [p.runs_on]
     hosted = [lbl for lbl in labels if is_hosted(lbl)]
@@ -80,13 +87,6 @@ def _check_runner(p: Pipeline) -> None:
             hint="set runs_on to your self-hosted GPU runner's labels (profile `runs_on: "
                  "[self-hosted, gpu]`, or [promote.github] runs_on in devloop.toml), or "
                  "gpus = 0 on stages that need none")
-    for s in p.steps:
-        if s.nodes > 1:
-            raise PromoteError(
-                f"stage {s.stage!r} spans {s.nodes} nodes, and a GitHub Actions job runs on one "
-                f"machine", field="nodes",
-                hint="promote it with --target pytorchjob, trainjob or argo (Kubeflow), or set "
-                     "nodes = 1")
 
 
 def _job(p: Pipeline, step: Step, producers: dict[str, Step]) -> dict[str, Any]:

@@ -20,6 +20,7 @@ through it; a container's default is 64 MB). Provenance goes on labels and annot
 
 from __future__ import annotations
 
+import copy
 import shlex
 from typing import Any
 
@@ -66,7 +67,7 @@ def torchrun_script(p: Pipeline, step: Step, *, static: bool) -> str:
                   + shlex.join(_entry(step)))
     else:
         launch = "exec torchrun " + shlex.join(_entry(step))
-    return "\n".join(["set -e", *_fetch_lines(p), launch]) + "\n"
+    return "\n".join(["set -e", f"cd {shlex.quote(p.workdir)}", *_fetch_lines(p), launch]) + "\n"
 
 
 def _volumes(p: Pipeline) -> tuple[list[dict], list[dict]]:
@@ -118,10 +119,11 @@ def pytorchjob(p: Pipeline, step: Step) -> dict[str, Any]:
         pod["tolerations"] = [dict(t) for t in p.tolerations]
     meta = _meta(p, step)
     template = {"metadata": {"labels": dict(meta["labels"])}, "spec": pod}
-    replicas = {"Master": {"replicas": 1, "restartPolicy": "Never", "template": template}}
+    replicas = {"Master": {"replicas": 1, "restartPolicy": "Never",
+                           "template": copy.deepcopy(template)}}
     if step.nodes > 1:
         replicas["Worker"] = {"replicas": step.nodes - 1, "restartPolicy": "Never",
-                              "template": template}
+                              "template": copy.deepcopy(template)}
     return {
         "apiVersion": PYTORCHJOB_API,
         "kind": "PyTorchJob",
@@ -139,7 +141,7 @@ def trainjob(p: Pipeline, step: Step) -> dict[str, Any]:
     if p.image_pull_secrets:
         raise PromoteError(
             "image_pull_secrets cannot be set on a TrainJob (trainer.kubeflow.org/v1alpha1 has "
-            "no field for them)", field="image_pull_secrets",
+            "no field for them)", file=p.profile_file, field="image_pull_secrets",
             hint="attach the pull secret to the service account the runtime uses "
                  "(kubectl patch serviceaccount ... imagePullSecrets), or use --target pytorchjob")
     volumes, mounts = _volumes(p)

@@ -170,6 +170,7 @@ class Pipeline:
     runs_on_where: str = ""  # "profiles/x.yaml field 'runs_on'": for errors
     shm_size: str = ""  # Kubernetes quantity for /dev/shm ("" = the runtime's default)
     trainjob_runtime: str = "torch-distributed"
+    profile_file: str = ""  # for errors about what the profile asks for
 
 
 # ---------------------------------------------------------------------------------------------
@@ -475,6 +476,7 @@ def build_pipeline(
         runs_on_where=f"{target.runs_on_file or target.file} field '{target.runs_on_field}'",
         shm_size=shm,
         trainjob_runtime=target.trainjob_runtime or "torch-distributed",
+        profile_file=target.file,
     )
 
 

@@ -7,7 +7,6 @@ The pure parts live in model/argo/github/check; this module does the I/O (git, f
 from __future__ import annotations
 
 import datetime as _dt
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -123,11 +122,14 @@ def output_path(config: Any, target: str, name: str, out: str | None) -> Path:
 
 def build(config: Any, profile_name: str | None, *, name: str | None = None,
           allow_unpinned: bool = False, allow_dirty: bool = True,
-          ignore: Sequence[Path] = (), image_fallback: str = "") -> tuple[Pipeline, list[str], Any]:
+          ignore: Sequence[Path] = (), image_fallback: str = "", require_green: bool = False,
+          cite: bool = True) -> tuple[Pipeline, list[str], Any]:
     """The Pipeline for the current project state; (pipeline, warnings, git state).
 
     `image_fallback` (used by --check, where snapshots are not committed) stands in when no
-    pinned image can be found here."""
+    pinned image can be found here. `cite`: the provenance's run id is the latest green run
+    of this code, profile and image (promote/cite.py; "" and a warning when there is none,
+    a PromoteError with `require_green`); --check does not cite (the run id is provenance)."""
     root = Path(config.root)
     profile = config.profile(profile_name)
     target = _target_spec(profile, config)
@@ -164,8 +166,20 @@ def build(config: Any, profile_name: str | None, *, name: str | None = None,
     if state.dirty_files:
         warnings.append(f"uncommitted changes in {len(state.dirty_files)} tracked file(s): "
                         f"recorded dirty=true, diff sha256 {state.diff_sha256[:12]}")
+    run_id = ""
+    if cite:
+        from devloop.core.promote.cite import cite_green_run
+
+        citation = cite_green_run(root, profile.name, state, pinned)
+        if not citation and require_green:
+            raise PromoteError(citation.reason.split(" -- fix: ")[0], file=str(root / ".devloop" / "runs.jsonl"),
+                               hint=f"run it on this profile until it passes (devloop run -p {profile.name} "
+                                    f"FILE), or promote without --require-green")
+        if not citation:
+            warnings.append(citation.reason)
+        run_id = citation.run_id
     prov = Provenance(
-        run_id=str(uuid.uuid4()), git_commit=state.commit, dirty=bool(state.dirty_files),
+        run_id=run_id, git_commit=state.commit, dirty=bool(state.dirty_files),
         diff_sha256=state.diff_sha256, image_digest=pinned.digest, profile=profile.name,
         devloop_version=__version__,
         time=_dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z"),
@@ -249,13 +263,16 @@ def _render_warnings(pipeline: Pipeline, target: str) -> list[str]:
 
 def promote_many(config: Any, profile_name: str | None = None, targets: Sequence[str] | None = None,
                  *, name: str | None = None, out: str | None = None, commit: bool = False,
-                 allow_dirty: bool = False, allow_unpinned: bool = False) -> list[PromoteResult]:
-    """Write one file per target (one shared run id); with `commit`, one git commit for all."""
+                 allow_dirty: bool = False, allow_unpinned: bool = False,
+                 require_green: bool = False) -> list[PromoteResult]:
+    """Write one file per target (one shared run id: the green run it cites); with `commit`,
+    one git commit for all; `require_green`: refuse when no green run of this code matches."""
     targets = list(targets or config.promote.targets or ("argo",))
     pname = pipeline_name(config, name)
     paths = [output_path(config, t, pname, out) for t in targets]
     pipeline, warnings, state = build(config, profile_name, name=name, allow_unpinned=allow_unpinned,
-                                      allow_dirty=allow_dirty or not commit, ignore=paths)
+                                      allow_dirty=allow_dirty or not commit, ignore=paths,
+                                      require_green=require_green)
     profile_file = _target_spec(config.profile(profile_name), config).file
     texts = [render(pipeline, t, p, profile_file, Path(config.root))[0]
              for t, p in zip(targets, paths)]
@@ -279,11 +296,13 @@ def promote_many(config: Any, profile_name: str | None = None, targets: Sequence
 
 def promote(config: Any, profile_name: str | None = None, target: str | None = None,
             name: str | None = None, out: str | None = None, commit: bool = False,
-            allow_dirty: bool = False, allow_unpinned: bool = False) -> PromoteResult:
+            allow_dirty: bool = False, allow_unpinned: bool = False,
+            require_green: bool = False) -> PromoteResult:
     """One target (default: the first of [promote].targets): what the app's `p` key calls."""
     chosen = target or (config.promote.targets or ("argo",))[0]
     return promote_many(config, profile_name, [chosen], name=name, out=out, commit=commit,
-                        allow_dirty=allow_dirty, allow_unpinned=allow_unpinned)[0]
+                        allow_dirty=allow_dirty, allow_unpinned=allow_unpinned,
+                        require_green=require_green)[0]
 
 
 def _committed_image(doc: Any) -> str:
@@ -365,7 +384,7 @@ def check(config: Any, profile_name: str | None = None, targets: Sequence[str] |
             continue
         pipeline, warnings, state = build(
             config, profile or profile_name, name=name, allow_unpinned=allow_unpinned,
-            ignore=[path], image_fallback=_committed_image(on_disk or {}))
+            ignore=[path], image_fallback=_committed_image(on_disk or {}), cite=False)
         _, doc = render(pipeline, kind, path, root=root)
         notes = list(warnings)
         tracked = is_tracked(state.toplevel, path)

@@ -119,12 +119,33 @@ def _find_cycle(graph: dict[str, list[str]]) -> list[str]:
     return []
 
 
+# `pip install devloop`, `uv pip install "devloop==0.1.0"`, `pipx install devloop`, ...: the
+# name on the package index belongs to another project (dependency confusion)
+_INSTALL_BY_NAME = re.compile(
+    r"\b(pip3?|pipx|uv\s+pip|uv\s+tool|python3?\s+-m\s+pip|poetry|conda|mamba)\s+(install|add)\b"
+    r"[^\n;&|]*?(?<![-\w./])[\"']?devloop(?![-\w.])")
+_SHA_PIN = re.compile(r"^[^@\s]+@[0-9a-f]{40}$")
+
+
+def installs_devloop_by_name(command: str) -> bool:
+    """True when a shell command would fetch `devloop` from a package index by name."""
+    return bool(_INSTALL_BY_NAME.search(command or ""))
+
+
 def github_problems(wf: dict[str, Any]) -> list[str]:
-    """Job references and cycles in a GitHub workflow dict ([] when fine)."""
+    """Job references, cycles, actions not pinned by SHA and installs of devloop by name in a
+    GitHub workflow dict ([] when fine)."""
     problems: list[str] = []
     jobs = wf.get("jobs") or {}
     graph: dict[str, list[str]] = {}
     for name, job in jobs.items():
+        for i, step in enumerate(job.get("steps") or []):
+            if installs_devloop_by_name(str(step.get("run", ""))):
+                problems.append(f"jobs.{name}.steps[{i}].run installs devloop from a package "
+                                f"index by name (another project owns that name there)")
+            uses = str(step.get("uses", ""))
+            if uses and not uses.startswith(("./", "docker://")) and not _SHA_PIN.match(uses):
+                problems.append(f"jobs.{name}.steps[{i}].uses {uses!r} is not pinned by commit SHA")
         needs = job.get("needs") or []
         needs = [needs] if isinstance(needs, str) else list(needs)
         for n in needs:

@@ -12,6 +12,9 @@ import yaml
 
 
 class _Dumper(yaml.SafeDumper):
+    def ignore_aliases(self, data: Any) -> bool:
+        return True  # a shared dict is written out in full each time: no &id001 anchors
+
     def increase_indent(self, flow: bool = False, indentless: bool = False) -> Any:
         # indent list items under their key, as kubectl and GitHub docs write them
         return super().increase_indent(flow, False)
