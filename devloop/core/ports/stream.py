@@ -61,6 +61,24 @@ class PortStream(abc.ABC):
         """End the connection and whatever carries it. Idempotent."""
 
 
+async def in_thread(fn: Any, *args: Any) -> Any:
+    """fn(*args) on a thread of its own: a forward's blocking calls (opening a channel, which
+    waits on the far side) never queue behind other work in the loop's default executor."""
+    loop = asyncio.get_running_loop()
+    fut = loop.create_future()
+
+    def run() -> None:
+        try:
+            result = fn(*args)
+        except BaseException as exc:  # noqa: BLE001 - handed to the awaiting side
+            loop.call_soon_threadsafe(lambda: fut.done() or fut.set_exception(exc))
+        else:
+            loop.call_soon_threadsafe(lambda: fut.done() or fut.set_result(result))
+
+    threading.Thread(target=run, daemon=True, name="devloop-port-open").start()
+    return await fut
+
+
 # ------------------------------------------------------------------------------ agent relay
 
 
@@ -259,4 +277,4 @@ class ThreadStream(PortStream):
             self._out.append(None)
             self._out_cv.notify()
         with contextlib.suppress(Exception):
-            await asyncio.to_thread(self.chan.close)
+            await in_thread(self.chan.close)

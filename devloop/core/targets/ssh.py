@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import shlex
 import threading
 import time
@@ -28,7 +29,7 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 import paramiko
 
 from devloop.core.agent_bundle import bundle, bundle_name
-from devloop.core.ports.stream import PortRefused, PortStream, ThreadStream
+from devloop.core.ports.stream import PortRefused, PortStream, ThreadStream, in_thread
 from devloop.core.targets import ssh_facts
 from devloop.core.ssh_config import Endpoint, resolve_endpoint
 from devloop.core.ssh_connect import AuthFailed, Connection, HostKeyChanged, UnknownHostKey, Unreachable, connect
@@ -37,6 +38,16 @@ from devloop.core.targets.streamed import StreamedChannel
 
 if TYPE_CHECKING:  # pragma: no cover
     from devloop.core.config import Config, Profile
+
+class _QuietRefusals(logging.Filter):
+    """paramiko logs a refused direct-tcpip open at ERROR before it raises; with no logging set
+    up, Python prints that on stderr, over the app. The refusal is reported as PortRefused."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "open FAILED" not in str(record.msg)
+
+
+logging.getLogger("paramiko.transport").addFilter(_QuietRefusals())
 
 PID_MARK = b"DEVLOOP-PID "
 MIN_PYTHON = (3, 8)
@@ -525,7 +536,7 @@ class SshTarget(Target):
                                   f"to {host}:{port}: {exc}",
                                   hint="the server may forbid it (AllowTcpForwarding in sshd_config)") from exc
 
-        chan = await asyncio.to_thread(open_channel)
+        chan = await in_thread(open_channel)
         return ThreadStream(chan, asyncio.get_running_loop(), name="ssh-port")
 
     async def alive(self) -> bool:

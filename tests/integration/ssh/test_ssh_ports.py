@@ -1,0 +1,26 @@
+"""Port forwarding on the SSH target (paramiko direct-tcpip on the real sshd) and on ssh+docker
+(the agent's connect relay in a container with no network): see ports_scenario.py. On SSH the
+connection is also dropped mid-session: the forward works again once the session reattached."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from devloop.core import events as ev
+from devloop.core.config import load_config
+from tests.integration.ports_scenario import forward_scenario, free_port, relays_on_this_machine
+
+
+async def _drop(session) -> None:
+    session.target.conn.transport.close()  # the link dies under the session (as a network drop)
+    await asyncio.sleep(0.2)
+
+
+async def test_ssh_forward_download_concurrency_refusal_busy_drop_and_cleanup(ssh_project: Path):
+    config = load_config(ssh_project)
+    remote = free_port()  # the sshd runs on this machine: the target's port space is ours
+    events = await forward_scenario(ssh_project, config, config.profile("ssh-test"), remote_port=remote,
+                                    drop=_drop)
+    assert {e.via for e in events if isinstance(e, ev.PortForward)} == {"ssh direct-tcpip"}
+    assert relays_on_this_machine(remote) == []
