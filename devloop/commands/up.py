@@ -46,6 +46,7 @@ def run(args: argparse.Namespace) -> int:
                                        mode="session", forward=tuple(getattr(args, "forward", None) or ()))
 
     from devloop.core.promote import promote
+    from devloop.core.promote.cite import preview as promote_cite
 
     app = DevloopApp(
         config=config,
@@ -54,6 +55,7 @@ def run(args: argparse.Namespace) -> int:
         host_factory=host_factory,
         promote=promote,
         promote_targets=_promote_targets(config),
+        promote_cite=promote_cite,
         verbose=verbose,
     )
     code = app.run()

@@ -130,6 +130,7 @@ class DevloopApp(App[int]):
         session_factory: SessionFactory | None = None,
         promote: Callable[..., Any] | None = None,
         promote_targets: Iterable[str] = ("argo", "github"),
+        promote_cite: Callable[[Any, str], str] | None = None,
         scrollback: int | None = None,
         verbose: int = 0,
     ) -> None:
@@ -142,6 +143,7 @@ class DevloopApp(App[int]):
         self.host_factory = host_factory
         self.promote_fn = promote
         self.promote_targets = list(promote_targets)
+        self.promote_cite = promote_cite  # (config, profile) -> the run a promote would cite, one line
         self.verbose = verbose
         self.store = LogStore(scrollback if scrollback is not None else scrollback_of(config))
         self.host: SessionHost | None = None
@@ -611,7 +613,8 @@ class DevloopApp(App[int]):
     def action_promote(self) -> None:
         note = "" if self.promote_fn is not None else "promote is unavailable in this build"
         name = project_name(self.config).lower().replace("_", "-")
-        self.push_screen(PromoteDialog(self.promote_targets, name, note), self._promote_chosen)
+        cited = self.promote_cite(self.config, self.profile_name) if self.promote_cite and not note else ""
+        self.push_screen(PromoteDialog(self.promote_targets, name, note, cited=cited), self._promote_chosen)
 
     def _promote_chosen(self, request: PromoteRequest | None) -> None:
         if request is None:

@@ -123,13 +123,14 @@ def output_path(config: Any, target: str, name: str, out: str | None) -> Path:
 def build(config: Any, profile_name: str | None, *, name: str | None = None,
           allow_unpinned: bool = False, allow_dirty: bool = True,
           ignore: Sequence[Path] = (), image_fallback: str = "", require_green: bool = False,
-          cite: bool = True) -> tuple[Pipeline, list[str], Any]:
+          cited_run: str | None = None) -> tuple[Pipeline, list[str], Any]:
     """The Pipeline for the current project state; (pipeline, warnings, git state).
 
     `image_fallback` (used by --check, where snapshots are not committed) stands in when no
-    pinned image can be found here. `cite`: the provenance's run id is the latest green run
-    of this code, profile and image (promote/cite.py; "" and a warning when there is none,
-    a PromoteError with `require_green`); --check does not cite (the run id is provenance)."""
+    pinned image can be found here. The provenance's run id is the latest green run of this
+    code, profile and image (promote/cite.py; "" and a warning when there is none, a
+    PromoteError with `require_green`); `cited_run` given (--check: the file's own run id,
+    provenance, not substance) is used as it is."""
     root = Path(config.root)
     profile = config.profile(profile_name)
     target = _target_spec(profile, config)
@@ -166,8 +167,8 @@ def build(config: Any, profile_name: str | None, *, name: str | None = None,
     if state.dirty_files:
         warnings.append(f"uncommitted changes in {len(state.dirty_files)} tracked file(s): "
                         f"recorded dirty=true, diff sha256 {state.diff_sha256[:12]}")
-    run_id = ""
-    if cite:
+    run_id = cited_run or ""
+    if cited_run is None:
         from devloop.core.promote.cite import cite_green_run
 
         citation = cite_green_run(root, profile.name, state, pinned)
@@ -384,7 +385,8 @@ def check(config: Any, profile_name: str | None = None, targets: Sequence[str] |
             continue
         pipeline, warnings, state = build(
             config, profile or profile_name, name=name, allow_unpinned=allow_unpinned,
-            ignore=[path], image_fallback=_committed_image(on_disk or {}), cite=False)
+            ignore=[path], image_fallback=_committed_image(on_disk or {}),
+            cited_run=rec.get("run-id", ""))
         _, doc = render(pipeline, kind, path, root=root)
         notes = list(warnings)
         tracked = is_tracked(state.toplevel, path)

@@ -27,9 +27,11 @@ class PromoteDialog(ModalScreen[PromoteRequest | None]):
 
     BINDINGS = [Binding("escape", "cancel", "Cancel")]
 
-    def __init__(self, targets: list[str], name: str, note: str = "") -> None:
+    def __init__(self, targets: list[str], name: str, note: str = "", *, cited: str = "") -> None:
+        """`cited`: the green run a promote now would cite, or why none (shown as a line)."""
         super().__init__()
         self.targets = targets or ["argo"]
+        self.cited = cited
         self.default_name = name
         self.note = note
 
@@ -46,6 +48,8 @@ class PromoteDialog(ModalScreen[PromoteRequest | None]):
             yield Checkbox("Commit the pipeline file to git", value=False, id="promote-commit")
             yield Checkbox("Allow uncommitted changes (recorded as dirty)", value=False, id="promote-dirty")
             yield Checkbox("Allow an image without a registry digest", value=False, id="promote-unpinned")
+            if self.cited:
+                yield Label(self.cited, id="promote-cited", classes="dialog-note")
             if self.note:
                 yield Label(self.note, classes="dialog-note")
             with Horizontal(classes="dialog-buttons"):

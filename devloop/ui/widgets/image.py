@@ -1,0 +1,221 @@
+"""Figures in the TUI: inline in the log, full size on Enter or a click.
+
+Inline, an image is a few log rows of half blocks (`▀`, the upper pixel as the foreground colour,
+the lower one as the background): plain coloured text, so it scrolls, filters and is bounded with
+the rest of the log and works in any terminal. Full size it opens in the system viewer
+(xdg-open / open); where there is none (a remote shell), in a screen that draws it with
+textual-image, which picks the Kitty graphics protocol, Sixel or half cells by what the terminal
+answers (`[ui] images` forces one: kitty | sixel | halfblock; off: a line naming the file only).
+
+textual-image asks the terminal what it supports when it is imported, which is impossible once
+Textual runs: `prepare()` imports it before the app starts.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.screen import ModalScreen
+from textual.widgets import Static
+
+MODES = ("auto", "kitty", "sixel", "halfblock", "off")
+INLINE_MAX_ROWS = 16  # an inline figure takes at most this many log rows (32 pixel rows)
+INLINE_MAX_COLS = 72
+
+_VIEWER_WIDGETS: dict[str, type] = {}
+
+
+def prepare(mode: str) -> None:
+    """Import textual-image's widgets for `mode` now (they query the terminal on import)."""
+    if mode in ("off", "halfblock") and "halfblock" in _VIEWER_WIDGETS:
+        return
+    try:
+        from textual_image import widget as tiw
+    except Exception:  # noqa: BLE001 - not installed, or a terminal that answers garbage
+        return
+    _VIEWER_WIDGETS.update({"auto": tiw.Image, "kitty": tiw.TGPImage, "sixel": tiw.SixelImage,
+                            "halfblock": tiw.HalfcellImage})
+
+
+def halfblock_rows(path: str | Path, max_cols: int = INLINE_MAX_COLS,
+                   max_rows: int = INLINE_MAX_ROWS) -> list[str]:
+    """The image as rows of `▀` with 24-bit ANSI colours, fitted into max_cols x max_rows cells
+    (a cell is one pixel wide and two tall). Empty when the file is not an image Pillow reads."""
+    try:
+        from PIL import Image
+    except ImportError:
+        return []
+    try:
+        with Image.open(path) as img:
+            img.load()
+            rgba = img.convert("RGBA")
+    except Exception:  # noqa: BLE001 - an SVG, a damaged file
+        return []
+    background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))  # figures' transparency on white
+    rgb = Image.alpha_composite(background, rgba).convert("RGB")
+    width, height = rgb.size
+    if width <= 0 or height <= 0:
+        return []
+    scale = min(max_cols / width, (max_rows * 2) / height, 1.0)
+    cols = max(1, round(width * scale))
+    pixel_rows = max(2, round(height * scale))
+    pixel_rows += pixel_rows % 2
+    small = rgb.resize((cols, pixel_rows), Image.Resampling.BOX)
+    pixels = small.load()
+    rows = []
+    for y in range(0, pixel_rows, 2):
+        parts = []
+        last = None
+        for x in range(cols):
+            top, bottom = pixels[x, y], pixels[x, y + 1]
+            if (top, bottom) != last:
+                parts.append("\x1b[38;2;%d;%d;%d;48;2;%d;%d;%dm" % (top + bottom))
+                last = (top, bottom)
+            parts.append("▀")
+        parts.append("\x1b[0m")
+        rows.append("".join(parts))
+    return rows
+
+
+def system_viewer() -> list[str] | None:
+    """The command that opens a file in the desktop's viewer, or None (no desktop here)."""
+    if sys.platform == "darwin":
+        return ["open"]
+    if os.name == "nt":
+        return ["cmd", "/c", "start", ""]
+    if (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")) and shutil.which("xdg-open"):
+        return ["xdg-open"]
+    return None
+
+
+def open_in_viewer(path: str | Path) -> bool:
+    """Open `path` in the system viewer, detached; False when there is none."""
+    command = system_viewer()
+    if command is None:
+        return False
+    try:
+        subprocess.Popen(command + [str(path)], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                         stderr=subprocess.DEVNULL, start_new_session=True)
+    except OSError:
+        return False
+    return True
+
+
+class ImageScreen(ModalScreen[None]):
+    """A figure full size, drawn by textual-image; Escape closes, o opens the system viewer."""
+
+    DEFAULT_CSS = """
+    ImageScreen { align: center middle; }
+    ImageScreen > Vertical { width: 95%; height: 95%; border: round $accent; background: $surface; }
+    ImageScreen .image { width: 100%; height: 1fr; }
+    """
+    BINDINGS = [Binding("escape", "close", "Close"), Binding("q", "close", "Close", show=False),
+                Binding("enter", "close", "Close", show=False),
+                Binding("o", "open_viewer", "Open in the system viewer")]
+
+    def __init__(self, path: Path, mode: str = "auto") -> None:
+        super().__init__()
+        self.path = Path(path)
+        self.mode = mode
+
+    def compose(self) -> ComposeResult:
+        with Vertical() as box:
+            box.border_title = f"{self.path.name} · esc: close · o: system viewer"
+            widget = _VIEWER_WIDGETS.get(self.mode) or _VIEWER_WIDGETS.get("halfblock")
+            if widget is not None:
+                yield widget(str(self.path), classes="image")
+            else:
+                rows = halfblock_rows(self.path, 160, 60)
+                yield Static(Text.from_ansi("\n".join(rows)) if rows else str(self.path), classes="image")
+
+    def action_close(self) -> None:
+        self.dismiss(None)
+
+    def action_open_viewer(self) -> None:
+        if not open_in_viewer(self.path):
+            self.notify("no system viewer here (no desktop session)", severity="warning")
+
+
+class FigureLog:
+    """DevloopApp's part for what cells show: Display events into the log (values as text,
+    images as a header line and half-block rows), Enter (log focused) or a click on a figure
+    opens it. Uses the app's store, log view and `images_mode`."""
+
+    _FIGURES_KEPT = 20_000  # log line seq -> figure path entries (a long session's figures)
+
+    def _on_Display(self, event) -> None:  # noqa: ANN001 - ev.Display
+        if not event.path:
+            if event.text:
+                self._log_line(event.text, cell=event.cell, stream="stdout")
+            return
+        root = Path(getattr(self.config, "root", None) or ".")
+        path = root / event.path
+        size = f" {event.width}×{event.height}" if event.width and event.height else ""
+        lines = list(self._log_line(f"▣ figure{size} · {event.path} · enter/click: open",
+                                    cell=event.cell, stream="figure"))
+        if self.images_mode != "off":
+            try:
+                cols = min(INLINE_MAX_COLS, max(8, self.log_view.text_width - 1))
+            except Exception:  # noqa: BLE001 - not mounted yet
+                cols = INLINE_MAX_COLS
+            for row in halfblock_rows(path, cols):
+                lines.extend(self.store.add_lines(event.cell, "image", row))
+            self._note_new_lines(event.cell, len(lines) - 1)
+        figures = self._figures
+        for line in lines:
+            figures[line.seq] = path
+        if len(figures) > self._FIGURES_KEPT:
+            for seq in list(figures)[: len(figures) - self._FIGURES_KEPT]:
+                del figures[seq]
+
+    def _figure_at(self, row: int) -> Path | None:
+        """The figure drawn on the log view's row `row` (counted from its top), if any."""
+        view = self.log_view
+        try:
+            absolute = int(view.scroll_offset.y) + row
+            if absolute >= view.base_rows:
+                return None
+            index, _part = view._index.locate(absolute, view._source.dropped)
+            return self._figures.get(view._source[index].seq)
+        except Exception:  # noqa: BLE001 - a row outside the lines
+            return None
+
+    def action_open_figure(self) -> None:
+        """Enter in the log: the last figure on screen (else the newest one) opens."""
+        path = None
+        for row in range(self.log_view.size.height - 1, -1, -1):
+            path = self._figure_at(row)
+            if path is not None:
+                break
+        if path is None and self._figures:
+            path = next(reversed(self._figures.values()))
+        if path is not None:
+            self.open_figure(path)
+
+    def open_figure(self, path: Path) -> None:
+        if open_in_viewer(path):
+            self.notify(f"opened {path.name} in the system viewer")
+        else:
+            self.push_screen(ImageScreen(path, self.images_mode))
+
+    def on_click(self, event) -> None:  # noqa: ANN001 - textual.events.Click
+        offset = event.get_content_offset(self.log_view) if event.widget is self.log_view else None
+        if offset is None:
+            return
+        path = self._figure_at(offset.y)
+        if path is not None:
+            self.open_figure(path)
+
+    def _on_Metric(self, event) -> None:  # noqa: ANN001 - ev.Metric
+        from devloop.ui.widgets.metrics import MetricsPanel
+
+        for panel in self.query(MetricsPanel):
+            panel.add(event.metric, event.value)
