@@ -66,14 +66,17 @@ exclude = ["data/", "*.ckpt", "*.pt", "wandb/", ".venv/", "__pycache__/"]
 # run = "python train.py --epochs 10"
 # needs = ["prepare"]
 # outputs = ["checkpoints/"]
-# gpus = 1
+# gpus = 1          # per node; a stage without gpus inherits the profile's (gpus = 0: none)
+# nodes = 1         # > 1: torchrun on that many machines (Kubeflow PyTorchJob / TrainJob)
 # cpu = "8"
 # memory = "32Gi"
 # [stage.env]
 # WANDB_MODE = "offline"
 
 [promote]
-# Where `devloop promote` writes pipelines: "argo" and/or "github".
+# What `devloop promote` writes: "argo", "github", "pytorchjob", "trainjob" (the last two:
+# the stages with nodes > 1). GitHub GPU jobs need a self-hosted runner: a table
+# [promote.github] with runs_on = ["self-hosted", "gpu"] (or runs_on: in the profile).
 # targets = ["argo"]
 # out = "pipelines"
 # name = {name}
@@ -83,6 +86,8 @@ LOCAL_YAML = """\
 # Profile "local": run on this machine, in the project folder itself.
 # It is also built into devloop; this file only overrides it.
 # Try the loop here first:  devloop up --profile local
+# `devloop promote` needs a container image, which a local profile does not have: promote
+# with a container profile (devloop promote --profile k8s-gpu, or docker-gpu).
 kind: local
 
 # Environment variables for your code (values are strings).
@@ -107,12 +112,16 @@ kind: docker
 
 # The image your pipeline runs: match production here. Or build one (see `build`).
 image: pytorch/pytorch:2.4.0-cuda12.1-cudnn9-runtime
+# For `devloop promote` the image is pinned by digest: run `devloop snapshot` (then docker
+# push the image), or write the image as name@sha256:... above.
 # build:
 #   context: .
 #   dockerfile: Dockerfile
 #   args: {PYTHON_VERSION: "3.11"}
 
 # "all", a count (2), or device ids ([0, 1]).
+# A pipeline asks for a count, not "all": for `devloop promote` set gpus = N on each
+# [[stage]] in devloop.toml (or a count here).
 gpus: all
 # PyTorch DataLoader workers share memory through /dev/shm; Docker's default is 64 MB.
 shm_size: 8Gi
@@ -146,6 +155,8 @@ SSH_GPU_YAML = """\
 # (trust it with `devloop trust ssh-gpu`). ~/.ssh/config applies (HostName, User, Port,
 # IdentityFile, ProxyJump).
 # Use it: devloop up --profile ssh-gpu
+# `devloop promote` needs a container image: uncomment the docker: block below with the image
+# pinned by digest (name@sha256:...), or promote with k8s-gpu or docker-gpu.
 kind: ssh
 
 host: gpu-box.example.com
@@ -180,6 +191,8 @@ K8S_GPU_YAML = """\
 kind: kubernetes
 
 # The cluster must be able to pull this image (see image_pull_secrets).
+# For `devloop promote` write it pinned by digest, name@sha256:... (a tag can move under a
+# committed pipeline; `docker inspect --format '{{index .RepoDigests 0}}' IMAGE` shows it).
 image: pytorch/pytorch:2.4.0-cuda12.1-cudnn9-runtime
 # context: my-cluster       # kubeconfig context (default: the current one)
 namespace: default
@@ -216,7 +229,8 @@ tolerations:
 #     read_only: true
 
 # keep: false               # keep the pod after devloop stops
-# runs_on: ubuntu-latest    # GitHub runner label for `devloop promote` (github target)
+# runs_on: [self-hosted, gpu]   # GitHub runner labels for `devloop promote --target github`
+#                               # (GPU stages need a self-hosted runner: hosted ones have no GPU)
 """
 
 PROFILES: dict[str, str] = {

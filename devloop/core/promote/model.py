@@ -481,15 +481,21 @@ def build_pipeline(
 
 
 def image_hint(kind: str, profile_file: str) -> str:
-    """How to get a pinned image for a profile of this kind (advice that a user can follow:
-    `devloop snapshot` only for docker profiles, which is all it supports)."""
-    pin = f"pin `image: name@sha256:...` in {profile_file}"
+    """How to get a pinned image for a profile of this kind: advice a user can follow as
+    written (`devloop snapshot` takes only docker profiles; local and plain ssh profiles have
+    no `image:` key, so they are pointed at a container profile)."""
+    digest = " (`docker inspect --format '{{index .RepoDigests 0}}' IMAGE` shows the digest)"
     if kind == "docker":
-        return f"run `devloop snapshot` (then push the image), or {pin}"
-    if kind == "local":
-        return (f"a pipeline runs in a container and this profile runs on this machine: promote "
-                f"a container profile (devloop promote --profile docker-gpu), or {pin}")
-    return pin + " (`docker inspect --format '{{index .RepoDigests 0}}' IMAGE` shows it)"
+        return (f"run `devloop snapshot` and push the image, or pin `image: name@sha256:...` in "
+                f"{profile_file}")
+    if kind == "ssh+docker":
+        return f"pin `image: name@sha256:...` in the docker: block of {profile_file}" + digest
+    if kind in ("local", "ssh"):
+        return ("a pipeline runs in a container image, and this profile runs on a machine, not "
+                "in an image: promote a container profile (devloop promote --profile docker-gpu "
+                "or k8s-gpu)" + (f", or add a docker: block with image: name@sha256:... to "
+                                 f"{profile_file}" if kind == "ssh" else ""))
+    return f"pin `image: name@sha256:...` in {profile_file}" + digest
 
 
 def _camel_keys(mapping: Mapping[str, Any]) -> dict[str, Any]:

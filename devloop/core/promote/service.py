@@ -66,13 +66,22 @@ def _target_spec(profile: Any, config: Any = None) -> TargetSpec:
     runs_on, rfield, rfile = profile.runs_on, "runs_on", file
     if not runs_on and gh.get("runs_on"):
         runs_on, rfield, rfile = gh["runs_on"], "promote.github.runs_on", _config_file(config)
+    image, gpus, cpu, memory, shm, kind = (profile.image or "", profile.gpus, profile.cpu,
+                                           profile.memory, profile.shm_size, profile.kind or "")
+    box = dict(getattr(profile, "docker", None) or {})
+    if kind == "ssh" and box:  # the container on that host is what a pipeline reproduces
+        kind = "ssh+docker"
+        image = str(box.get("image") or "")
+        gpus = box.get("gpus", gpus)
+        cpu, memory, shm = box.get("cpu", cpu), box.get("memory", memory), box.get("shm_size", shm)
     return TargetSpec(
-        name=profile.name, file=file, image=profile.image or "", gpus=profile.gpus,
-        cpu=profile.cpu, memory=profile.memory, node_selector=dict(profile.node_selector or {}),
+        name=profile.name, file=file, image=image, gpus=gpus,
+        cpu=cpu, memory=memory, node_selector=dict(profile.node_selector or {}),
         tolerations=tuple(profile.tolerations or ()), env=dict(profile.env or {}),
         env_from_secrets=profile.env_from_secrets, image_pull_secrets=tuple(profile.image_pull_secrets or ()),
         runs_on=runs_on, service_account=profile.service_account or "",
-        workdir=profile.workdir or "", kind=profile.kind or "", shm_size=profile.shm_size,
+        workdir=str(box.get("workdir") or "") if box else (profile.workdir or ""),
+        kind=kind, shm_size=shm,
         runs_on_field=rfield, runs_on_file=rfile,
         trainjob_runtime=str(tj.get("runtime") or "torch-distributed"),
     )
