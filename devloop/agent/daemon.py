@@ -28,7 +28,7 @@ import sys
 import threading
 import time
 
-from . import reaper, wire
+from . import reaper, shutdown, wire
 from .journal import Journal
 
 HELLO_TIMEOUT_S = 10.0
@@ -364,6 +364,7 @@ def _kernel_main(settings):
     threading.Thread(target=server.idle_watch, name="devloop-idle", daemon=True).start()
     code = kernel.serve()
     kernel._stop_child(signal.SIGKILL, 0)
+    shutdown.run_exit_hooks()  # the user's pools end in order before the group is ended
     reason = getattr(kernel, "stop_reason", "shutdown")
     try:
         write_private(os.path.join(os.path.dirname(os.path.abspath(wire.EXIT_FILE)), "stop-reason"),

@@ -27,7 +27,7 @@ import time
 import traceback
 import types
 
-from . import reaper, tbformat
+from . import reaper, shutdown, tbformat
 
 CHUNK = 64 * 1024          # largest `out` read from a pipe at once
 COALESCE_S = 0.005         # writes this close together become one `out` event
@@ -772,6 +772,7 @@ def exit_status(code):
     threading.Thread(target=kernel.read_requests, name="devloop-requests", daemon=True).start()
     code = kernel.serve()
     kernel._stop_child(signal.SIGKILL, 0)
+    shutdown.run_exit_hooks()  # the user's pools end in order first (loky, multiprocessing)
     reaper.end_descendants()
     main_thread = threading.main_thread()
     if any(t is not main_thread and not t.daemon and t.is_alive() for t in threading.enumerate()):

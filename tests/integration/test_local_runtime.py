@@ -9,7 +9,9 @@ import sys
 import textwrap
 from pathlib import Path
 
-from tests.clitools import Watch, devloop, events, last, outputs
+import pytest
+
+from tests.clitools import DEVLOOP, Watch, devloop, events, last, outputs
 
 
 def python(file: str, *args: str, cwd: Path) -> subprocess.CompletedProcess:
@@ -124,3 +126,47 @@ def test_run_args_in_config_and_the_command_line_replaces_them(tmp_path: Path) -
         assert "Namespace(epochs=5)" in outputs(w.until(lambda e: e["event"] == "run_done"))
     finally:
         w.stop()
+
+
+JOBLIB = textwrap.dedent("""\
+    # %% fit
+    import math
+    from joblib import Parallel, delayed
+    squares = Parallel(n_jobs=2)(delayed(math.sqrt)(i) for i in range(10))
+    print("sum", round(sum(squares), 3))
+    """)
+
+
+def test_joblib_worker_pools_end_cleanly_with_the_kernel(tmp_path: Path) -> None:
+    pytest.importorskip("joblib")
+    (tmp_path / "jl.py").write_text(JOBLIB)
+    for _ in range(3):  # the false traceback came in 7 of 10 runs
+        res = devloop("run", "jl.py", "--json", cwd=tmp_path, timeout=120)
+        assert res.returncode == 0, res.stderr
+        evs = events(res.stdout)
+        assert outputs(evs) == "sum 19.306\n"
+        assert not [e for e in evs if e["event"] == "output" and e["cell"] == -1]
+        assert "Traceback" not in res.stderr and "LokyProcess" not in res.stdout + res.stderr
+
+
+READER = textwrap.dedent("""\
+    # %% read
+    import time
+    for i in range(2000):
+        print("row", i)
+    # %% slow
+    for i in range(50):
+        print("more", i)
+        time.sleep(0.01)
+    """)
+
+
+@pytest.mark.parametrize("json_lines", [False, True], ids=["text", "json"])
+def test_a_reader_that_leaves_stops_the_run_quietly(tmp_path: Path, json_lines: bool) -> None:
+    (tmp_path / "reader.py").write_text(READER)
+    cmd = " ".join(DEVLOOP + ["run", "reader.py"] + (["--json"] if json_lines else []))
+    res = subprocess.run(f"{cmd} | head -6; exit ${{PIPESTATUS[0]}}", shell=True, executable="/bin/bash",
+                         cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 141
+    assert res.stderr == ""
+    assert len(res.stdout.splitlines()) == 6
