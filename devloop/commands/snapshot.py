@@ -22,7 +22,10 @@ ORDER = 75
 def register(parser: argparse.ArgumentParser) -> None:
     add_target_args(parser, file=False)
     add_json_arg(parser)
-    parser.add_argument("--run-id", metavar="ID", help="the run id to record (default: a new uuid)")
+    parser.add_argument("--run-id", metavar="ID",
+                        help="the run id to record (default: the latest green run of this code on "
+                             "this profile and image in .devloop/runs.jsonl, which promote then "
+                             "cites; else a new uuid)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -36,9 +39,14 @@ def run(args: argparse.Namespace) -> int:
     async def main(stop: asyncio.Event) -> int:
         target = create_target(profile, config)
         try:
-            await target.start()
+            info = await target.start()
             await _sync_project(target, config, profile)
-            snap = await target.snapshot(run_id=args.run_id)
+            run_id = args.run_id
+            if not run_id:  # the green run this image holds the code of: promote cites it
+                from devloop.core.promote.cite import green_run_on
+
+                run_id = green_run_on(config, profile.name, info.image, info.image_digest) or None
+            snap = await target.snapshot(run_id=run_id)
         finally:
             await target.stop()
         record = {k: snap.details.get(k) for k in

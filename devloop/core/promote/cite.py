@@ -123,3 +123,22 @@ def preview(config: Any, profile_name: str | None) -> str:
         return cite_green_run(root, profile.name, state, pinned).line()
     except Exception as exc:  # noqa: BLE001 - the dialog still opens; promote reports the error
         return f"{NO_GREEN} (cannot tell yet: {str(exc).split(' -- fix: ')[0]})"
+
+
+def green_run_on(config: Any, profile_name: str, image_ref: str, image_digest: str) -> str:
+    """The newest green run of the code as it is now on this profile and image ("" when none):
+    what `devloop snapshot` records as the run its image was taken for, so a promote that pins
+    the snapshot cites that run."""
+    from types import SimpleNamespace
+
+    from devloop.core.promote.model import PromoteError
+    from devloop.core.promote.provenance import git_state
+    from devloop.core.runs.record import promote_outputs
+
+    root = Path(config.root)
+    try:
+        state = git_state(root, ignore=promote_outputs(config))
+    except (PromoteError, OSError):
+        return ""
+    image = SimpleNamespace(ref=image_ref, digest=image_digest, source="profile")
+    return cite_green_run(root, profile_name, state, image).run_id
