@@ -13,6 +13,7 @@ Textual runs: `prepare()` imports it before the app starts.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import subprocess
@@ -25,6 +26,8 @@ from textual.binding import Binding
 from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Static
+
+from devloop.core.textfit import cell_width
 
 MODES = ("auto", "kitty", "sixel", "halfblock", "off")
 INLINE_MAX_ROWS = 16  # an inline figure takes at most this many log rows (32 pixel rows)
@@ -45,6 +48,15 @@ def prepare(mode: str) -> None:
                             "halfblock": tiw.HalfcellImage})
 
 
+def fit(width: int, height: int, max_cols: int = INLINE_MAX_COLS,
+        max_rows: int = INLINE_MAX_ROWS) -> tuple[int, int]:
+    """(columns, pixel rows, even) an image of width x height takes inline: never enlarged."""
+    scale = min(max_cols / width, (max_rows * 2) / height, 1.0)
+    cols = max(1, round(width * scale))
+    pixel_rows = max(2, round(height * scale))
+    return cols, pixel_rows + pixel_rows % 2
+
+
 def halfblock_rows(path: str | Path, max_cols: int = INLINE_MAX_COLS,
                    max_rows: int = INLINE_MAX_ROWS) -> list[str]:
     """The image as rows of `▀` with 24-bit ANSI colours, fitted into max_cols x max_rows cells
@@ -55,21 +67,19 @@ def halfblock_rows(path: str | Path, max_cols: int = INLINE_MAX_COLS,
         return []
     try:
         with Image.open(path) as img:
-            img.load()
-            rgba = img.convert("RGBA")
+            if img.size[0] <= 0 or img.size[1] <= 0:
+                return []
+            cols, pixel_rows = fit(img.size[0], img.size[1], max_cols, max_rows)
+            if img.mode not in ("RGB", "RGBA"):
+                img = img.convert("RGBA")
+            # shrink first (reducing_gap: a fast integer reduce, then a box filter): a 1000x1000
+            # figure costs its PNG decode and little more
+            small = img.resize((cols, pixel_rows), Image.Resampling.BOX, reducing_gap=2.0)
     except Exception:  # noqa: BLE001 - an SVG, a damaged file
         return []
-    background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))  # figures' transparency on white
-    rgb = Image.alpha_composite(background, rgba).convert("RGB")
-    width, height = rgb.size
-    if width <= 0 or height <= 0:
-        return []
-    scale = min(max_cols / width, (max_rows * 2) / height, 1.0)
-    cols = max(1, round(width * scale))
-    pixel_rows = max(2, round(height * scale))
-    pixel_rows += pixel_rows % 2
-    small = rgb.resize((cols, pixel_rows), Image.Resampling.BOX)
-    pixels = small.load()
+    if small.mode == "RGBA":  # transparency on white, as figures are usually shown
+        small = Image.alpha_composite(Image.new("RGBA", small.size, (255, 255, 255, 255)), small)
+    pixels = small.convert("RGB").load()
     rows = []
     for y in range(0, pixel_rows, 2):
         parts = []
@@ -166,8 +176,18 @@ class FigureLog:
                 cols = min(INLINE_MAX_COLS, max(8, self.log_view.text_width - 1))
             except Exception:  # noqa: BLE001 - not mounted yet
                 cols = INLINE_MAX_COLS
-            for row in halfblock_rows(path, cols):
-                lines.extend(self.store.add_lines(event.cell, "image", row))
+            if event.width > 0 and event.height > 0:
+                # the rows are kept now, blank, and drawn on a thread: decoding a big PNG never
+                # holds up the log (text after the figure keeps streaming)
+                rows = fit(event.width, event.height, cols)[1] // 2
+                blank = [line for _ in range(rows) for line in self.store.add_lines(event.cell, "image", " ")]
+                lines.extend(blank)
+                job = asyncio.get_running_loop().run_in_executor(None, halfblock_rows, path, cols)
+                job.add_done_callback(lambda done, blank=blank: self._fill_figure(blank, done))
+                self.figure_jobs.add(job)
+            else:
+                lines.extend(line for row in halfblock_rows(path, cols)
+                             for line in self.store.add_lines(event.cell, "image", row))
             self._note_new_lines(event.cell, len(lines) - 1)
         figures = self._figures
         for line in lines:
@@ -175,6 +195,26 @@ class FigureLog:
         if len(figures) > self._FIGURES_KEPT:
             for seq in list(figures)[: len(figures) - self._FIGURES_KEPT]:
                 del figures[seq]
+
+    @property
+    def figure_jobs(self) -> set:
+        """Figures being drawn into their log rows (tests wait for them)."""
+        jobs = self.__dict__.setdefault("_figure_jobs", set())
+        return jobs
+
+    def _fill_figure(self, blank: list, done) -> None:  # noqa: ANN001 - a concurrent Future
+        self.figure_jobs.discard(done)
+        try:
+            rows = done.result()
+        except Exception:  # noqa: BLE001 - unreadable: the rows stay blank
+            return
+        for line, text in zip(blank, rows):
+            line.text, line.width = text, cell_width(text)
+            self.store.max_width = max(self.store.max_width, line.width)
+        view = self.log_view
+        for line in blank:
+            view._cache.pop(line.seq, None)
+        view.refresh()
 
     def _figure_at(self, row: int) -> Path | None:
         """The figure drawn on the log view's row `row` (counted from its top), if any."""
