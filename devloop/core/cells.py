@@ -535,7 +535,8 @@ def used_names(code: str) -> frozenset[str]:
 # ------------------------------------------------------------------------------ rerun planning
 
 
-def plan_reruns(cells: Sequence[Cell], last_ok: Sequence[str | None], policy: str) -> list[int]:
+def plan_reruns(cells: Sequence[Cell], last_ok: Sequence[str | None], policy: str,
+                removed: Iterable[str] = ()) -> list[int]:
     """Indices of the code cells to rerun after a save, sorted.
 
     `last_ok[i]` is the hash of the code that last ran successfully at position i (None: never
@@ -544,7 +545,9 @@ def plan_reruns(cells: Sequence[Cell], last_ok: Sequence[str | None], policy: st
     of them defines, transitively. Cells are matched to `last_ok` by position for `linear`; for
     `reactive` an inserted or deleted cell does not make the unchanged cells after it rerun
     (old and new hashes are aligned with a sequence diff). Unchanged successful cells before the
-    edit never rerun.
+    edit never rerun. `removed`: names about to be dropped from the namespace because no cell
+    defines them any more; under `reactive` the cells that read them rerun (and fail as a fresh
+    run would).
     """
     if policy == "linear":
         for i, cell in enumerate(cells):
@@ -555,7 +558,7 @@ def plan_reruns(cells: Sequence[Cell], last_ok: Sequence[str | None], policy: st
         raise ValueError(f"unknown rerun policy {policy!r} (linear or reactive)")
     unchanged = _aligned_unchanged([c.hash for c in cells], last_ok)
     plan: list[int] = []
-    dirty: set[str] = set()
+    dirty: set[str] = set(removed)
     for i, cell in enumerate(cells):
         if i not in unchanged or (dirty and used_names(cell.code) & dirty):
             plan.append(i)
