@@ -189,6 +189,8 @@ class Reporter:
             if event.exit_code is not None:  # sys.exit(code) in the cell ended the pass
                 mark = f"exited (sys.exit, code {event.exit_code})"
             w(f"── cell {event.cell} {mark} in {_ms(event.ms)}\n")
+        elif isinstance(event, ev.InputRequest):  # the prompt (its output) shows before the answer
+            self._flush_partial(event.cell)
         elif isinstance(event, ev.CellError):
             self._flush_partial(event.cell)
             if event.type == "KeyboardInterrupt":

@@ -27,7 +27,7 @@ import time
 import traceback
 import types
 
-from . import reaper, shutdown, tbformat
+from . import reaper, shutdown, stdin, tbformat
 
 CHUNK = 64 * 1024          # largest `out` read from a pipe at once
 COALESCE_S = 0.005         # writes this close together become one `out` event
@@ -294,6 +294,7 @@ class Kernel:
         self.received_ids = collections.deque(maxlen=256)  # a reattaching client resends the rest
         self.acked_seq = 0  # the last event seq the attached front end said it received
         self.last_argv = None  # the sys.argv an exec request set last
+        self.stdin = stdin.Bridge(self)  # input() / sys.stdin ask the front end (stdin.py)
 
     # -- startup -----------------------------------------------------------------------------
 
@@ -406,6 +407,8 @@ class Kernel:
                 self.gpu(req)
             elif op == "shutdown":
                 self.shutdown_now()
+            elif op == "input_reply":  # a line for the cell waiting in input()
+                self.stdin.answer(req)
             elif op == "detach":
                 break
             elif op == "ack":  # what the front end has received: a detach replays from here
@@ -523,6 +526,7 @@ class Kernel:
         try:
             try:
                 self.cell_running = True
+                self.stdin.install()
                 if self.shutting_down:  # shutdown came as this cell was about to start
                     return False, None
                 exec(compiled, self.namespace)
@@ -662,7 +666,7 @@ class Kernel:
                 "cwd": self.cwd, "results": self.results, "running": self.running,
                 "started": self.started, "idle_s": round(time.time() - self.last_activity, 1),
                 "seq": self.proto.seq, "received": list(self.received_ids),
-                "gpu": getattr(self, "last_gpu", None)}
+                "gpu": getattr(self, "last_gpu", None), "input": self.stdin.waiting}
 
     def purge(self, req):
         """Drop modules whose file is one of the synced paths, so the next import reloads them."""
@@ -730,6 +734,21 @@ class Kernel:
         self.proto.emit(event)
 
 
+def exit_status(code):
+    """The exit status `python file.py` ends with after `sys.exit(code)`: None is 0, an int is
+    taken modulo 256, anything else is printed to stderr (as Python does) and is 1."""
+    if code is None:
+        return 0
+    if isinstance(code, int):
+        return code & 0xFF
+    try:
+        sys.stderr.write("%s\n" % (code,))
+        sys.stderr.flush()
+    except Exception:  # noqa: BLE001 - an unprintable code still ends the pass
+        pass
+    return 1
+
+
 def _safe_str(exc):
     try:
         return str(exc)
@@ -753,21 +772,6 @@ def main(argv=None):
         text = "devloop agent: kernel failed to start\n" + traceback.format_exc()
         os.write(getattr(kernel, "crash_fd", 2), text.encode("utf-8", "replace"))
         return 1
-def exit_status(code):
-    """The exit status `python file.py` ends with after `sys.exit(code)`: None is 0, an int is
-    taken modulo 256, anything else is printed to stderr (as Python does) and is 1."""
-    if code is None:
-        return 0
-    if isinstance(code, int):
-        return code & 0xFF
-    try:
-        sys.stderr.write("%s\n" % (code,))
-        sys.stderr.flush()
-    except Exception:  # noqa: BLE001 - an unprintable code still ends the pass
-        pass
-    return 1
-
-
     reaper.become_subreaper()  # daemons a cell starts come back to us: ended below
     threading.Thread(target=kernel.read_requests, name="devloop-requests", daemon=True).start()
     code = kernel.serve()

@@ -19,6 +19,7 @@ OP_HELLO = "hello"          # session: the first line on a connection (secret, l
 OP_DETACH = "detach"        # session: this front end leaves; the kernel goes on
 
 EV_READY = "ready"
+OP_INPUT_REPLY = "input_reply"  # a line (or end of input) for the cell waiting in input()
 EV_OUT = "out"
 EV_DONE = "done"
 EV_ERROR = "error"
@@ -31,6 +32,7 @@ EV_BYE = "bye"              # the kernel ends on purpose (shutdown, idle stop)
 EV_STATUS = "status"        # the answer to a peek hello (`devloop sessions`)
 
 # -- sessions: files under the remote workdir ---------------------------------------------
+EV_INPUT = "input"          # a cell waits in input() / sys.stdin: {n, prompt, password}
 STATE_DIR = ".devloop"
 SESSION_DIR = ".devloop/session"           # 0700; everything below is the session's
 SOCKET_PATH = ".devloop/session/kernel.sock"  # relative: a unix socket path is <= 107 bytes

@@ -167,6 +167,9 @@ def run_headless_session(args: argparse.Namespace,
             host.subscribe(observe)
         host.subscribe(report)
         session = host.create()
+        from devloop.headless_stdin import StdinFeeder
+
+        host.subscribe(StdinFeeder(session))  # a cell's input() reads our stdin (pipe or terminal)
         try:
             await host.start()
             code = await body(session, stop, host.publish)

@@ -111,6 +111,19 @@ class Output(Event):
 
 
 @dataclass(frozen=True)
+class InputRequest(Event):
+    """A cell waits in input() / sys.stdin for a line (`n` numbers the questions of a kernel):
+    a front end answers with Session.answer_input(n, text) -- or None: end of input. The prompt
+    came as output already (as Python writes it); it is here for an input box."""
+
+    name: ClassVar[str] = "input"
+    cell: int
+    n: int
+    prompt: str = ""
+    password: bool = False
+
+
+@dataclass(frozen=True)
 class CellDone(Event):
     name: ClassVar[str] = "cell_done"
     cell: int

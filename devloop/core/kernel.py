@@ -49,6 +49,7 @@ class KernelClient:
     on_output: Callable[[str | None, str, str], None]  # (request id, stream, text)
     on_gpu: Callable[[dict], None] = lambda payload: None
     on_log: Callable[[str, str], None] = lambda level, message: None
+    on_input: Callable[[dict], None] = lambda request: None  # a cell waits in input() (not replayed)
     on_display: Callable[[dict], None] = lambda payload: None  # figures, images, values
     ready_info: dict[str, Any] = field(default_factory=dict)
     exit_code: int | None = None
@@ -145,6 +146,9 @@ class KernelClient:
                 self._ready.set_result(msg)
         elif kind == "log":
             self.on_log(str(msg.get("level", "info")), str(msg.get("message", "")))
+        elif kind == wire.EV_INPUT:
+            if not msg.get("replayed"):  # asked while nobody was here: the ready's `input` says
+                self.on_input(msg)       # whether it still waits (an answered one is not asked)
         else:
             self.on_log("debug", f"agent event ignored: {msg!r:.200}")
 
@@ -202,6 +206,13 @@ class KernelClient:
     async def forget(self, names: Sequence[str]) -> ExecResult:
         """Drop names from the kernel's namespace."""
         return await self._request({"op": wire.OP_FORGET, "names": sorted(names)})
+
+    async def answer_input(self, n: int, text: str | None, reason: str = "") -> None:
+        """The line for question `n` of the kernel (None: end of input, `reason` says why)."""
+        if text is None:
+            await self.notify(wire.OP_INPUT_REPLY, n=n, eof=True, reason=reason)
+        else:
+            await self.notify(wire.OP_INPUT_REPLY, n=n, value=text)
 
     async def notify(self, op: str, **fields: Any) -> None:
         """Fire-and-forget requests: interrupt, reset, purge, gpu."""

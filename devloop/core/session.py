@@ -125,6 +125,9 @@ class Session:
         self._tasks: set[asyncio.Task] = set()
         self._closed = False
         self._foreign = False  # a session that refused this front end lives there: close() leaves it
+        #: a front end answers InputRequest events (a terminal, a pipe, the TUI's input box);
+        #: while False a cell's input() gets end of input at once, with the reason
+        self.answers_input = False
         self.defined_names = pass_prep.DefinedNames()  # what each cell left in the namespace
         # forwarded ports live as long as this front end's session (up / watch / attach only:
         # `devloop run` in CI opens no listeners); see devloop/core/ports/
@@ -296,7 +299,8 @@ class Session:
         channel = await self.target.spawn(self.target.agent_argv("kernel"), env=env,
                                           cwd=self._target_info.workdir)
         self.kernel = KernelClient(channel, on_output=self._on_output, on_gpu=self._on_gpu,
-                                   on_log=self._on_agent_log, on_display=self._on_display)
+                                   on_log=self._on_agent_log, on_display=self._on_display,
+                                   on_input=self._on_input)
         ready = await self.kernel.start()
         self.emit(ev.KernelReady(pid=int(ready.get("pid") or 0), python=str(ready.get("python", "")),
                                  cwd=str(ready.get("cwd", "")), packages=dict(ready.get("packages") or {})))
@@ -337,7 +341,7 @@ class Session:
         if idle is None:
             idle = getattr(getattr(self.config, "session", None), "idle_stop_s", 7200.0)
         client = SessionClient(
-            None, on_output=self._on_output, on_gpu=self._on_gpu, on_log=self._on_agent_log,
+            None, on_output=self._on_output, on_gpu=self._on_gpu, on_log=self._on_agent_log, on_input=self._on_input,
             on_display=self._on_display,
             connect=self._open_relay, secret=record.secret,
             start_settings={"session": record.session, "agent": agent, "idle_stop_s": float(idle or 0),
@@ -390,6 +394,8 @@ class Session:
         interval = int(getattr(self.config.gpu, "interval_ms", 1000) or 0)
         if interval > 0:
             await self.kernel.notify("gpu", interval=interval / 1000.0)
+        if isinstance(ready.get("input"), dict):  # a cell waits for a line since before we came
+            self._on_input(dict(ready["input"]))
         return True
 
     def _adopt_results(self, ready: dict) -> int:
@@ -455,6 +461,8 @@ class Session:
                                  profile=self.profile.name, kind=self.profile.kind, message=message))
 
     def _on_reattached(self, ready: dict) -> None:
+        if isinstance(ready.get("input"), dict):  # a question asked while the link was down
+            self._on_input(dict(ready["input"]))
         self.emit(ev.TargetState(state="ready", profile=self.profile.name, kind=self.profile.kind,
                                  message="reattached to the same kernel: its state is kept; output from the "
                                          "gap is replayed"))
@@ -565,6 +573,31 @@ class Session:
             self._log(f"saving an image under .devloop/outputs failed: {exc}", "warning")
             return
         self.emit(event)
+
+    def _on_input(self, msg: dict) -> None:
+        """A cell waits in input(): a front end that can answer gets an InputRequest; with none
+        (`answers_input` False) the cell gets end of input at once, with the reason."""
+        try:
+            n = int(msg.get("n"))
+        except (TypeError, ValueError):
+            return
+        cell = self._rid_cell.get(str(msg.get("id") or ""))
+        if cell is None:
+            kernel = self.kernel if self.kernel is not None else self._joining
+            where = kernel.where_of(msg.get("id")) if kernel is not None else None
+            cell = where[1] if where is not None and where[0] == self._rel_or_none() else -1
+        if not self.answers_input:
+            self._spawn(self.answer_input(n, None, "no terminal or pipe is attached to this devloop "
+                                                   "front end: run it in a terminal, or pipe the input in"))
+            return
+        self.emit(ev.InputRequest(cell=cell, n=n, prompt=str(msg.get("prompt") or ""),
+                                  password=bool(msg.get("password"))))
+
+    async def answer_input(self, n: int, text: str | None, reason: str = "") -> None:
+        """Answer question `n` of the kernel: a line, or None for end of input (`reason`: why)."""
+        kernel = self.kernel if self.kernel is not None else self._joining
+        if kernel is not None:
+            await kernel.answer_input(n, text, reason)
 
     def _on_gpu(self, payload: dict) -> None:
         self.emit(ev.GpuSample(available=bool(payload.get("available")),

@@ -170,3 +170,125 @@ def test_a_reader_that_leaves_stops_the_run_quietly(tmp_path: Path, json_lines: 
     assert res.returncode == 141
     assert res.stderr == ""
     assert len(res.stdout.splitlines()) == 6
+
+
+ASK = textwrap.dedent("""\
+    # %% ask
+    name = input("name? ")
+    print("hello", name)
+    # %% rest
+    import sys
+    print(sorted(sys.stdin.read().split()))
+    """)
+
+
+def test_input_reads_a_pipe_as_python_does(tmp_path: Path) -> None:
+    (tmp_path / "ask.py").write_text(ASK)
+    res = subprocess.run(DEVLOOP + ["run", "ask.py", "--json"], cwd=tmp_path, input="alice\nb a\nc\n",
+                         capture_output=True, text=True, timeout=60)
+    py = subprocess.run([sys.executable, "ask.py"], cwd=tmp_path, input="alice\nb a\nc\n",
+                        capture_output=True, text=True, timeout=60)
+    assert res.returncode == py.returncode == 0, res.stderr
+    evs = events(res.stdout)
+    assert outputs(evs) == py.stdout == "name? hello alice\n['a', 'b', 'c']\n"
+    asked = [e for e in evs if e["event"] == "input"]
+    assert [(e["cell"], e["prompt"]) for e in asked][:2] == [(0, "name? "), (1, "")]
+
+
+def test_input_without_stdin_says_why(tmp_path: Path) -> None:
+    (tmp_path / "ask.py").write_text(ASK)
+    res = subprocess.run(DEVLOOP + ["run", "ask.py", "--json"], cwd=tmp_path, stdin=subprocess.DEVNULL,
+                         capture_output=True, text=True, timeout=60)
+    assert res.returncode == 1
+    error = last(events(res.stdout), "error")
+    assert (error["type"], error["line"]) == ("EOFError", 2)
+    assert error["message"].startswith("EOF when reading a line (devloop's stdin has no more lines: pipe the input in")
+
+
+def test_input_from_the_terminal_shows_the_prompt(tmp_path: Path) -> None:
+    import os
+    import pty
+    import select
+    import time
+
+    (tmp_path / "ask.py").write_text(ASK.split("# %% rest")[0])
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(DEVLOOP + ["run", "ask.py"], cwd=tmp_path, stdin=slave, stdout=slave, stderr=slave)
+    os.close(slave)
+    seen = b""
+    try:
+        deadline = time.monotonic() + 60
+        answered = False
+        while time.monotonic() < deadline:
+            if select.select([master], [], [], 0.5)[0]:
+                try:
+                    chunk = os.read(master, 4096)
+                except OSError:
+                    break
+                if not chunk:
+                    break
+                seen += chunk
+            if not answered and b"name? " in seen:
+                os.write(master, b"bob\n")
+                answered = True
+            if b"run ok" in seen or proc.poll() is not None and not select.select([master], [], [], 0.2)[0]:
+                break
+        assert proc.wait(30) == 0, seen.decode(errors="replace")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        os.close(master)
+    text = seen.decode(errors="replace")
+    assert "[0] name? " in text and "hello bob" in text
+    assert text.index("name? ") < text.index("hello bob")
+
+
+def test_watch_reads_input_from_its_stdin_and_the_kernel_goes_on(tmp_path: Path) -> None:
+    (tmp_path / "ask.py").write_text(ASK.split("# %% rest")[0])
+    proc = subprocess.Popen(DEVLOOP + ["watch", "ask.py", "--json"], cwd=tmp_path, stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, bufsize=1)
+    try:
+        assert proc.stdin is not None and proc.stdout is not None
+        proc.stdin.write("carol\n")
+        proc.stdin.flush()
+        got = []
+        for line in proc.stdout:
+            if line.startswith("{"):
+                got.append(__import__("json").loads(line))
+                if got[-1]["event"] == "run_done":
+                    break
+        assert outputs(got) == "name? hello carol\n"
+        assert last(got, "run_done")["ok"] is True
+    finally:
+        proc.send_signal(__import__("signal").SIGINT)
+        try:
+            proc.wait(30)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+
+
+def test_a_session_asks_a_waiting_input_once_after_reattaching(tmp_path: Path) -> None:
+    import json
+    import signal
+
+    (tmp_path / "ask.py").write_text(ASK.split("# %% rest")[0])
+    watch = subprocess.Popen(DEVLOOP + ["watch", "ask.py", "--json"], cwd=tmp_path, stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, bufsize=1)
+    try:
+        assert watch.stdout is not None
+        for line in watch.stdout:  # the cell waits in input(); nobody answers this front end
+            if line.startswith("{") and json.loads(line)["event"] == "input":
+                break
+    finally:
+        watch.send_signal(signal.SIGKILL)  # the session (and its waiting cell) goes on
+        watch.wait(30)
+    try:
+        res = subprocess.run(DEVLOOP + ["run", "ask.py", "--json"], cwd=tmp_path, input="dave\n",
+                             capture_output=True, text=True, timeout=120)
+        evs = events(res.stdout)
+        assert res.returncode == 0, res.stdout + res.stderr
+        assert len([e for e in evs if e["event"] == "input"]) == 1  # the replayed one is not asked again
+        assert "hello dave\n" in outputs(evs)
+    finally:
+        devloop("stop", cwd=tmp_path)

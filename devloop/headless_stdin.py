@@ -1,0 +1,58 @@
+"""stdin for `devloop run` / `watch`: a cell's input() reads this process's stdin.
+
+A pipe gives its lines in order (`printf 'alice\\n' | devloop run nb.py`), a terminal what the
+user types after the prompt; at its end the cell's input() raises EOFError saying why. Each
+line is read on a daemon thread (a terminal read must never hold the exit up).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import threading
+from typing import IO, Any
+
+from devloop.core import events as ev
+
+
+class StdinFeeder:
+    """A host listener: answers each InputRequest with the next line of `stream`."""
+
+    def __init__(self, session: Any, stream: IO[str] | None = None) -> None:
+        self.session = session
+        self.stream = stream if stream is not None else sys.stdin
+        self.loop = asyncio.get_running_loop()
+        self._lock = threading.Lock()  # one read at a time: lines are answered in order
+        session.answers_input = True
+
+    def __call__(self, event: ev.Event) -> None:
+        if isinstance(event, ev.InputRequest):
+            threading.Thread(target=self._read, args=(event.n,), name="devloop-stdin", daemon=True).start()
+
+    def _read(self, n: int) -> None:
+        with self._lock:
+            try:
+                line = self.stream.readline() if self.stream is not None else ""
+            except (OSError, ValueError):  # closed, or not readable
+                line = ""
+        try:
+            self.loop.call_soon_threadsafe(self._answer, n, line)
+        except RuntimeError:  # the loop is gone: devloop is exiting
+            pass
+
+    def _answer(self, n: int, line: str) -> None:
+        text = line if line else None
+        self.loop.create_task(self.session.answer_input(n, text, "" if text else self._why_no_input()))
+
+    def _why_no_input(self) -> str:
+        stream = self.stream
+        try:
+            tty = stream is not None and stream.isatty()
+        except (OSError, ValueError):
+            tty = False
+        if tty:
+            return "end of input at the terminal (Ctrl-D)"
+        if stream is None:
+            return "devloop has no stdin: run it in a terminal, or pipe the input in"
+        return ("devloop's stdin has no more lines: pipe the input in "
+                "(printf 'alice\\n' | devloop run FILE) or run it in a terminal")
