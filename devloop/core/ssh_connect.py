@@ -120,7 +120,11 @@ def _socket(ep: Endpoint, hops: list[paramiko.Transport], profile: str):
                 f"{ep.hostname}:{ep.port}: {exc}",
                 hint="check HostName/Port, and that the jump host allows TCP forwarding") from exc
     try:
-        return socket.create_connection((ep.hostname, ep.port), timeout=ep.connect_timeout)
+        sock = socket.create_connection((ep.hostname, ep.port), timeout=ep.connect_timeout)
+        # small packets (a request through a forwarded port, a protocol line) go out at once,
+        # as OpenSSH does: Nagle + delayed ACK cost ~40 ms per round trip
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return sock
     except OSError as exc:
         raise Unreachable(
             f"ssh {ep.alias}: cannot reach {ep.hostname}:{ep.port}: {exc.strerror or exc}",
@@ -174,6 +178,10 @@ def handshake(ep: Endpoint, sock, profile: str) -> tuple[paramiko.Transport, par
     transport = paramiko.Transport(sock)
     transport.banner_timeout = ep.connect_timeout
     _prefer_known_types(transport, known)
+    # AES-GCM first where the server has it: one AEAD pass instead of CTR + HMAC, ~1.5x the
+    # bytes per second in paramiko (a forwarded port's download, a big sync); the rest follow
+    options = transport.get_security_options()
+    options.ciphers = tuple(sorted(options.ciphers, key=lambda c: 0 if "-gcm@" in c else 1))
     try:
         transport.start_client(timeout=ep.connect_timeout)
     except (paramiko.SSHException, OSError, EOFError) as exc:

@@ -11,6 +11,7 @@ import array
 import asyncio
 import concurrent.futures
 import dataclasses
+import os
 import hashlib
 import socket
 import subprocess
@@ -86,7 +87,8 @@ def listening(port: int) -> bool:
 
 
 async def forward_scenario(root: Path, config, profile, *, remote_port: int,
-                           drop: Callable[[object], Awaitable[None]] | None = None) -> list[ev.Event]:
+                           drop: Callable[[object], Awaitable[None]] | None = None,
+                           during: Callable[[], list] | None = None) -> list[ev.Event]:
     """The whole scenario on one target; returns the events (the caller checks what is left)."""
     nb = root / "serve.py"
     nb.write_text(server_cell(remote_port))
@@ -122,6 +124,8 @@ async def forward_scenario(root: Path, config, profile, *, remote_port: int,
         assert len(body) == 4 * BLOB_WORDS and hashlib.sha256(body).hexdigest() == blob_sha()
         small = await asyncio.gather(*(get(local, "/serve.py") for _ in range(20)))
         assert all(b == nb.read_bytes() for b in small)  # 20 at once, all whole
+        if during is not None:
+            assert during(), "the check for leftovers sees the relay while it runs"
         if drop is not None:  # the link to the target drops: the forward comes back with the session
             await drop(session)
             body = await get(local, "/serve.py")
@@ -133,9 +137,17 @@ async def forward_scenario(root: Path, config, profile, *, remote_port: int,
     return events
 
 
-def relays_on_this_machine(remote_port: int) -> list[str]:
-    out = subprocess.run(["pgrep", "-af", f"connect localhost {remote_port}"], capture_output=True, text=True)
-    return out.stdout.splitlines()
+def relays_on_this_machine(workdir: str | Path) -> list[str]:
+    """The agent's port relays (`connect --mux`) running on this machine in `workdir`."""
+    found = []
+    out = subprocess.run(["pgrep", "-f", "connect --mux"], capture_output=True, text=True)
+    for pid in out.stdout.split():
+        try:
+            if Path(os.readlink(f"/proc/{pid}/cwd")) == Path(workdir).resolve():
+                found.append(pid)
+        except OSError:
+            continue
+    return found
 
 
 def with_profile(config, name: str, **fields):

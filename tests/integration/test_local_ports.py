@@ -15,5 +15,6 @@ async def test_local_forward_download_concurrency_refusal_busy_and_cleanup(tmp_p
     (root / "profiles" / "loc.yaml").write_text(f"kind: local\nworkdir: {tmp_path / 'work'}\n")
     config = load_config(root)
     remote = free_port()
-    await forward_scenario(root, config, config.profile("loc"), remote_port=remote)
-    assert relays_on_this_machine(remote) == []
+    await forward_scenario(root, config, config.profile("loc"), remote_port=remote,
+                           during=lambda: relays_on_this_machine(tmp_path / "work"))
+    assert relays_on_this_machine(tmp_path / "work") == []

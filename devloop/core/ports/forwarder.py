@@ -7,9 +7,9 @@ process that holds it and a free port to use instead); `start(target)` once the 
 relay. Listeners bind 127.0.0.1 unless `[ports] bind` says otherwise.
 
 Which way a connection goes is the target's declared ability: `Target.native_ports` (SSH: a
-paramiko `direct-tcpip` channel on the session's transport) or else the agent's `connect`
-relay over `Target.spawn` (docker, ssh+docker, kubernetes, local) -- one relay process kept
-started ahead per forward. A dropped link to the target is not the forward's end: the session
+paramiko `direct-tcpip` channel on the session's transport) or else the agent's `connect --mux`
+relay over `Target.spawn` (docker, ssh+docker, kubernetes, local): one process in the target,
+started with the forwards, carries every connection (mux.py). A dropped link to the target is not the forward's end: the session
 reattaches, and the next connection goes over the new link.
 """
 
@@ -25,11 +25,12 @@ from typing import TYPE_CHECKING, Callable
 
 from devloop.core.ports.busy_port import busy_message
 from devloop.core.ports.spec import ForwardSpec
-from devloop.core.ports.stream import CHUNK, PortRefused, PortStream, RelayStream, StaleRelay, spawn_relay
+from devloop.core.ports.mux import Mux
+from devloop.core.ports.stream import CHUNK, PortRefused, PortStream
 from devloop.core.targets.base import ConnectionLost, TargetError
 
 if TYPE_CHECKING:  # pragma: no cover
-    from devloop.core.targets.base import Channel, Target
+    from devloop.core.targets.base import Target
 
 RETRY_S = 15.0  # a connection made while the link to the target is down waits this long for it
 
@@ -63,7 +64,6 @@ class ForwardState:
 class _Forward:
     state: ForwardState
     server: asyncio.AbstractServer | None = None
-    spare: asyncio.Task | None = None  # a relay started ahead
     conns: set = field(default_factory=set)
 
 
@@ -76,6 +76,7 @@ class Forwarder:
         self._on_state = on_state or (lambda state: None)
         self._log = log or (lambda message, level="debug": None)
         self._target: Target | None = None
+        self._mux: Mux | None = None  # the agent relay's channel (targets without native_ports)
         self._ready = asyncio.Event()
         self._closed = False
         self._streams: set[PortStream] = set()
@@ -111,10 +112,11 @@ class Forwarder:
         """The target is up: connections go through to it from now on."""
         self._target = target
         via = "ssh direct-tcpip" if target.native_ports else "agent relay"
+        if self._forwards and not target.native_ports:
+            self._mux = Mux(target)
+            self._mux.warm()
         for fwd in self._forwards:
             fwd.state.via = via
-            if not target.native_ports:
-                self._refill(fwd)
         self._ready.set()
         for fwd in self._forwards:
             self._on_state(fwd.state)
@@ -131,13 +133,11 @@ class Forwarder:
         conns = [t for fwd in self._forwards for t in fwd.conns]
         for task in conns:
             task.cancel()
-        spares = [fwd.spare for fwd in self._forwards if fwd.spare is not None]
-        for fwd in self._forwards:
-            fwd.spare = None
         if conns:
             await asyncio.gather(*conns, return_exceptions=True)
-        await asyncio.gather(*(self._end_spare(task) for task in spares), return_exceptions=True)
-        await asyncio.gather(*(_end(s) for s in list(self._streams)), return_exceptions=True)
+        await asyncio.gather(*(s.close() for s in list(self._streams)), return_exceptions=True)
+        if self._mux is not None:
+            await self._mux.close()
         for fwd in self._forwards:
             if fwd.server is not None:
                 with contextlib.suppress(Exception):
@@ -147,58 +147,20 @@ class Forwarder:
             if not quiet and was != "closed":
                 self._on_state(fwd.state)
 
-    @staticmethod
-    async def _end_spare(task: asyncio.Task) -> None:
-        """A relay started ahead: let its start finish (a cancelled start could leave the
-        process behind), then kill it."""
-        try:
-            channel = await asyncio.wait_for(asyncio.shield(task), 15)
-        except BaseException:  # noqa: BLE001 - it never started
-            task.cancel()
-            return
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(channel.kill(), 15)
-
     def bytes_of(self, state: ForwardState) -> tuple[int, int]:
         """(from the target, to the target) bytes of a forward, the open connections included."""
         live = [s for s in self._streams if getattr(s, "owner", None) is state]
         return (state.bytes_in + sum(s.received for s in live),
                 state.bytes_out + sum(s.sent for s in live))
 
-    # ------------------------------------------------------------------ relays started ahead
-    def _refill(self, fwd: _Forward) -> None:
-        if self._closed or self._target is None or fwd.spare is not None:
-            return
-        spec = fwd.state.spec
-        fwd.spare = asyncio.ensure_future(spawn_relay(self._target, spec.host, spec.remote))
-        fwd.spare.add_done_callback(lambda task: task.exception() if not task.cancelled() else None)
-
-    async def _take_spare(self, fwd: _Forward) -> "Channel | None":
-        task, fwd.spare = fwd.spare, None
-        if task is None:
-            return None
-        try:
-            return await task
-        except asyncio.CancelledError:
-            raise
-        except Exception:  # noqa: BLE001 - it failed to start (link down): start one afresh
-            return None
-
     # ------------------------------------------------------------------ a connection
     async def _open(self, fwd: _Forward) -> PortStream:
         """A stream to the forward's remote port; PortRefused when nothing listens there."""
         assert self._target is not None
-        target, spec = self._target, fwd.state.spec
-        if target.native_ports:
-            return await target.open_port(spec.host, spec.remote)
-        channel = await self._take_spare(fwd)
-        try:
-            if channel is not None:
-                with contextlib.suppress(StaleRelay):
-                    return await RelayStream.go(channel)
-            return await RelayStream.go(await spawn_relay(target, spec.host, spec.remote))
-        finally:
-            self._refill(fwd)
+        spec = fwd.state.spec
+        if self._mux is None:
+            return await self._target.open_port(spec.host, spec.remote)
+        return await self._mux.open(spec.host, spec.remote)
 
     async def _open_retrying(self, fwd: _Forward) -> PortStream:
         """A dropped link to the target is being re-established by the session: wait for it."""
@@ -209,7 +171,7 @@ class Forwarder:
                 return await self._open(fwd)
             except PortRefused:
                 raise
-            except (ConnectionLost, StaleRelay, OSError) as exc:
+            except (ConnectionLost, OSError) as exc:
                 if time.monotonic() + delay > deadline or self._closed:
                     raise TargetError(f"the target cannot be reached: {exc}") from None
                 await asyncio.sleep(delay)
@@ -255,7 +217,7 @@ class Forwarder:
                     asyncio.ensure_future(self._finish(stream))
                 else:
                     self._streams.discard(stream)
-                    await _end(stream)
+                    await stream.close()
 
     async def _finish(self, stream: PortStream) -> None:
         try:
@@ -292,9 +254,6 @@ class Forwarder:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await uplink
 
-
-async def _end(stream: PortStream) -> None:
-    await (stream.kill() if isinstance(stream, RelayStream) else stream.close())
 
 
 def for_session(config: object, profile: object, extra: tuple[str, ...], emit: Callable[[object], None]) -> Forwarder:

@@ -1,10 +1,9 @@
 """A byte stream to a port inside the target: what one forwarded connection talks to.
 
 Two kinds:
-- `RelayStream`: the agent's `connect HOST PORT` mode over the target's own exec channel
-  (`Target.spawn`): works on every target, also a container with no network and a pod with no
-  Service. The process is started ahead (`spawn_relay`) and told to connect when a local
-  connection comes (`go`), so a new connection does not wait for a process start.
+- `mux.MuxStream`: one connection over the agent's `connect --mux` relay on the target's own
+  exec channel (`Target.spawn`): works on every target, also a container with no network and a
+  pod with no Service.
 - `ThreadStream`: a blocking socket-like object (a paramiko `direct-tcpip` channel) pumped by
   two threads, with bounded buffers both ways (a slow local client holds the remote window, it
   never fills memory).
@@ -15,26 +14,17 @@ from __future__ import annotations
 import abc
 import asyncio
 import contextlib
-import json
 import threading
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from devloop.core.targets.base import ConnectionLost, TargetError
-
-if TYPE_CHECKING:  # pragma: no cover
-    from devloop.core.targets.base import Channel, Target
+from devloop.core.targets.base import TargetError
 
 CHUNK = 256 * 1024
 BUFFERED = 4 * 1024 * 1024  # per direction of a ThreadStream
-RELAY_END_S = 5.0  # a relay whose local side ended gets this long to finish before it is killed
 
 
 class PortRefused(TargetError):
     """Nothing listens on the remote port (yet): the local connection is closed, the forward stays."""
-
-
-class StaleRelay(TargetError):
-    """A relay started ahead died before it was used (its connection dropped): start another."""
 
 
 class PortStream(abc.ABC):
@@ -77,85 +67,6 @@ async def in_thread(fn: Any, *args: Any) -> Any:
 
     threading.Thread(target=run, daemon=True, name="devloop-port-open").start()
     return await fut
-
-
-# ------------------------------------------------------------------------------ agent relay
-
-
-async def spawn_relay(target: "Target", host: str, port: int) -> "Channel":
-    """Start the agent's `connect` mode in the target; it waits for `go` before connecting."""
-    return await target.spawn(target.agent_argv("connect", host, str(port)))
-
-
-class RelayStream(PortStream):
-    def __init__(self, channel: "Channel") -> None:
-        self.channel = channel
-        self._closed = False
-        self._eof_sent = False
-
-    @classmethod
-    async def go(cls, channel: "Channel") -> "RelayStream":
-        """Tell a started relay to connect; its answer says whether something listens."""
-        try:
-            await channel.send(b"go\n")
-            line = await channel.readline()
-        except (ConnectionLost, BrokenPipeError, ConnectionError, OSError) as exc:
-            await _quiet_kill(channel)
-            raise StaleRelay(f"the relay ended before it was used: {exc}") from None
-        if not line:
-            await _quiet_kill(channel)
-            raise StaleRelay("the relay ended before it was used"
-                             + (f": {channel.stderr_tail().strip()[-200:]}" if channel.stderr_tail().strip() else ""))
-        try:
-            answer: dict[str, Any] = json.loads(line)
-        except ValueError:
-            await _quiet_kill(channel)
-            raise TargetError(f"the port relay answered {line[:120]!r}",
-                              hint="the target's python must run the devloop agent (3.8+)") from None
-        if not answer.get("ok"):
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(channel.wait(), 2)
-            raise PortRefused(str(answer.get("error") or "refused"))
-        return cls(channel)
-
-    async def read(self, n: int = CHUNK) -> bytes:
-        try:
-            data = await self.channel.read(n)
-        except (ConnectionLost, OSError):
-            return b""
-        self.received += len(data)
-        return data
-
-    async def write(self, data: bytes) -> None:
-        await self.channel.send(data)
-        self.sent += len(data)
-
-    async def write_eof(self) -> None:
-        if not self._eof_sent:
-            self._eof_sent = True
-            with contextlib.suppress(Exception):
-                await self.channel.close_stdin()
-
-    async def close(self) -> None:
-        """The relay ends by itself once the service closed; one that does not (the service
-        keeps a half-closed connection) is killed after RELAY_END_S."""
-        if self._closed:
-            return
-        self._closed = True
-        await self.write_eof()
-        try:
-            await asyncio.wait_for(self.channel.wait(), RELAY_END_S)
-        except (asyncio.TimeoutError, Exception):  # noqa: BLE001 - still running, or its link broke
-            await _quiet_kill(self.channel)
-
-    async def kill(self) -> None:
-        self._closed = True
-        await _quiet_kill(self.channel)
-
-
-async def _quiet_kill(channel: "Channel") -> None:
-    with contextlib.suppress(Exception):
-        await asyncio.wait_for(channel.kill(), 15)
 
 
 # ------------------------------------------------------------------------------ thread-pumped

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from devloop.core import events as ev
 from devloop.core.config import load_config
-from tests.integration.ports_scenario import forward_scenario, free_port, relays_on_this_machine
+from tests.integration.ports_scenario import forward_scenario, free_port
 
 
 async def test_kube_forward_download_concurrency_refusal_busy_and_cleanup(kube_project: Path, core_api):
@@ -16,7 +16,6 @@ async def test_kube_forward_download_concurrency_refusal_busy_and_cleanup(kube_p
     remote = free_port()
     events = await forward_scenario(kube_project, config, config.profile("kube"), remote_port=remote)
     assert {e.via for e in events if isinstance(e, ev.PortForward)} == {"agent relay"}
-    assert relays_on_this_machine(remote) == []  # host network: the pod's processes are visible here
     label = config.project.name
     pods = core_api.list_namespaced_pod("default", label_selector=f"devloop.project={label}").items
     assert all(p.metadata.deletion_timestamp is not None for p in pods)
