@@ -36,7 +36,7 @@ def register(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from devloop.core.config import load_config
-    from devloop.core.runs.store import RunNotFound, find, read_all, runs_path
+    from devloop.core.runs.store import RunNotFound, find, iter_newest, runs_path
 
     root = Path(load_config(Path.cwd()).root)
     if getattr(args, "runs_command", None) == "show":
@@ -50,12 +50,13 @@ def run(args: argparse.Namespace) -> int:
         else:
             sys.stdout.write("\n".join(show_lines(record)) + "\n")
         return 0
-    records = read_all(root)
-    if args.profile:
-        records = [r for r in records if r.get("profile") == args.profile]
-    records.reverse()
-    if args.limit and args.limit > 0:
-        records = records[:args.limit]
+    records = []
+    for r in iter_newest(root):  # newest first, parsed only as far as the listing needs
+        if args.profile and r.get("profile") != args.profile:
+            continue
+        records.append(r)
+        if args.limit and 0 < args.limit <= len(records):
+            break
     if args.json:
         for r in records:
             print(json.dumps(r, sort_keys=True, ensure_ascii=False))
@@ -96,7 +97,7 @@ def _commit(record: dict) -> str:
 
 
 def result(record: dict) -> str:
-    from devloop.core.runs.record import is_green
+    from devloop.core.runs.store import is_green
 
     if is_green(record):
         return "ok"
@@ -109,11 +110,13 @@ def result(record: dict) -> str:
 
 
 def gpu_peak(record: dict) -> str:
-    from devloop.core.gpu import format_bytes
-
     peaks = [g.get("mem_peak") for g in record.get("gpu") or ()
-             if isinstance(g.get("mem_peak"), (int, float))]
-    return format_bytes(max(peaks)) if peaks else "-"
+             if isinstance(g, dict) and isinstance(g.get("mem_peak"), (int, float))]
+    if not peaks:
+        return "-"
+    from devloop.core.gpu import format_bytes  # only then: it costs the events' import
+
+    return format_bytes(max(peaks))
 
 
 def table_lines(records: list[dict]) -> list[str]:
@@ -126,8 +129,6 @@ def table_lines(records: list[dict]) -> list[str]:
 
 
 def show_lines(r: dict) -> list[str]:
-    from devloop.core.gpu import format_summary
-
     git = r.get("git") or {}
     image = r.get("image") or {}
     target = r.get("target") or {}
@@ -157,5 +158,10 @@ def show_lines(r: dict) -> list[str]:
                       f"{e.get('type')}: {e.get('message')}"]
         if e.get("traceback"):
             lines += ["  " + line for line in str(e["traceback"]).rstrip("\n").split("\n")]
-    lines += [""] + format_summary(r.get("gpu") or (), r.get("gpu_note") or "")
+    if r.get("gpu"):
+        from devloop.core.gpu import format_summary
+
+        lines += [""] + format_summary(r["gpu"])
+    else:
+        lines += ["", f"GPU: no samples ({r.get('gpu_note') or 'none'})"]
     return lines

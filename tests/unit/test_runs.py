@@ -14,7 +14,7 @@ import xmlschema
 from devloop.core.promote.cite import NO_GREEN, cite_green_run, image_matches
 from devloop.core.runs import store
 from devloop.core.runs.junit import OutputCollector, clean_text, junit_xml
-from devloop.core.runs.record import is_green
+from devloop.core.runs.store import is_green
 from devloop.core.runs.step_summary import markdown, redact, secret_values
 
 SCHEMA = xmlschema.XMLSchema(str(Path(__file__).resolve().parents[1] / "schemas" / "junit-10.xsd"))

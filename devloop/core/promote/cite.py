@@ -3,7 +3,7 @@ the pipeline pins.
 
 A pipeline pins a git commit (plus the hash of the uncommitted diff), a profile and an image.
 The run records in `.devloop/runs.jsonl` (core/runs) say what ran where; this module finds
-the newest one that is green (`core.runs.record.is_green`: every cell ok) and matches all
+the newest one that is green (`core.runs.store.is_green`: every cell ok) and matches all
 four. Its id becomes the pipeline's `run-id` provenance, so the pipeline names the run that
 proved it works. None matches: "no green run of this code on this profile", and
 `devloop promote --require-green` refuses.
@@ -71,16 +71,15 @@ def cite_green_run(root: Path, profile: str, state: Any, pinned: Any,
     """The newest green run on `profile` whose commit and diff hash are `state`'s (a
     provenance.GitState) and whose image is `pinned`'s; a Citation saying why when none is."""
     from devloop.core.promote.provenance import latest_snapshot
-    from devloop.core.runs.record import is_green
-    from devloop.core.runs.store import read_all, runs_path
+    from devloop.core.runs.store import is_green
+    from devloop.core.runs.store import iter_newest, runs_path
 
-    if records is None:
-        records = read_all(root)
+    newest_first = iter_newest(root) if records is None else reversed(records)
     dirty = bool(getattr(state, "dirty_files", ()))
     diff = str(getattr(state, "diff_sha256", "") or "")
     snapshot = latest_snapshot(root, profile) if getattr(pinned, "source", "") == "snapshot" else None
     on_profile = same_code = green_code = 0
-    for record in reversed(records):
+    for record in newest_first:
         if record.get("profile") != profile:
             continue
         on_profile += 1

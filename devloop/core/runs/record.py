@@ -25,22 +25,14 @@ from typing import Any, Callable
 from devloop import __version__
 from devloop.core import events as ev
 from devloop.core.gpu import GpuStats
+from devloop.core.runs.store import GREEN_STATES, is_green  # noqa: F401 - re-exported
 
 TRACEBACK_KEEP = 8_000  # characters of a traceback kept in the record (its end: the raise)
 MESSAGE_KEEP = 2_000
-GREEN_STATES = ("ok", "unchanged")
 
 
 def utc_now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def is_green(record: dict[str, Any]) -> bool:
-    """The pass succeeded and every code cell of the file is ok (ran ok now, or unchanged and ok
-    in the session): this exact code worked on this profile."""
-    cells = record.get("cells") or []
-    return (record.get("ok") is True and record.get("exit_code") == 0 and bool(cells)
-            and all(c.get("state") in GREEN_STATES for c in cells))
 
 
 def git_provenance(root: Path, ignore: tuple[Path, ...] = ()) -> dict[str, Any]:

@@ -85,32 +85,56 @@ def append(root: Path, record: dict[str, Any], *, max_bytes: int = MAX_BYTES, ke
     return path
 
 
-def _read_file(path: Path) -> list[dict[str, Any]]:
+def _lines(path: Path) -> list[bytes]:
     try:
-        data = path.read_bytes()
-    except (FileNotFoundError, IsADirectoryError, PermissionError):
+        return path.read_bytes().split(b"\n")
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError):
         return []
-    out: list[dict[str, Any]] = []
-    for raw in data.split(b"\n"):
-        if not raw.strip() or len(raw) > MAX_LINE:
-            continue
-        try:
-            rec = json.loads(raw)
-        except ValueError:  # a partial line a killed writer left, or a hand-edited one
-            continue
-        if isinstance(rec, dict) and isinstance(rec.get("run_id"), str):
-            out.append(rec)
-    return out
+
+
+def _parse(raw: bytes) -> dict[str, Any] | None:
+    if not raw.strip() or len(raw) > MAX_LINE:
+        return None
+    try:
+        rec = json.loads(raw)
+    except ValueError:  # a partial line a killed writer left, or a hand-edited one
+        return None
+    return rec if isinstance(rec, dict) and isinstance(rec.get("run_id"), str) else None
+
+
+def _files_newest_first(root: Path, keep: int) -> list[Path]:
+    path = runs_path(root)
+    return [path] + [_rotated(path, n) for n in range(1, keep + 1)]
+
+
+def iter_newest(root: Path, *, keep: int = KEEP, match: bytes | None = None) -> Iterator[dict[str, Any]]:
+    """Readable records, newest first, read lazily file by file (a listing of the newest 20
+    never parses the rotated files). `match`: only lines holding these bytes are parsed."""
+    for path in _files_newest_first(root, keep):
+        for raw in reversed(_lines(path)):
+            if match is not None and match not in raw:
+                continue
+            rec = _parse(raw)
+            if rec is not None:
+                yield rec
 
 
 def read_all(root: Path, *, keep: int = KEEP) -> list[dict[str, Any]]:
     """Every readable record, oldest first (rotated files included); bad lines are skipped."""
-    path = runs_path(root)
-    records: list[dict[str, Any]] = []
-    for n in range(keep, 0, -1):
-        records.extend(_read_file(_rotated(path, n)))
-    records.extend(_read_file(path))
+    records = list(iter_newest(root, keep=keep))
+    records.reverse()
     return records
+
+
+GREEN_STATES = ("ok", "unchanged")
+
+
+def is_green(record: dict[str, Any]) -> bool:
+    """The pass succeeded and every code cell of the file is ok (ran ok now, or unchanged and ok
+    in the session): this exact code worked on this profile."""
+    cells = record.get("cells") or []
+    return (record.get("ok") is True and record.get("exit_code") == 0 and bool(cells)
+            and all(isinstance(c, dict) and c.get("state") in GREEN_STATES for c in cells))
 
 
 class RunNotFound(LookupError):
@@ -123,7 +147,8 @@ def find(root: Path, prefix: str) -> dict[str, Any]:
     prefix = prefix.strip().lower()
     if not prefix:
         raise RunNotFound("an empty run id -- fix: name a run id (or its first characters) from `devloop runs`")
-    matches = {r["run_id"]: r for r in read_all(root) if r["run_id"].lower().startswith(prefix)}
+    needle = prefix.encode("utf-8", "replace") if prefix.isascii() else None  # skip lines without it
+    matches = {r["run_id"]: r for r in iter_newest(root, match=needle) if r["run_id"].lower().startswith(prefix)}
     if not matches:
         raise RunNotFound(f"no run {prefix!r} in {runs_path(root)} -- fix: pick an id from `devloop runs`")
     if len(matches) > 1:
