@@ -147,3 +147,30 @@ def test_green_needs_every_cell_ok() -> None:
     assert not is_green(rec("b", states=("ok", "not_run")))
     assert not is_green(rec("c", states=()))
     assert json.dumps(rec("d"))  # records are plain JSON
+
+
+WRITER = """
+import sys
+from pathlib import Path
+from devloop.core.runs import store
+root, who = Path(sys.argv[1]), sys.argv[2]
+for n in range(25):
+    store.append(root, {"run_id": f"{who}-{n:02d}", "pad": "p" * 3000}, max_bytes=40_000, keep=50)
+"""
+
+
+def test_concurrent_writers_never_interleave_or_lose_records(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    procs = [subprocess.Popen([sys.executable, "-c", WRITER, str(tmp_path), f"w{k}"]) for k in range(4)]
+    assert [p.wait(timeout=60) for p in procs] == [0, 0, 0, 0]
+    folder = store.runs_path(tmp_path).parent
+    lines = [ln for f in folder.glob("runs.jsonl*") if not f.name.endswith(".lock")
+             for ln in f.read_bytes().split(b"\n") if ln]
+    assert all(json.loads(ln)["pad"] == "p" * 3000 for ln in lines)  # every line whole
+    ids = sorted(r["run_id"] for r in store.read_all(tmp_path, keep=50))
+    assert ids == sorted(f"w{k}-{n:02d}" for k in range(4) for n in range(25))
+    for k in range(4):  # each writer's records keep their order
+        mine = [r["run_id"] for r in store.read_all(tmp_path, keep=50) if r["run_id"].startswith(f"w{k}-")]
+        assert mine == sorted(mine)
