@@ -101,6 +101,14 @@ class SyncConfig:
     dest: str | None = None  # remote folder the project syncs into (None: the profile's workdir)
     exclude: tuple[str, ...] = ()  # gitignore-syntax patterns, on top of .gitignore/.devloopignore
     debounce_ms: int = 50
+    pull: tuple[str, ...] = ()  # outputs pulled back after every pass (gitignore syntax)
+    pull_max_mb: int = 100  # what one pull brings at most; the rest comes with the next
+
+    @property
+    def excluded(self) -> tuple[str, ...]:
+        """What the sync (and the watcher) leave alone: `exclude` plus the pulled outputs, so
+        a pulled file never syncs back nor starts a rerun."""
+        return tuple(self.exclude or ()) + tuple(self.pull or ())
 
 
 @dataclass(frozen=True)
@@ -722,7 +730,8 @@ def _duration(src: _Source, path: tuple, value: Any) -> float:
 _PROJECT = {"name": _nonempty_str, "entry": _nonempty_str, "profile": _nonempty_str}
 # debounce: at most 10 s (a day of debounce never reruns and holds SIGTERM with it)
 _SYNC = {"dest": _nonempty_str, "exclude": _list_of(_exclude_pattern),
-         "debounce_ms": _int_between(0, 10_000, 50, " ms")}
+         "debounce_ms": _int_between(0, 10_000, 50, " ms"), "pull": _list_of(_exclude_pattern),
+         "pull_max_mb": _int_between(1, 1_000_000, 100, " MB")}
 _RUN = {"rerun": _choice(RERUN_POLICIES), "env": _env, "python": _nonempty_str, "args": _list_of(_str)}
 _GPU = {"interval_ms": _int_between(50, 60_000, 1000, " ms")}
 _UI = {"scrollback": _int_between(100, 10_000_000, 10000), "metrics": _list_of(_nonempty_str),

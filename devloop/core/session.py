@@ -29,6 +29,7 @@ from devloop.core import pass_prep, session_record
 from devloop.core.kernel import ExecResult, KernelClient, SessionClient, SessionRefused
 from devloop.core.metrics import MetricParser
 from devloop.core.outputs import OutputStore
+from devloop.core.sync.pull import Puller
 from devloop.core.sync.syncer import Syncer
 from devloop.core.targets import create_target
 from devloop.core.targets.base import ConnectionLost, TargetError, TargetInfo
@@ -117,7 +118,7 @@ class Session:
         self._running_cell: int | None = None
         self._rid_cell: dict[str, int] = {}
         # the scanner, what the target holds, the kept receiver, the local record
-        self.syncer = Syncer(self.target, self.root, tuple(config.sync.exclude or ()), profile=profile.name,
+        self.syncer = Syncer(self.target, self.root, _sync_excluded(config), profile=profile.name,
                              log=self._log, progress=self._progress_reporter)
         self._pending_changes: set[str] = set()
         self._pass_hashes: list[str] = []  # the cells' code as the running pass started
@@ -137,6 +138,9 @@ class Session:
         self.outputs = OutputStore(self.root)  # images cells show: .devloop/outputs/<run>/
         self.metrics = MetricParser(tuple(getattr(config.ui, "metrics", ()) or ()))  # [ui] metrics
         self._metric_steps: dict[str, int] = {}
+        self.puller = Puller(self.target, self.root, tuple(getattr(config.sync, "pull", ()) or ()),
+                             profile=profile.name, log=self._log,
+                             max_bytes=int(getattr(config.sync, "pull_max_mb", 100) or 100) << 20)
 
     # ----------------------------------------------------------------- properties
     @property
@@ -612,7 +616,7 @@ class Session:
     def _rules(self) -> Any:
         from devloop.core.sync.manifest import IgnoreRules
 
-        return IgnoreRules.load(self.root, tuple(self.config.sync.exclude or ()))
+        return IgnoreRules.load(self.root, _sync_excluded(self.config))
 
     async def _initial_sync(self) -> None:
         """The first sync after a (re)connect: the walk overlaps the remote's answer (the Syncer)."""
@@ -649,6 +653,34 @@ class Session:
                                       eta_s=round(eta, 1) if eta is not None else None))
 
         return report
+
+    async def pull(self) -> Any:
+        """Bring `[sync] pull` outputs back now (after each pass, and `devloop pull`); a
+        failure is a warning, never a failed pass."""
+        from devloop.core.units import human_bytes
+
+        try:
+            result = await self.puller.pull()
+        except (TargetError, ConnectionLost, OSError) as exc:
+            self._log(f"pull: {exc}", "warning")
+            return None
+        if result.deferred:
+            self._log(f"pull: {len(result.deferred)} file(s) over the {self.puller.max_bytes >> 20} MB "
+                      f"per pass ([sync] pull_max_mb) come with the next pass: "
+                      f"{', '.join(result.deferred[:5])}{' ...' if len(result.deferred) > 5 else ''}",
+                      "warning")
+        for kept, remote in result.conflicts:
+            self._log(f"pull: {kept} changed here since the last pull: kept, the target's copy is "
+                      f"{remote}", "warning")
+        if result.skipped:
+            self._log(f"pull: not pulled (changed while read, gone, or refused): {', '.join(result.skipped[:5])}",
+                      "info")
+        if result.files or result.conflicts or result.deferred:
+            self.emit(ev.PullDone(files=tuple(result.files), bytes=result.bytes,
+                                  conflicts=tuple(result.conflicts), deferred=tuple(result.deferred),
+                                  ms=round(result.ms, 1)))
+        self._log(f"pull: {len(result.files)} files, {human_bytes(result.bytes)} in {result.ms:.0f} ms")
+        return result
 
     async def sync_now(self) -> Any:
         """Sync the whole tree now (the `sync` key, `devloop sync` handed over); the plan or None."""
@@ -755,7 +787,10 @@ class Session:
                 await self._await_inherited()
                 self._reparse()
                 self._pass_hashes = [c.hash for c in self.cells]
-                return await self._pass(indices(), reason=reason)
+                done = await self._pass(indices(), reason=reason)
+                if done is not None and self.puller.enabled:
+                    await self.pull()  # [sync] pull: the outputs the pass wrote come back
+                return done
             finally:
                 self._pass_ended_at = time.monotonic()
 
@@ -1059,6 +1094,12 @@ class Session:
         for task in list(self._tasks):
             if not task.done():
                 task.cancel()
+
+
+def _sync_excluded(config: Any) -> tuple[str, ...]:
+    """`[sync] exclude` plus the pulled outputs: they never sync back nor start a rerun."""
+    sync = config.sync
+    return tuple(getattr(sync, "exclude", ()) or ()) + tuple(getattr(sync, "pull", ()) or ())
 
 
 def _ago(seconds: float) -> str:

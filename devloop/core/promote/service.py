@@ -295,7 +295,8 @@ def promote_many(config: Any, profile_name: str | None = None, targets: Sequence
     if commit:
         pv = pipeline.provenance
         message = (f"devloop promote: {pipeline.name} ({', '.join(targets)})\n\n"
-                   f"run id: {pv.run_id}\nprofile: {pv.profile}\nimage: {pipeline.image}\n"
+                   f"run id: {pv.run_id or 'none (no green run of this code on this profile)'}\n"
+                   f"profile: {pv.profile}\nimage: {pipeline.image}\n"
                    f"code: {pv.git_commit}{' (dirty, diff sha256 ' + pv.diff_sha256 + ')' if pv.dirty else ''}\n")
         sha = commit_files(state.toplevel, paths, message)
     return [PromoteResult(path=p, run_id=pipeline.provenance.run_id, committed=commit,
