@@ -39,6 +39,7 @@ from devloop.ui.widgets.cells import CellRow, CellsPanel, format_ms
 from devloop.ui.widgets.dialogs import ProfilePicker, PromoteDialog, PromoteRequest, StopConfirm
 from devloop.ui.widgets.gpu import GpuPanel
 from devloop.ui.widgets.header import HeaderBar
+from devloop.ui.widgets.input_box import InputBox
 from devloop.ui.widgets.logview import LogView
 from devloop.ui.widgets.syncline import SyncLine
 
@@ -343,7 +344,13 @@ class DevloopApp(App[int]):
         self._log_line(f"── cell {event.cell}{title} (line {event.line}) ──", cell=event.cell)
         self.sync_line.set_status(Text(f"running cell {event.cell}", style="yellow"))
 
+    def _on_InputRequest(self, event: ev.InputRequest) -> None:
+        InputBox.ask(self, event, lambda n, text: self._session_call(
+            "input", lambda s: s.answer_input(n, text, "" if text is not None else "the input box was closed (esc)"),
+            "control"))
+
     def _on_CellDone(self, event: ev.CellDone) -> None:
+        InputBox.close(self, event.cell)
         self._running_since = None
         self.store.finish_cell(event.cell)
         self._log_dirty = True
@@ -444,6 +451,7 @@ class DevloopApp(App[int]):
         host = self.host = self.host_factory(profile)
         host.subscribe(self.emit)
         session = host.create()
+        session.answers_input = True  # a cell's input() opens the input box (widgets/input_box.py)
         _set_watching(session, self.watching)
         first: asyncio.Task | None = None
         self._watch_stop = stop = asyncio.Event()

@@ -1,0 +1,47 @@
+"""A cell's input() in `devloop up`: an input box under the log (as Jupyter's input request),
+against a real kernel on `local`."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+from textual.widgets import Input
+
+from devloop.core import events as ev
+from devloop.ui.widgets.input_box import InputBox
+from tests.ui.test_behaviour import SIZE, Recorder, make_app, make_project, quit_app, until
+
+pytestmark = pytest.mark.timeout(120)
+
+ASK = textwrap.dedent("""\
+    # %% ask
+    name = input("name? ")
+    print("hello", name)
+    # %% again
+    try:
+        input("more? ")
+    except EOFError as exc:
+        print("eof:", exc)
+    """)
+
+
+async def test_input_opens_a_box_and_enter_answers_the_cell(tmp_path: Path) -> None:
+    rec = Recorder()
+    app = make_app(make_project(tmp_path, ASK), rec)
+    async with app.run_test(size=SIZE) as pilot:
+        await until("the first question", lambda: app.query(InputBox))
+        box = app.query_one(InputBox)
+        assert (box.request.cell, box.request.prompt) == (0, "name? ")
+        await pilot.pause()
+        assert app.focused is box.query_one(Input)
+        await pilot.press(*"alice", "enter")
+        await until("the second question", lambda: len(rec.of(ev.InputRequest)) == 2 and app.query(InputBox))
+        assert any("hello alice" in e.text for e in rec.of(ev.Output, cell=0))
+        await pilot.press("escape")  # end of input: the cell's input() raises EOFError
+        await until("the pass", lambda: rec.of(ev.RunDone))
+        assert any("eof: EOF when reading a line (the input box was closed (esc))" in e.text
+                   for e in rec.of(ev.Output, cell=1))
+        assert not app.query(InputBox)
+        await quit_app(pilot)
