@@ -117,6 +117,8 @@ class RunConfig:
     env: Mapping[str, str] = field(default_factory=_no_entries)
     python: str | None = None  # kernel interpreter where the profile sets none (a profile's wins)
     args: tuple[str, ...] = ()  # sys.argv[1:] of the file (`devloop run F -- ARGS` replaces them)
+    launcher: str | None = None  # "torchrun": a script runs as N processes (core/launcher.py)
+    nproc_per_node: int | str = "auto"  # processes under the launcher; "auto": the profile's GPUs
 
 
 @dataclass(frozen=True)
@@ -732,7 +734,10 @@ _PROJECT = {"name": _nonempty_str, "entry": _nonempty_str, "profile": _nonempty_
 _SYNC = {"dest": _nonempty_str, "exclude": _list_of(_exclude_pattern),
          "debounce_ms": _int_between(0, 10_000, 50, " ms"), "pull": _list_of(_exclude_pattern),
          "pull_max_mb": _int_between(1, 1_000_000, 100, " MB")}
-_RUN = {"rerun": _choice(RERUN_POLICIES), "env": _env, "python": _nonempty_str, "args": _list_of(_str)}
+_RUN = {"rerun": _choice(RERUN_POLICIES), "env": _env, "python": _nonempty_str, "args": _list_of(_str),
+        "launcher": _choice(("torchrun",)),
+        "nproc_per_node": lambda src, path, v: "auto" if v == "auto" else _int_between(1, 1024, 2)(
+            src, path, v)}
 _GPU = {"interval_ms": _int_between(50, 60_000, 1000, " ms")}
 _UI = {"scrollback": _int_between(100, 10_000_000, 10000), "metrics": _list_of(_nonempty_str),
        "images": _choice(IMAGE_MODES)}

@@ -117,6 +117,7 @@ class Session:
         self._changes_lock = asyncio.Lock()
         self._running_cell: int | None = None
         self._rid_cell: dict[str, int] = {}
+        self._launched: list[str] | None = None  # raw output of a script under [run].launcher
         # the scanner, what the target holds, the kept receiver, the local record
         self.syncer = Syncer(self.target, self.root, _sync_excluded(config), profile=profile.name,
                              log=self._log, progress=self._progress_reporter)
@@ -557,6 +558,12 @@ class Session:
             where = kernel.where_of(rid) if kernel is not None else None
             cell = where[1] if where is not None and where[0] == self._rel_or_none() else -1
         replayed = bool(kernel is not None and kernel.replaying)
+        if self._launched is not None:  # a script under [run].launcher: tag each line's rank
+            from devloop.core.launcher import tag_ranks
+
+            kept = (self._launched[0] if self._launched else "") + text
+            self._launched[:] = [kept[-65536:]]  # the tail: where torchrun's failure summary is
+            text = tag_ranks(text)
         self.emit(ev.Output(cell=cell, stream=stream, text=text, replayed=replayed))
         if self.metrics.names:
             for name, value in self.metrics.feed(text, stream):
@@ -852,6 +859,8 @@ class Session:
 
     async def _pass(self, indices: list[int], reason: str) -> ev.RunDone | None:
         assert self.parsed is not None
+        if self.config.run.launcher and not self.parsed.is_script:
+            return self._refuse_launcher()
         if self.parsed.is_script:
             return await self._run_script()
         if not indices:
@@ -1015,12 +1024,23 @@ class Session:
         self._rid_cell[rid] = 0
         self._running_cell = 0
         t0 = time.perf_counter()
+        argv = [self._target_info.python, "-u", self.relpath, *self._script_args()]
+        env = dict(self.config.run.env or {})
+        launcher = self.config.run.launcher
+        if launcher:  # core/launcher.py: N processes, their lines tagged with the rank
+            from devloop.core import launcher as launch
+
+            nproc = launch.resolve_nproc(self.config.run.nproc_per_node,
+                                         self._target_info.gpus_requested)
+            argv = launch.launch_argv(launcher, nproc, self.relpath, self._script_args())
+            env.setdefault("PYTHONUNBUFFERED", "1")
+            self._launched = []
         try:
-            result = await self.kernel.run([self._target_info.python, "-u", self.relpath, *self._script_args()],
-                                           env=dict(self.config.run.env or {}), rid=rid)
+            result = await self.kernel.run(argv, env=env, rid=rid)
         finally:
             self._running_cell = None
             self._rid_cell.pop(rid, None)
+            launched, self._launched = self._launched, None
         if result.died:
             await self._report_death(0, result)
             return self._run_done(False, 1, 1, (time.perf_counter() - t0) * 1000)
@@ -1028,7 +1048,13 @@ class Session:
         if code < 0:
             code = 128 - code
         ok = code == 0
-        if result.error:
+        failed = launch.failed_rank("".join(launched)) if launcher and launched and not ok else None
+        if failed is not None:
+            rank, rc = failed
+            self.emit(ev.CellError(cell=0, type="RankFailed", message=(
+                f"rank {rank} failed" + (f" with exit code {rc}" if rc is not None else "")
+                + f" ({launcher}: its lines are tagged [r{rank}])"), file=self.relpath, line=1))
+        elif result.error:
             self._emit_error(0, result.error)
         elif code == 137:  # an OOM kill names the limit
             explained = await self._explain_exit(code)
@@ -1039,6 +1065,18 @@ class Session:
         self.emit(ev.CellDone(cell=0, ok=ok, ms=round(result.ms, 1)))
         self.emit(ev.CellState(cell=0, state="ok" if ok else "failed"))
         return self._run_done(ok, code, 1, (time.perf_counter() - t0) * 1000)
+
+    def _refuse_launcher(self) -> ev.RunDone:
+        """A percent file under [run].launcher: cells share one kernel process, DDP needs one
+        process per GPU, so there is nothing right to run."""
+        self.emit(ev.CellError(
+            cell=0, type="LauncherError", file=self.relpath, line=1, message=(
+                f"[run] launcher = {self.config.run.launcher!r} runs a script as several "
+                f"processes, and {self.relpath} has '# %%' cells, which run in one kernel "
+                f"(DDP needs processes, not a kernel) -- fix: run a script without cell "
+                f"markers, or remove launcher from [run] in devloop.toml")))
+        self.emit(ev.CellState(cell=0, state="failed"))
+        return self._run_done(False, 2, 0, 0.0)
 
     # ----------------------------------------------------------------- watching
     def set_watching(self, on: bool) -> None:
