@@ -4,7 +4,8 @@ Modes: `kernel` (the default; the exec/run protocol on stdin/stdout; `kernel --s
 kernel detached from the channel, on a unix socket), `attach [--start]` (relay a front end to the
 session kernel of the cwd, starting one if asked), `session-stop` (end it), `receive ROOT` (a sync tar stream on stdin, extracted safely under ROOT), `manifest ROOT`
 (print what devloop last synced there), `gpu` (print one GPU sample as JSON), `connect HOST PORT`
-(relay one forwarded connection: portrelay.py).
+(relay one forwarded connection: portrelay.py), `pull ROOT` (list and send outputs back:
+pullsend.py).
 """
 import sys
 
@@ -26,10 +27,12 @@ def main(argv=None):
         from .syncrecv import manifest_main as run
     elif mode == "gpu":
         from .gpu import gpu_main as run
+    elif mode == "pull":
+        from .pullsend import pull_main as run
     elif mode == "connect":
         from .portrelay import connect_main as run
     else:
-        sys.stderr.write("devloop agent: unknown mode %r (kernel, attach, session-stop, receive, manifest, gpu, connect)\n" % mode)
+        sys.stderr.write("devloop agent: unknown mode %r (kernel, attach, session-stop, receive, manifest, gpu, connect, pull)\n" % mode)
         return 2
     return run(argv)
 

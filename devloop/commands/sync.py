@@ -151,7 +151,7 @@ def run(args: argparse.Namespace) -> int:
                 print(json.dumps(SyncDone(0, 0, 0, 0.0).to_json()))
             return 0
         # a fresh process: the stat cache on disk spares hashing what did not change
-        syncer = Syncer(target, root, tuple(config.sync.exclude or ()), profile=profile.name,
+        syncer = Syncer(target, root, config.sync.excluded, profile=profile.name,
                         stat_cache=True, log=log)
         if args.dry_run:
             plan = await syncer.dry_run()

@@ -213,6 +213,19 @@ class Display(Event):
 
 
 @dataclass(frozen=True)
+class PullDone(Event):
+    """Outputs pulled back from the target (`[sync] pull`): files written, bytes, conflicts
+    (`[local path kept, where the target's copy went]`), files left for the next pass (size cap)."""
+
+    name: ClassVar[str] = "pull"
+    files: tuple[str, ...] = ()
+    bytes: int = 0
+    conflicts: tuple[tuple[str, str], ...] = ()
+    deferred: tuple[str, ...] = ()
+    ms: float = 0.0
+
+
+@dataclass(frozen=True)
 class Metric(Event):
     """A number that followed one of `[ui] metrics` in the output (`loss=0.12`): `step`
     counts that metric's values in this session."""

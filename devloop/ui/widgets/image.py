@@ -259,3 +259,14 @@ class FigureLog:
 
         for panel in self.query(MetricsPanel):
             panel.add(event.metric, event.value)
+
+    def _on_PullDone(self, event) -> None:  # noqa: ANN001 - ev.PullDone
+        from devloop.core.units import human_bytes, plural
+
+        text = f"pulled {plural(len(event.files), 'file')}, {human_bytes(event.bytes)}"
+        if event.conflicts:
+            text += f" · {plural(len(event.conflicts), 'conflict')} (kept both)"
+        self.sync_line.set_status(Text(text, style="green" if not event.conflicts else "yellow"))
+        for kept, remote in event.conflicts:
+            self._log_line(f"pull: {kept} changed here since the last pull: kept; the target's copy "
+                           f"is {remote}")

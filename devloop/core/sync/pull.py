@@ -1,0 +1,251 @@
+"""Outputs pulled back from the target: `[sync] pull = ["results/", "figures/*.png"]`.
+
+After every pass (and with `devloop pull`) the files under those gitignore-syntax rules that are
+new or changed on the target come back into the project, over the agent's `pull` mode (one exec
+channel: the target lists what is under the rules' folders, devloop picks by the rules and by
+what it pulled before, the target sends those files as a tar stream):
+
+- incremental: `.devloop/pulled/PROFILE.json` keeps, per pulled file, the target's (size,
+  mtime_ns) and the local file's after the write; a file whose target copy is unchanged is not
+  fetched again, and neither is one that is the same locally already (size and mtime).
+- safe: the stream is parsed by the sync receiver's own reader and written by its writer
+  (agent/syncrecv.py: folders opened O_NOFOLLOW one at a time, temp file + rename), only the
+  names asked for, regular files only, never outside the project or into .devloop/.
+- bounded: at most `[sync] pull_max_mb` per pass (default 100); what did not fit is named in a
+  warning and comes with the next pass.
+- never overwrites a local change: a local file that changed since the last pull (or that was
+  never pulled and differs) is kept, and the target's copy is written beside it as
+  `NAME.remote.EXT` (`results/metrics.remote.csv`), named in the result as a conflict.
+- pulled files never start a rerun or a sync back: the rules are added to the sync's exclude
+  rules (`SyncConfig.excluded`), so the watcher and the sync both ignore them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from devloop.agent import syncrecv
+from devloop.core.targets.base import TargetError
+
+DEFAULT_MAX_MB = 100
+TRAILER = ".devloop-pull.json"
+_GLOB = re.compile(r"[*?\[]")
+
+
+@dataclass
+class PullResult:
+    files: list[str] = field(default_factory=list)  # pulled (written at their own path)
+    bytes: int = 0
+    conflicts: list[tuple[str, str]] = field(default_factory=list)  # (local path kept, where the target's went)
+    deferred: list[str] = field(default_factory=list)  # over the size cap: next pass
+    skipped: list[str] = field(default_factory=list)  # changed while read, gone, or refused
+    ms: float = 0.0
+
+
+def roots_of(patterns: tuple[str, ...]) -> list[str]:
+    """The folders to list on the target: each rule's literal leading folders (`results/`,
+    `/results/`, `figures/*.png` -> results, figures). A bare name or glob (`*.csv`) and a
+    negation list the whole tree. (gitignore would match a bare `results/` at any depth too;
+    listing only the top folder is what such a rule means in practice, and keeps a pass from
+    walking the whole workdir.)"""
+    roots: set[str] = set()
+    for raw in patterns:
+        text = raw.strip()
+        if not text or text.startswith("#"):
+            continue
+        if text.startswith("!"):
+            return ["."]
+        parts = text.strip("/").split("/")
+        folders = parts if text.endswith("/") else parts[:-1]
+        literal: list[str] = []
+        for part in folders:
+            if _GLOB.search(part) or part in ("**", ".", ".."):
+                break
+            literal.append(part)
+        if not literal:
+            return ["."]
+        roots.add("/".join(literal))
+    return sorted(roots) or ["."]
+
+
+def conflict_name(rel: str) -> str:
+    """Where the target's copy goes when the local file changed: results/m.csv -> results/m.remote.csv."""
+    folder, _, name = rel.rpartition("/")
+    stem, dot, ext = name.rpartition(".")
+    new = f"{stem}.remote.{ext}" if dot and stem else f"{name}.remote"
+    return f"{folder}/{new}" if folder else new
+
+
+class Puller:
+    def __init__(self, target: Any, root: Path, patterns: tuple[str, ...], *, profile: str = "default",
+                 max_bytes: int = DEFAULT_MAX_MB << 20, log: Callable[[str, str], None] | None = None) -> None:
+        self.target = target
+        self.root = Path(root).resolve()
+        self.patterns = tuple(patterns)
+        self.profile = profile
+        self.max_bytes = max_bytes
+        self.log = log or (lambda message, level="debug": None)
+        self.state_file = self.root / ".devloop" / "pulled" / f"{profile}.json"
+        self._spec = None
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.patterns) and bool(getattr(self.target, "needs_sync", True))
+
+    def _matches(self, rel: str) -> bool:
+        if self._spec is None:
+            import pathspec
+
+            self._spec = pathspec.GitIgnoreSpec.from_lines(self.patterns)
+        return rel.split("/", 1)[0] not in (".devloop", ".git") and self._spec.match_file(rel)
+
+    def _load_state(self) -> dict[str, dict]:
+        try:
+            data = json.loads(self.state_file.read_text())
+        except (OSError, ValueError):
+            return {}
+        return data if isinstance(data, dict) else {}
+
+    def _save_state(self, state: dict[str, dict]) -> None:
+        self.state_file.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd, tmp = tempfile.mkstemp(dir=self.state_file.parent, prefix=".pulled-")
+        with os.fdopen(fd, "w") as fh:
+            json.dump(state, fh, sort_keys=True)
+        os.replace(tmp, self.state_file)
+
+    def _local(self, rel: str) -> list[int] | None:
+        try:
+            st = os.lstat(self.root / rel)
+        except OSError:
+            return None
+        return [st.st_size, st.st_mtime_ns] if not os.path.islink(self.root / rel) else [-1, -1]
+
+    async def pull(self) -> PullResult:
+        t0 = time.perf_counter()
+        result = PullResult()
+        if not self.enabled:
+            return result
+        workdir = self.target.info.workdir
+        channel = await self.target.spawn(self.target.agent_argv("pull", workdir))
+        try:
+            await channel.send((json.dumps({"roots": roots_of(self.patterns)}) + "\n").encode())
+            line = await channel.readline()
+            try:
+                listing = json.loads(line)["files"]
+            except (ValueError, KeyError, TypeError):
+                tail = channel.stderr_tail().strip().splitlines()
+                raise TargetError("the devloop agent's pull mode did not answer"
+                                  + (f": {tail[-1]}" if tail else ""),
+                                  hint="run with -v to see the agent's messages") from None
+            state = self._load_state()
+            wanted, targets = self._plan(listing, state, result)
+            await channel.send((json.dumps({"paths": wanted}) + "\n").encode())
+            if wanted:
+                with tempfile.TemporaryFile() as spool:  # bounded by the cap; parsed off the stream
+                    while True:
+                        chunk = await channel.read(1 << 20)
+                        if not chunk:
+                            break
+                        spool.write(chunk)
+                    spool.seek(0)
+                    self._extract(spool, listing, targets, state, result)
+                self._save_state(state)
+            await channel.close_stdin()
+        finally:
+            try:
+                await channel.wait()
+            except Exception:  # noqa: BLE001
+                await channel.kill()
+        result.ms = (time.perf_counter() - t0) * 1000
+        return result
+
+    def _plan(self, listing: dict, state: dict, result: PullResult) -> tuple[list[str], dict[str, str]]:
+        """What to fetch (by path order, within the cap) and where each goes locally."""
+        wanted: list[str] = []
+        targets: dict[str, str] = {}
+        total = 0
+        for rel in sorted(listing):
+            remote = listing[rel]
+            if not (isinstance(remote, list) and len(remote) == 2) or not self._matches(rel):
+                continue
+            try:
+                syncrecv.check_relpath(rel)
+            except syncrecv.Refused:
+                continue
+            record = state.get(rel) or {}
+            local = self._local(rel)
+            if record.get("remote") == remote and local == record.get("local"):
+                continue  # pulled before and unchanged on both sides
+            if local == remote:
+                state[rel] = {"remote": remote, "local": local}  # the same file already (synced up)
+                continue
+            if record.get("remote") == remote:
+                continue  # only the local copy changed: nothing new to fetch
+            dest = rel
+            if local is not None and local != record.get("local"):
+                dest = conflict_name(rel)  # changed here since the last pull (or never pulled)
+            if total + remote[0] > self.max_bytes and wanted:
+                result.deferred.append(rel)
+                continue
+            if remote[0] > self.max_bytes:
+                result.deferred.append(rel)
+                continue
+            total += remote[0]
+            wanted.append(rel)
+            targets[rel] = dest
+        return wanted, targets
+
+    def _extract(self, stream: Any, listing: dict, targets: dict[str, str], state: dict,
+                 result: PullResult) -> None:
+        reader = syncrecv.TarReader(stream)
+        tree = syncrecv.Tree(str(self.root))
+        writer = syncrecv.Writer(tree)
+        written: dict[str, str] = {}
+        try:
+            while True:
+                member = reader.next()
+                if member is None:
+                    break
+                name, kind, size, _link = member
+                if name == TRAILER:
+                    trailer = json.loads(reader.read_member(size) or b"{}")
+                    for rel in trailer.get("changed", []) + trailer.get("missing", []):
+                        if rel in written:
+                            dest = written.pop(rel)
+                            try:
+                                os.unlink(self.root / dest)
+                            except OSError:
+                                pass
+                        result.skipped.append(rel)
+                    continue
+                dest = targets.get(name)
+                if dest is None or kind not in (b"0", b"\0"):
+                    reader.skip_member(size)  # only what was asked for, and only files
+                    continue
+                mtime_ns = int(listing[name][1])
+                try:
+                    written[name] = dest
+                    writer.write_file(dest, reader, size, 0o644, mtime_ns)
+                except (syncrecv.Leaf, syncrecv.Refused) as exc:
+                    written.pop(name, None)
+                    result.skipped.append(name)
+                    self.log(f"pull: {name} not written: {exc}", "warning")
+        finally:
+            tree.close()
+        for rel, dest in written.items():
+            size = int(listing[rel][0])
+            result.bytes += size
+            if dest == rel:
+                result.files.append(rel)
+                state[rel] = {"remote": listing[rel], "local": self._local(rel)}
+            else:
+                result.conflicts.append((rel, dest))
+                record = state.setdefault(rel, {})
+                record["remote"] = listing[rel]  # this version is fetched: not again
