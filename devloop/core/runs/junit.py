@@ -89,8 +89,13 @@ def junit_xml(record: Mapping[str, Any], outputs: Mapping[int, str] | None = Non
             err = errs[-1]
             where = f"{err.get('file') or file}:{err.get('line') or cell.get('line', 1)}"
             etype = str(err.get("type") or ("Interrupted" if state != "failed" else "Failed"))
-            message = str(err.get("message") or ("the run ended while the cell ran" if state != "failed"
-                                                  else "the cell failed"))
+            if state != "failed":
+                fallback = "the run ended while the cell ran"
+            elif script:
+                fallback = f"the script exited with code {record.get('exit_code')}"
+            else:
+                fallback = "the cell failed"
+            message = str(err.get("message") or fallback)
             body = f"{where}: {etype}: {message}\n"
             if err.get("traceback"):
                 body += "\n" + str(err["traceback"])
