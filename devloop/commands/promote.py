@@ -24,7 +24,8 @@ DESCRIPTION = (
 def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-p", "--profile", metavar="P",
                         help="the profile whose image and resources the pipeline uses "
-                             "(default: [project].profile)")
+                             "(default: [project].profile; --check uses the profile the file "
+                             "records, and a different -p fails)")
     parser.add_argument("--target", choices=("argo", "github", "pytorchjob", "trainjob"),
                         action="append",
                         help="what to write; repeat for several (default: [promote].targets, "
