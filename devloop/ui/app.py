@@ -28,20 +28,27 @@ from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Input
+from textual.widgets import DataTable, Input
 from textual.worker import Worker, WorkerState
 
 from devloop.core import events as ev
 from devloop.core.host import SessionHost
-from devloop.ui.logstore import DEVLOOP, LogLine, LogStore
+from devloop.core.units import plural
+from devloop.ui.logstore import DEVLOOP, LogLine, LogStore, Ring
 from devloop.ui.messages import EventsPending
 from devloop.ui.widgets.cells import CellRow, CellsPanel, format_ms
+from devloop.ui.widgets.footer import KeysFooter
 from devloop.ui.widgets.dialogs import ProfilePicker, PromoteDialog, PromoteRequest, StopConfirm
+from devloop.ui.widgets.help import HelpScreen
 from devloop.ui.widgets.gpu import GpuPanel
+from devloop.ui.widgets.image import FigureLog
+from devloop.ui.widgets.image import prepare as prepare_images
+from devloop.ui.widgets.metrics import MetricsPanel
 from devloop.ui.widgets.header import HeaderBar
 from devloop.ui.widgets.input_box import InputBox
 from devloop.ui.widgets.logview import LogView
 from devloop.ui.widgets.syncline import SyncLine
+from devloop.ui.widgets.ports import PortsLine
 
 STOP_GRACE = 2.0  # seconds the session worker gets to end by itself on quit / profile switch
 FLUSH_INTERVAL = 0.04  # seconds between log repaints while output streams
@@ -58,9 +65,9 @@ SessionFactory = Callable[[str, ev.Emit], Any]
 wrap the Session's emit themselves (tests, benchmarks)."""
 
 ACTIONS = (
-    # key, action, footer label, palette help. The footer shows them in this order and cuts what
-    # does not fit, so the session's lifetime keys (d, q) come before the rarer ones: at 80
-    # columns they stay visible.
+    # key, action, footer label, palette help (also the help screen's text: `?`). The footer shows
+    # the keys in FOOTER_KEYS (narrow) or FOOTER_KEYS_WIDE; `?` lists them all.
+    ("question_mark", "help", "Keys", "Show every key and what it does"),
     ("r", "rerun", "Rerun", "Rerun the selected cell and the cells that depend on it"),
     ("a", "run_all", "Run all", "Run every code cell (or the script)"),
     ("i", "interrupt", "Interrupt", "Interrupt the running cell; the kernel keeps its state"),
@@ -76,6 +83,22 @@ ACTIONS = (
     ("t", "switch_profile", "Profile", "Switch to another profile (restarts the target)"),
     ("f", "filter_cell", "Filter", "Show only the selected cell's log (again: all cells)"),
     ("slash", "search", "Search", "Search the log"),
+    ("l", "toggle_wrap", "Wrap", "Wrap long output lines (again: one row per line, scroll sideways; "
+                                 "devloop's own messages always wrap)"),
+    ("o", "open_port", "Open", "Open a forwarded port (--forward, [ports]) in the browser; "
+                               "again: the next one"),
+)
+# The keys the footer shows: at 80 columns these and `^p palette` fit; the rest are in `?`.
+FOOTER_KEYS = ("question_mark", "r", "a", "i", "d", "q")
+FOOTER_KEYS_WIDE = FOOTER_KEYS + ("s", "w", "k", "p", "t", "f", "slash", "l")  # as room allows
+EXTRA_KEYS = (  # keys that are not actions of their own, for the help screen
+    ("enter", "On a failed cell: show its log at the traceback"),
+    ("up/down", "Select a cell (in the cells panel); scroll (in the log)"),
+    ("tab", "Move between the cells panel and the log"),
+    ("end", "Follow the newest output again (after scrolling the log up)"),
+    ("home", "In the log: go to the oldest line kept"),
+    ("escape", "Clear the search; close a dialog"),
+    ("ctrl+p", "The command palette: every action by name"),
 )
 
 REPLAY_MARK = {  # the dim line before output the target kept and replayed once
@@ -107,16 +130,22 @@ def scrollback_of(config: Any, default: int = 10_000) -> int:
     return int(getattr(ui, "scrollback", default) or default)
 
 
-class DevloopApp(App[int]):
+class DevloopApp(FigureLog, App[int]):
     """The `devloop up` screen. Without a host (or session) factory it only renders fed events."""
 
     CSS_PATH = Path(__file__).with_name("devloop.tcss")
     TITLE = "devloop"
     ENABLE_COMMAND_PALETTE = True
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (100, "-wide")]
+    VERTICAL_BREAKPOINTS = [(0, "-short"), (32, "-tall")]  # -short: dialogs drop their margins
     BINDINGS = [
-        *(Binding(key, action, label, tooltip=help_) for key, action, label, help_ in ACTIONS),
+        *(Binding(key, action, label, tooltip=help_, show=key in FOOTER_KEYS_WIDE)
+          for key, action, label, help_ in ACTIONS),
         Binding("escape", "clear_search", "Clear search", show=False),
+        Binding("enter", "open_figure", "Open the figure", show=False),  # the log focused: image.py
+        # End follows the log again from anywhere (the cells panel has the focus most of the
+        # time; End there only scrolled the table sideways)
+        Binding("end", "follow_log", "Follow the log", show=False, priority=True),
         # ctrl+c is q: it stops, asking first while a cell runs (pressed again, it stops).
         Binding("ctrl+c", "quit", "Quit", show=False, priority=True),
     ]
@@ -152,8 +181,10 @@ class DevloopApp(App[int]):
         self.cell_states: dict[int, str] = {}
         self.tracebacks: dict[int, list[LogLine]] = {}
         self.filter_cell: int | None = None
+        self.filter_rank: int | None = None  # [run] launcher: only lines tagged [rN] (f cycles)
         self.search_query = ""
-        self._search_results: deque[LogLine] | None = None
+        self._search_results: Ring | None = None
+        self._interrupted: set[int] = set()  # cells a KeyboardInterrupt ended: "interrupted", not "failed"
         self._inbox: deque[ev.Event] = deque()
         self._drain_posted = False
         self._log_dirty = False
@@ -167,6 +198,11 @@ class DevloopApp(App[int]):
         self._detached_message = ""  # the session's word that it was left running
         self._gap = "detached"  # what replayed output missed: "detached" (attach) or "link" (a drop)
         self._replay_run: tuple[int, str] | None = None  # (cell, gap) of the replay being shown
+        ui = getattr(config, "ui", None)
+        self.images_mode = str(getattr(ui, "images", "auto") or "auto")  # [ui] images
+        prepare_images(self.images_mode)  # textual-image asks the terminal: before Textual runs
+        self._figures: dict[int, Path] = {}  # log line seq -> the figure it shows (enter / click)
+        self.metric_names = tuple(getattr(ui, "metrics", ()) or ())  # [ui] metrics
 
     # -- layout --------------------------------------------------------------------------------
 
@@ -177,11 +213,13 @@ class DevloopApp(App[int]):
             with Vertical(id="side"):
                 yield CellsPanel(id="cells")
                 yield GpuPanel(id="gpu")
+                yield MetricsPanel(self.metric_names, id="metrics")  # shown once a metric has a value
             with Vertical(id="logpane"):
                 yield LogView(id="log")
                 yield Input(placeholder="search the log (enter: apply, esc: clear)", id="search")
+        yield PortsLine(lambda: self.session, id="ports")  # hidden while nothing is forwarded
         yield SyncLine(id="syncline")
-        yield Footer(compact=True)
+        yield KeysFooter(FOOTER_KEYS, compact=True)
 
     def on_mount(self) -> None:
         self.query_one("#search", Input).cursor_blink = False
@@ -282,11 +320,16 @@ class DevloopApp(App[int]):
         self._log_dirty = True
         if self._search_results is not None:
             ring = self.store.ring(cell)
-            query = self.search_query.lower()
             if self.filter_cell is None or self.filter_cell == cell:
                 for index in range(len(ring) - min(count, len(ring)), len(ring)):
-                    if query in ring[index].text.lower():
+                    if self._shown(ring[index]):
                         self._search_results.append(ring[index])
+
+    def _shown(self, line: LogLine) -> bool:
+        """Whether a line passes the search (/) and the rank filter (f under a launcher)."""
+        if self.search_query and self.search_query.lower() not in line.text.lower():
+            return False
+        return self.filter_rank is None or line.text.startswith(f"[r{self.filter_rank}] ")
 
     def _log_line(self, text: str, *, cell: int = DEVLOOP, stream: str = "info") -> list[LogLine]:
         lines = self.store.add_lines(cell, stream, text)
@@ -326,8 +369,13 @@ class DevloopApp(App[int]):
             self.header_bar.set_file(event.file)
 
     def _on_CellState(self, event: ev.CellState) -> None:
-        self.cell_states[event.cell] = event.state
-        self.cells_panel.set_state(event.cell, event.state)
+        state = event.state
+        if state == "failed" and event.cell in self._interrupted:
+            state = "interrupted"  # stopped by the user (i), not an error in the code
+        elif state in ("running", "pending", "ok"):
+            self._interrupted.discard(event.cell)
+        self.cell_states[event.cell] = state
+        self.cells_panel.set_state(event.cell, state)
 
     def _on_CellsPlanned(self, event: ev.CellsPlanned) -> None:
         cells = ", ".join(str(c) for c in event.cells) or "none"
@@ -356,7 +404,7 @@ class DevloopApp(App[int]):
         self._log_dirty = True
         self.cells_panel.set_time(event.cell, event.ms)
         if self.cell_states.get(event.cell) in (None, "running", "pending"):
-            state = "ok" if event.ok else "failed"
+            state = "ok" if event.ok else "interrupted" if event.cell in self._interrupted else "failed"
             self.cell_states[event.cell] = state
             self.cells_panel.set_state(event.cell, state)
 
@@ -367,8 +415,12 @@ class DevloopApp(App[int]):
         lines = self._log_line(f"{text}\n{event.type}: {event.message}  at {where}" if where and
                           event.message not in text else text, cell=event.cell, stream="traceback")
         self.tracebacks[event.cell] = lines
-        self.cell_states[event.cell] = "failed"
-        self.cells_panel.set_state(event.cell, "failed")
+        state = "failed"
+        if event.type == "KeyboardInterrupt":
+            self._interrupted.add(event.cell)
+            state = "interrupted"
+        self.cell_states[event.cell] = state
+        self.cells_panel.set_state(event.cell, state)
 
     def _on_RunDone(self, event: ev.RunDone) -> None:
         self._running_since = None
@@ -376,15 +428,27 @@ class DevloopApp(App[int]):
         if event.ok and event.cells_run == 0:  # attached: every cell up to date in the session
             status = Text("✓ up to date · nothing reran", style="green")
         elif event.ok:
-            status = Text(f"✓ run ok · {event.cells_run} cells · {took}", style="green")
+            status = Text(f"✓ run ok · {plural(event.cells_run, 'cell')} · {took}", style="green")
+        elif any(state == "interrupted" for state in self.cell_states.values()):
+            cells = ", ".join(str(c) for c, state in sorted(self.cell_states.items()) if state == "interrupted")
+            status = Text(f"■ interrupted · cell {cells} · {took} · the kernel kept its state",
+                          style="bold yellow")
         else:
-            status = Text(f"✗ run failed (exit {event.exit_code}) · {event.cells_run} cells · {took}"
+            status = Text(f"✗ run failed (exit {event.exit_code}) · {plural(event.cells_run, 'cell')} · {took}"
                           " · enter: traceback", style="bold red")
         self.sync_line.set_status(status)
 
     def _on_SyncProgress(self, event: ev.SyncProgress) -> None:
         self.sync_line.set_progress(event.files_done, event.files_total, event.bytes_done,
                                     event.bytes_total)
+
+    def _on_PortForward(self, event: ev.PortForward) -> None:
+        self.query_one("#ports", PortsLine).on_forward(event)
+
+    def action_open_port(self) -> None:
+        url = self.query_one("#ports", PortsLine).open_next()
+        self.notify(f"opening {url}" if url else "no port is forwarded -- `--forward 6006` or "
+                    "[ports] forward in devloop.toml", timeout=3)
 
     def _on_SyncDone(self, event: ev.SyncDone) -> None:
         self.sync_line.set_sync(event.files, event.bytes, event.deleted, event.ms)
@@ -448,15 +512,19 @@ class DevloopApp(App[int]):
         self.header_bar.set_target("starting", "", profile)
         self.header_bar.set_session("")
         self._gap, self._replay_run, self._detached_message = "detached", None, ""
-        host = self.host = self.host_factory(profile)
-        host.subscribe(self.emit)
-        session = host.create()
-        session.answers_input = True  # a cell's input() opens the input box (widgets/input_box.py)
-        _set_watching(session, self.watching)
         first: asyncio.Task | None = None
         self._watch_stop = stop = asyncio.Event()
+        started = False
         try:
+            # a profile that cannot even be set up (a refused workdir, a missing file) fails
+            # here: said on screen like a target that does not start
+            host = self.host = self.host_factory(profile)
+            host.subscribe(self.emit)
+            session = host.create()
+            session.answers_input = True  # a cell's input() opens the input box (widgets/input_box.py)
+            _set_watching(session, self.watching)
             await host.start()
+            started = True
             # The first pass and the watcher run together: a save during the pass counts. Attached
             # to a live session, the first pass reruns only what changed or is not ok there.
             first_pass = getattr(session, "first_pass", None) or session.run_all
@@ -466,8 +534,12 @@ class DevloopApp(App[int]):
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # the target failed to start: say so on screen, keep the app
-            self.handle_event(ev.TargetState("failed", _one_line(exc), profile))
-            self._log_line(f"the session on {profile!r} stopped: {exc}", stream="stderr")
+            self.handle_event(ev.TargetState("failed", _one_line(exc), profile))  # logs it too
+            if started:
+                self._log_line(f"the session on {profile!r} stopped: {exc}", stream="stderr")
+            what = "stopped" if started else "did not start"
+            self.sync_line.set_status(Text(f"✗ profile {profile!r} {what} · the log says why · "
+                                           "t: pick a profile", style="bold red"))
             self.flush_log()
         finally:
             if first is not None and not first.done():
@@ -513,8 +585,10 @@ class DevloopApp(App[int]):
                 what = "detaching from the session" if detach else "closing the target"
                 self._log_line(f"{what} failed: {_one_line(exc)}", stream="stderr")
 
-    def _session_call(self, label: str, call: Callable[[Any], Awaitable[Any]], group: str) -> None:
-        """Run `call(session)` in a worker; failures land in the log, never kill the app."""
+    def _session_call(self, label: str, call: Callable[[Any], Awaitable[Any]], group: str,
+                      done: Callable[[Any], None] | None = None) -> None:
+        """Run `call(session)` in a worker; failures land in the log, never kill the app.
+        `done(result)` runs after it succeeded."""
         session = self.session
         if session is None:
             self.sync_line.set_status(Text(f"{label}: no session running", style="yellow"))
@@ -522,12 +596,15 @@ class DevloopApp(App[int]):
 
         async def runner() -> None:
             try:
-                await call(session)
+                result = await call(session)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
                 self._log_line(f"{label} failed: {_one_line(exc)}", stream="stderr")
                 self.flush_log()
+            else:
+                if done is not None:
+                    done(result)
 
         self.run_worker(runner(), name=label, group=group, exit_on_error=False)
 
@@ -544,13 +621,77 @@ class DevloopApp(App[int]):
         self._session_call("run all", lambda s: s.run_all(), "run")
 
     def action_interrupt(self) -> None:
+        if self.session is None:
+            self.sync_line.set_status(Text("interrupt: no session running", style="yellow"))
+            return
+        cell = self.running_cell
+        if cell is None:
+            self.sync_line.set_status(Text("nothing is running: i interrupts a running cell", style="yellow"))
+            return
+        self.sync_line.set_status(Text(f"interrupting cell {cell} (the kernel keeps its state)",
+                                       style="yellow"))
         self._session_call("interrupt", lambda s: s.interrupt(), "control")
 
     def action_restart_kernel(self) -> None:
-        self._session_call("restart kernel", lambda s: s.restart_kernel(), "control")
+        if self.session is None:
+            self.sync_line.set_status(Text("restart kernel: no session running", style="yellow"))
+            return
+        self.sync_line.set_status(Text("restarting the kernel…", style="yellow"))
+        self._session_call("restart kernel", lambda s: s.restart_kernel(), "control",
+                           done=lambda _: self._kernel_restarted())
+
+    def _kernel_restarted(self) -> None:
+        self._log_line("kernel restarted: a fresh Python process, so every variable and import of "
+                       "the earlier runs is gone and every cell is stale; a runs them all again, "
+                       "r reruns the selected cell")
+        self.sync_line.set_status(Text("kernel restarted · every cell stale · a: run all",
+                                       style="yellow"))
+        self.flush_log()
 
     def action_sync(self) -> None:
+        session = self.session
+        target = getattr(session, "target", None)
+        if session is not None and target is not None and not getattr(target, "needs_sync", True):
+            self.sync_line.set_status(Text(
+                f"nothing to sync: profile {self.profile_name!r} runs in place (your files are used "
+                "where they are)", style="cyan"))
+            return
         self._session_call("sync", lambda s: s.sync_now(), "control")
+
+    def action_help(self) -> None:
+        if isinstance(self.screen, HelpScreen):
+            return
+        self.push_screen(HelpScreen(self.key_help()))
+
+    def key_help(self) -> list[tuple[str, str]]:
+        """Every key with what it does: the actions, the keys that are not actions of their own,
+        then any other binding the app has (with its tooltip or description)."""
+        rows, seen = [], set()
+        for key, action, _label, help_ in ACTIONS:
+            rows.append((_key_name(key), help_))
+            seen.add(action)
+        rows.extend(EXTRA_KEYS)
+        seen.update({"clear_search", "follow_log", "quit", "help", "command_palette"})
+        for binding in self.BINDINGS:
+            if isinstance(binding, Binding) and binding.action not in seen:
+                seen.add(binding.action)
+                rows.append((_key_name(binding.key), binding.tooltip or binding.description))
+        rows.append(("ctrl+c", "Same as q"))
+        return rows
+
+    def action_toggle_wrap(self) -> None:
+        wrap = not self.log_view.wrap
+        self.log_view.set_wrap(wrap)
+        self.sync_line.set_status(Text("log: long lines wrap" if wrap else
+                                       "log: one row per line (scroll sideways; l: wrap)", style="cyan"))
+
+    def action_follow_log(self) -> None:
+        self.log_view.action_scroll_end()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "follow_log":  # End, from anywhere but a text box or a dialog
+            return not isinstance(self.focused, Input) and self.screen is self.screen_stack[0]
+        return True
 
     def action_toggle_watch(self) -> None:
         self.watching = not self.watching
@@ -559,6 +700,16 @@ class DevloopApp(App[int]):
         self.sync_line.set_watch(self.watching)
 
     def action_filter_cell(self) -> None:
+        if getattr(self.config.run, "launcher", None):  # a script as N ranks: f cycles them
+            from devloop.core.launcher import rank_of
+
+            ranks = sorted({r for r in (rank_of(line.text) for line in self.store.all.lines)
+                            if r is not None})
+            if ranks:
+                later = [r for r in ranks if self.filter_rank is None or r > self.filter_rank]
+                self.filter_rank = later[0] if later else None
+                self._show_log()
+                return
         if self.filter_cell is None:
             cell = self.cells_panel.selected_cell
             if cell is None:
@@ -592,13 +743,17 @@ class DevloopApp(App[int]):
         if not keep_marks:
             self.log_view.marked = set()
         view = "log: all cells" if self.filter_cell is None else f"log: cell {self.filter_cell}"
-        if self.search_query:
-            query = self.search_query.lower()
-            self._search_results = deque((line for line in base.lines if query in line.text.lower()),
-                                         maxlen=SEARCH_LIMIT)
+        if self.filter_rank is not None:
+            view += f" · rank r{self.filter_rank}"
+        if self.search_query or self.filter_rank is not None:
+            self._search_results = Ring(SEARCH_LIMIT)
+            for line in base.lines:
+                if self._shown(line):
+                    self._search_results.append(line)
             self.log_view.show(self._search_results, max_width=self.store.max_width,
                                search=self.search_query)
-            view += f" · /{self.search_query}: {len(self._search_results)} lines"
+            if self.search_query:
+                view += f" · /{self.search_query}: {len(self._search_results)} lines"
         else:
             self._search_results = None
             self.log_view.show(base, max_width=self.store.max_width)
@@ -665,20 +820,35 @@ class DevloopApp(App[int]):
         if profile is None or profile == self.profile_name and self.session is not None:
             return
         self.header_bar.set_target("stopping", f"switching to {profile}")
-        self.cell_states.clear()
-        self.tracebacks.clear()
-        self.store.clear()
-        self.filter_cell = None
-        self._show_log()
+        self._clear_screen_state()
         if self.host_factory is None:
             self.profile_name = profile
             self.header_bar.set_target("stopped", "", profile)
             return
         self._switch(profile)
 
+    def _clear_screen_state(self) -> None:
+        """Nothing of the old profile stays on screen: cells, their states, the log, the GPU
+        gauges, the kernel, the last sync and the run status."""
+        self.cell_states.clear()
+        self.tracebacks.clear()
+        self._interrupted.clear()
+        self._running_since = None
+        self.store.clear()
+        self.filter_cell = None
+        self._show_log()
+        self.cells_panel.set_cells([])
+        self.gpu_panel.reset()
+        self.header_bar.set_kernel("", 0)
+        self.header_bar.set_session("")
+        self.sync_line.reset()
+
     @work(group="switch", exclusive=True, exit_on_error=False)
     async def _switch(self, profile: str) -> None:
         await self._stop_session()
+        # the old session's last words (its "stopped", a GPU sample) are not the new profile's
+        self._inbox.clear()
+        self._clear_screen_state()
         self.start_session(profile)
 
     @property
@@ -748,12 +918,14 @@ class DevloopApp(App[int]):
         self.exit(self.exit_code, message=Text(self.exit_message) if self.exit_message else None)
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
-        yield from super().get_system_commands(screen)
+        for command in super().get_system_commands(screen):
+            if command.title == "Keys":  # Textual's generic panel: `?` lists this app's keys
+                continue
+            yield command
         for key, action, label, help_ in ACTIONS:
             if action == "quit":  # Textual's own "Quit" command runs action_quit
                 continue
-            shown = "/" if key == "slash" else key
-            yield SystemCommand(f"{label} ({shown})", help_, getattr(self, f"action_{action}"))
+            yield SystemCommand(f"{label} ({_key_name(key)})", help_, getattr(self, f"action_{action}"))
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         if event.state == WorkerState.ERROR and event.worker.error is not None:
@@ -779,6 +951,10 @@ def _attached_badge(message: str) -> str:
     """`attached · 2/3 kept` from the Session's "attached to ...: 2 of 3 cells' state kept"."""
     match = re.search(r"(\d+) of (\d+) cells", message)
     return f"attached · {match[1]}/{match[2]} kept" if match else "attached"
+
+
+def _key_name(key: str) -> str:
+    return {"question_mark": "?", "slash": "/"}.get(key, key)
 
 
 def _one_line(exc: BaseException) -> str:
