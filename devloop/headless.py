@@ -245,8 +245,9 @@ class Reporter:
             self._metrics.add(event.metric, event.value)
         elif isinstance(event, ev.PullDone):
             w(f"pull: {plural(len(event.files), 'file')}, {_human_bytes(event.bytes)} in {_ms(event.ms)}\n")
-            for kept, remote in event.conflicts:
-                w(f"pull: conflict: {kept} changed here since the last pull; the target's copy is {remote}\n")
+            for conflict in event.conflicts:
+                w(f"pull: conflict: {conflict['path']} changed here since the last pull; the target's copy "
+                  f"is {conflict['remote']}\n")
             if event.deferred:
                 w(f"pull: {plural(len(event.deferred), 'file')} over [sync] pull_max_mb: next pass\n")
         elif isinstance(event, ev.PortForward):

@@ -74,7 +74,8 @@ def run(args: argparse.Namespace) -> int:
                 await target.detach()  # the session's container / pod stays
             else:
                 await target.stop()
-        done = PullDone(files=tuple(result.files), bytes=result.bytes, conflicts=tuple(result.conflicts),
+        done = PullDone(files=tuple(result.files), bytes=result.bytes,
+                        conflicts=tuple({"path": k, "remote": r} for k, r in result.conflicts),
                         deferred=tuple(result.deferred), ms=round(result.ms, 1))
         if args.json:
             print(json.dumps(done.to_json()))

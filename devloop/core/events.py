@@ -215,12 +215,13 @@ class Display(Event):
 @dataclass(frozen=True)
 class PullDone(Event):
     """Outputs pulled back from the target (`[sync] pull`): files written, bytes, conflicts
-    (`[local path kept, where the target's copy went]`), files left for the next pass (size cap)."""
+    (`{"path": the local file kept, "remote": where the target's copy went}`), files left for
+    the next pass (size cap)."""
 
     name: ClassVar[str] = "pull"
     files: tuple[str, ...] = ()
     bytes: int = 0
-    conflicts: tuple[tuple[str, str], ...] = ()
+    conflicts: tuple[dict, ...] = ()
     deferred: tuple[str, ...] = ()
     ms: float = 0.0
 

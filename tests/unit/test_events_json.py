@@ -41,6 +41,8 @@ EXAMPLES: list[ev.Event] = [
                path=".devloop/outputs/20261130-092836-1-1/cell2-1.png"),
     ev.Display(cell=0, mime="text/plain", text="{'a': 1}"),
     ev.Metric(metric="loss", value=0.123, step=4, cell=1),
+    ev.PullDone(files=("results/metrics.csv",), bytes=17, conflicts=({"path": "results/a.csv", "remote": "results/a.remote.csv"},),
+                deferred=("results/big.bin",), ms=12.5),
     ev.RunRecorded(run_id="0b5e6c1a-7d1f-4c55-9f0e-2a3b4c5d6e7f", path=".devloop/runs.jsonl",
                    record={"run_id": "0b5e6c1a-7d1f-4c55-9f0e-2a3b4c5d6e7f", "ok": True,
                            "cells": [{"index": 0, "state": "ok", "ms": 1.5}]}),

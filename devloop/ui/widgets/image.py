@@ -267,6 +267,6 @@ class FigureLog:
         if event.conflicts:
             text += f" · {plural(len(event.conflicts), 'conflict')} (kept both)"
         self.sync_line.set_status(Text(text, style="green" if not event.conflicts else "yellow"))
-        for kept, remote in event.conflicts:
-            self._log_line(f"pull: {kept} changed here since the last pull: kept; the target's copy "
-                           f"is {remote}")
+        for conflict in event.conflicts:
+            self._log_line(f"pull: {conflict['path']} changed here since the last pull: kept; the "
+                           f"target's copy is {conflict['remote']}")

@@ -77,7 +77,7 @@ def test_a_local_change_is_kept_and_the_targets_copy_lands_beside_it(pull_projec
     res = devloop("run", "nb.py", "--profile", "ssh-test", "--json", cwd=pull_project)
     assert res.returncode == 0, res.stderr
     pulled = last(events(res.stdout), "pull")
-    assert pulled["conflicts"] == [["results/metrics.csv", "results/metrics.remote.csv"]]
+    assert pulled["conflicts"] == [{"path": "results/metrics.csv", "remote": "results/metrics.remote.csv"}]
     assert mine.read_text() == "my edit\n"
     assert (pull_project / "results" / "metrics.remote.csv").read_text() == "epoch,loss\n1,0.1\n"
     assert "pull: conflict: results/metrics.csv changed here since the last pull" in devloop(
