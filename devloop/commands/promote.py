@@ -73,8 +73,9 @@ def run(args: argparse.Namespace) -> int:
                     sys.stdout.write(r.diff if r.diff.endswith("\n") else r.diff + "\n")
                 for problem in r.problems:
                     print(f"devloop: {problem}", file=sys.stderr)
-                what = "drifted from devloop.toml / the profile" if r.diff else "is out of date"
-                print(f"devloop: {_rel(r.path)} {what} -- fix: run `{r.fix}`", file=sys.stderr)
+                what = "drifted from devloop.toml / the profile" if r.diff else "failed the check"
+                fix = f"run `{r.fix}`" if r.fix.startswith("devloop ") else r.fix
+                print(f"devloop: {_rel(r.path)} {what} -- fix: {fix}", file=sys.stderr)
             return 1 if failed else 0
         results = promote_many(config, args.profile, args.target, name=args.name, out=args.out,
                                commit=args.commit, allow_dirty=args.allow_dirty,

@@ -219,3 +219,29 @@ def test_cli_writes_each_kubeflow_target_and_checks_it(project: Path, capsys):
         assert "stage train: 2 nodes, 8 GPUs per node" in out.out
         assert cli_main(["promote", "--check", "--target", target]) == 0, capsys.readouterr()
     assert "kind: PyTorchJob" in (project / "pipelines" / "mnist.argo.yaml").read_text()
+
+
+def test_a_clone_without_the_pinned_commit_cannot_pass_and_says_how_to_fix(project: Path, tmp_path: Path,
+                                                                           capsys, monkeypatch):
+    promote_many(cfg(project), "k8s-gpu", ["argo"], commit=True)
+    (project / "notes.md").write_text("later\n")
+    git(project, "commit", "-q", "-am", "later")
+    clone = tmp_path / "clone"
+    git(tmp_path, "clone", "-q", "--depth", "1", f"file://{project}", str(clone))
+    git(clone, "remote", "set-url", "origin", "https://github.com/acme/mnist.git")  # as in CI
+    monkeypatch.chdir(clone)
+    [res] = check(cfg(clone), targets=["argo"])
+    assert not res.ok and "this clone does not have" in res.problems[0]
+    assert "fetch-depth: 0" in res.fix and "promote --commit" not in res.fix
+    capsys.readouterr()
+    assert cli_main(["promote", "--check", "--target", "argo"]) == 1
+    err = capsys.readouterr().err
+    assert "git fetch --unshallow" in err and "promote --commit" not in err
+
+
+def test_github_names_the_multi_node_stage_in_devloop_toml(project: Path):
+    (project / "devloop.toml").write_text(TOML.replace('needs = ["prepare"]\n',
+                                                       'needs = ["prepare"]\nnodes = 2\n'))
+    with pytest.raises(PromoteError) as info:
+        promote(cfg(project), "k8s-gpu", target="github")
+    assert "devloop.toml:10: field 'nodes'" in str(info.value)

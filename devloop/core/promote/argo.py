@@ -130,14 +130,14 @@ def _resource_template(p: Pipeline, step: Step, producers: dict[str, Step]) -> d
     if step.outputs:
         raise PromoteError(
             f"multi-node stage {step.stage!r} lists outputs, which Argo cannot collect from a "
-            f"PyTorchJob", field="outputs",
+            f"PyTorchJob", file=p.config_file, line=step.line, field="outputs",
             hint="remove outputs and have rank 0 write to a volume or object store")
     fed = [d for d in step.needs if producers[d].outputs]
     if fed:
         raise PromoteError(
             f"multi-node stage {step.stage!r} needs the outputs of "
             f"{', '.join(producers[d].stage for d in fed)}, and a PyTorchJob cannot receive "
-            f"Argo artifacts", field="needs",
+            f"Argo artifacts", file=p.config_file, line=step.line, field="needs",
             hint="have those stages write to a volume or object store the job reads, and "
                  "remove their outputs")
     manifest = yamltext.dump(kubeflow.pytorchjob(p, step))

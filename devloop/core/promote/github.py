@@ -71,7 +71,7 @@ def _check_runner(p: Pipeline) -> None:
         if s.nodes > 1:
             raise PromoteError(
                 f"stage {s.stage!r} spans {s.nodes} nodes, and a GitHub Actions job runs on one "
-                f"machine", field="nodes",
+                f"machine", file=p.config_file, line=s.line, field="nodes",
                 hint="promote it with --target pytorchjob, trainjob or argo (Kubeflow), or set "
                      "nodes = 1")
     gpu = [s.stage for s in p.steps if s.resources.gpus]

@@ -186,7 +186,7 @@ def multi_node_steps(p: Pipeline, target: str) -> list[Step]:
     if not steps:
         raise PromoteError(
             f"--target {target} writes multi-node stages, and no [[stage]] has nodes > 1",
-            field="nodes", hint="set nodes = 2 (and gpus per node) on the training [[stage]], "
+            file=p.config_file, field="nodes", hint="set nodes = 2 (and gpus per node) on the training [[stage]], "
                                 "or promote with --target argo")
     return steps
 

@@ -127,6 +127,7 @@ class Step:
     file: str = ""  # the user's file this step runs (the script, or a module's file)
     cells: tuple[int, int] | None = None
     nodes: int = 1
+    line: int | None = None  # the [[stage]] line in devloop.toml
     module: str = ""  # `python -m MODULE ...`: the module (torchrun runs it with -m)
     args: tuple[str, ...] = ()  # arguments after the script / module
 
@@ -171,6 +172,7 @@ class Pipeline:
     shm_size: str = ""  # Kubernetes quantity for /dev/shm ("" = the runtime's default)
     trainjob_runtime: str = "torch-distributed"
     profile_file: str = ""  # for errors about what the profile asks for
+    config_file: str = ""  # devloop.toml, for errors about a stage
 
 
 # ---------------------------------------------------------------------------------------------
@@ -448,7 +450,7 @@ def build_pipeline(
             needs=tuple(by_stage[d] for d in st.needs), outputs=tuple(st.outputs),
             resources=res, env=tuple(sorted(env.items())), secret_env=secret_refs,
             secret_env_from=whole_secrets,
-            file=user_file, cells=cells, nodes=nodes, module=module, args=args,
+            file=user_file, cells=cells, nodes=nodes, module=module, args=args, line=st.line,
         ))
     _check_acyclic(steps, config_file)
     _check_output_names(steps, config_file)
@@ -477,6 +479,7 @@ def build_pipeline(
         shm_size=shm,
         trainjob_runtime=target.trainjob_runtime or "torch-distributed",
         profile_file=target.file,
+        config_file=config_file,
     )
 
 

@@ -410,8 +410,10 @@ def check(config: Any, profile_name: str | None = None, targets: Sequence[str] |
             if not has_commit(state.toplevel, pin):
                 problems.append(
                     f"{rel} pins commit {pin[:12]}, which this clone does not have, so code "
-                    f"drift cannot be checked -- fetch the history (actions/checkout with "
-                    f"fetch-depth: 0, or git fetch --unshallow)")
+                    f"drift cannot be checked")
+                if not diff:  # re-promoting would hide the question, not answer it
+                    fix = ("git fetch --unshallow (in GitHub Actions: actions/checkout with "
+                           "fetch-depth: 0), then check again")
             else:
                 changed = changed_since(state.toplevel, pin, files)
                 if changed:
