@@ -27,7 +27,7 @@ import time
 import traceback
 import types
 
-from . import reaper, shutdown, stdin, tbformat
+from . import display, magics, reaper, shutdown, stdin, tbformat
 
 CHUNK = 64 * 1024          # largest `out` read from a pipe at once
 COALESCE_S = 0.005         # writes this close together become one `out` event
@@ -460,7 +460,8 @@ class Kernel:
                 self._finish_request()
                 return 0
             handler = {"exec": self.exec_cell, "run": self.run_script, "reset": self.reset,
-                       "purge": self.purge}.get(op)
+                       "purge": self.purge, "check": self.check_cells,
+                       "forget": self.forget_names}.get(op)
             if handler is None:
                 self.proto.log("warning", "unknown request op %r ignored" % (op,))
                 continue
@@ -519,7 +520,8 @@ class Kernel:
         self.namespace["__name__"] = "__main__"
         self._remember_source(filename, path, code, first_line)
         try:
-            compiled = compile("\n" * (first_line - 1) + code, filename, "exec", dont_inherit=True)
+            compiled = magics.compile_cell(code, filename, first_line, magics.for_kernel(self),
+                                           display.compile_cell)  # (body, last expr)
         except (SyntaxError, ValueError, OverflowError) as exc:
             self._report(rid, exc)
             return False, None
@@ -529,7 +531,7 @@ class Kernel:
                 self.stdin.install()
                 if self.shutting_down:  # shutdown came as this cell was about to start
                     return False, None
-                exec(compiled, self.namespace)
+                display.run_cell(self, compiled, self.namespace)  # + last value, open figures
             finally:
                 self.cell_running = False
         except SystemExit as exc:  # sys.exit(): the pass ends with this code; the kernel lives on
@@ -645,6 +647,27 @@ class Kernel:
     def reset(self, req):
         self.namespace = self._fresh_namespace()
         self.results = {}
+        return True, None
+
+    def check_cells(self, req):
+        """Compile every cell a pass plans ({code, filename, first_line}; magics transformed)
+        before any of them runs: the first syntax error is reported at once, nothing runs."""
+        for cell in req.get("cells") or []:
+            try:
+                magics.compile_cell(cell.get("code") or "", cell.get("filename") or "<cell>",
+                                    max(int(cell.get("first_line") or 1), 1),
+                                    magics.for_kernel(self), display.compile_cell)
+            except (SyntaxError, ValueError, OverflowError) as exc:
+                self._report(req.get("id"), exc)
+                return False, None
+        return True, None
+
+    def forget_names(self, req):
+        """Drop names from the namespace (the ones a rerun cell no longer defines: a pass then
+        fails as a fresh run would, not on a stale value)."""
+        for name in req.get("names") or []:
+            if isinstance(name, str):
+                self.namespace.pop(name, None)
         return True, None
 
     def _current_where(self):
