@@ -128,7 +128,11 @@ async def forward_scenario(root: Path, config, profile, *, remote_port: int,
             assert during(), "the check for leftovers sees the relay while it runs"
         if drop is not None:  # the link to the target drops: the forward comes back with the session
             await drop(session)
-            body = await get(local, "/serve.py")
+            try:
+                body = await get(local, "/serve.py")
+            except ConnectionError as exc:
+                said = [e.message for e in events if isinstance(e, (ev.Diagnostic, ev.TargetState))][-12:]
+                raise AssertionError(f"after the drop: {exc}; devloop said: {said}") from None
             assert body == nb.read_bytes()
     finally:
         await host.close()

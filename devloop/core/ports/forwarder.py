@@ -27,7 +27,7 @@ from devloop.core.ports.busy_port import busy_message
 from devloop.core.ports.spec import ForwardSpec
 from devloop.core.ports.mux import Mux
 from devloop.core.ports.stream import CHUNK, PortRefused, PortStream
-from devloop.core.targets.base import ConnectionLost, TargetError
+from devloop.core.targets.base import TargetError
 
 if TYPE_CHECKING:  # pragma: no cover
     from devloop.core.targets.base import Target
@@ -163,7 +163,8 @@ class Forwarder:
         return await self._mux.open(spec.host, spec.remote)
 
     async def _open_retrying(self, fwd: _Forward) -> PortStream:
-        """A dropped link to the target is being re-established by the session: wait for it."""
+        """A dropped link to the target is being re-established by the session (the target says
+        it is lost, or not started while it starts again): wait for it, RETRY_S at most."""
         deadline = time.monotonic() + RETRY_S
         delay = 0.2
         while True:
@@ -171,9 +172,10 @@ class Forwarder:
                 return await self._open(fwd)
             except PortRefused:
                 raise
-            except (ConnectionLost, OSError) as exc:
+            except (TargetError, OSError) as exc:
                 if time.monotonic() + delay > deadline or self._closed:
-                    raise TargetError(f"the target cannot be reached: {exc}") from None
+                    what = exc.message if isinstance(exc, TargetError) else str(exc)
+                    raise TargetError(f"the target cannot be reached: {what}") from None
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 2.0)
 

@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import pytest
+
 from devloop.core import events as ev
 from devloop.core.config import load_config
 from tests.integration.ports_scenario import forward_scenario, free_port, relays_on_this_machine
@@ -24,3 +26,15 @@ async def test_ssh_forward_download_concurrency_refusal_busy_drop_and_cleanup(ss
                                     drop=_drop)
     assert {e.via for e in events if isinstance(e, ev.PortForward)} == {"ssh direct-tcpip"}
     assert relays_on_this_machine(config.profile("ssh-test").workdir) == []  # (direct-tcpip: none ran)
+
+
+# ---------------------------------------------------------------------------- ssh + docker
+from tests.integration.ssh.test_ssh_sessions import box, box_containers  # noqa: E402,F401 - the fixture
+
+
+@pytest.mark.docker
+async def test_ssh_docker_forward_into_a_container_without_network_and_after_a_drop(box: Path, docker_client):
+    config = load_config(box)
+    events = await forward_scenario(box, config, config.profile("box"), remote_port=8765, drop=_drop)
+    assert {e.via for e in events if isinstance(e, ev.PortForward)} == {"agent relay"}
+    assert box_containers(docker_client) == []  # the container, and the relay in it, are gone
