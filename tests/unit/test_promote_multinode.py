@@ -305,3 +305,19 @@ def test_header_names_each_stage_resources(tmp_path: Path):
     assert "# Submit: argo submit pipelines/mnist.argo.yaml" in text
     assert "# stage train: 2 nodes, 8 GPUs per node, cpu 32, memory 256Gi, /dev/shm 16Gi" in text
     assert "# stage prepare: no GPU" in text
+
+
+def test_devloop_checks_what_the_crd_schemas_leave_out(tmp_path: Path):
+    from devloop.core.promote.validate import kubeflow_problems
+
+    _, job = out(pipeline(tmp_path), "pytorchjob")
+    assert kubeflow_problems(job) == []
+    job["spec"]["pytorchReplicaSpecs"]["Worker"]["template"]["spec"]["containers"][0]["name"] = "main"
+    job["spec"]["pytorchReplicaSpecs"]["Master"]["template"]["spec"]["containers"][0][
+        "resources"]["limits"]["nvidia.com/gpu"] = 8
+    job["metadata"]["generateName"] = "Bad_Name-"
+    problems = "\n".join(kubeflow_problems(job))
+    assert "no container named 'pytorch'" in problems and "is not a quantity string" in problems
+    assert "DNS-1123" in problems
+    _, tj = out(pipeline(tmp_path, pull_secrets=()), "trainjob")
+    assert kubeflow_problems(tj) == []

@@ -20,7 +20,7 @@ from devloop.core.promote.model import (CodeRef, Pipeline, PromoteError, Provena
 from devloop.core.promote.provenance import (PinnedImage, changed_since, commit_files, git_state,
                                              has_commit, is_pinned, is_tracked, on_remote_branch,
                                              pin_image, untracked)
-from devloop.core.promote.validate import argo_problems, github_problems
+from devloop.core.promote.validate import argo_problems, github_problems, kubeflow_problems
 
 TARGETS = ("argo", "github", "pytorchjob", "trainjob")
 SUFFIX = {"argo": ".argo.yaml", "pytorchjob": ".pytorchjob.yaml", "trainjob": ".trainjob.yaml"}
@@ -237,7 +237,7 @@ def render(pipeline: Pipeline, target: str, path: Path, profile_file: str = "",
             if not exc.file:
                 exc.file = profile_file if exc.field == "image_pull_secrets" else ""
             raise
-        problems = []
+        problems = kubeflow_problems(doc)
         header = kubeflow.HEADER.format(path=shown_path(path, root)) + "\n" + "\n".join(
             line for line, s in zip(argo.resource_lines(pipeline), pipeline.steps) if s.nodes > 1)
     elif target == "github":

@@ -158,3 +158,44 @@ def github_problems(wf: dict[str, Any]) -> list[str]:
     if cycle:
         problems.append(f"jobs: dependency cycle {' -> '.join(cycle)}")
     return problems
+
+
+def kubeflow_problems(doc: dict[str, Any]) -> list[str]:
+    """What the PyTorchJob / TrainJob CRDs' schemas cannot say but the operators need: a
+    DNS-1123 name, quantities as strings, the `pytorch` container, whole replica counts."""
+    if doc.get("kind") == "List":
+        return [f"items[{i}].{p}" for i, item in enumerate(doc.get("items") or [])
+                for p in kubeflow_problems(item)]
+    problems: list[str] = []
+    meta = doc.get("metadata") or {}
+    name = str(meta.get("generateName") or meta.get("name") or "").rstrip("-")
+    if not _DNS_LABEL.match(name) or len(name) > 58:
+        problems.append(f"metadata name {name!r} is not DNS-1123 (at most 58 before the suffix)")
+    spec = doc.get("spec") or {}
+
+    def quantities(res: dict | None, where: str) -> None:
+        for part in ("requests", "limits"):
+            for key, q in ((res or {}).get(part) or {}).items():
+                if not isinstance(q, str) or not _QUANTITY.match(q):
+                    problems.append(f"{where}.{part}.{key}: {q!r} is not a quantity string")
+
+    if doc.get("kind") == "PyTorchJob":
+        for role, rs in (spec.get("pytorchReplicaSpecs") or {}).items():
+            where = f"spec.pytorchReplicaSpecs.{role}"
+            if not isinstance(rs.get("replicas"), int) or rs["replicas"] < 1:
+                problems.append(f"{where}.replicas is not a whole number >= 1")
+            containers = ((rs.get("template") or {}).get("spec") or {}).get("containers") or []
+            if not any(c.get("name") == "pytorch" for c in containers):
+                problems.append(f"{where}: no container named 'pytorch' (the operator needs it)")
+            for i, c in enumerate(containers):
+                quantities(c.get("resources"), f"{where}.template.spec.containers[{i}].resources")
+        if "Master" not in (spec.get("pytorchReplicaSpecs") or {}):
+            problems.append("spec.pytorchReplicaSpecs has no Master")
+    elif doc.get("kind") == "TrainJob":
+        trainer = spec.get("trainer") or {}
+        if not (spec.get("runtimeRef") or {}).get("name"):
+            problems.append("spec.runtimeRef.name is missing")
+        if not isinstance(trainer.get("numNodes"), int) or trainer["numNodes"] < 1:
+            problems.append("spec.trainer.numNodes is not a whole number >= 1")
+        quantities(trainer.get("resourcesPerNode"), "spec.trainer.resourcesPerNode")
+    return problems
