@@ -219,6 +219,9 @@ def test_cli_writes_each_kubeflow_target_and_checks_it(project: Path, capsys):
         assert "stage train: 2 nodes, 8 GPUs per node" in out.out
         assert cli_main(["promote", "--check", "--target", target]) == 0, capsys.readouterr()
     assert "kind: PyTorchJob" in (project / "pipelines" / "mnist.argo.yaml").read_text()
+    # no --target: [promote].targets (argo) and every other file that exists
+    assert [r.target for r in check(cfg(project))] == ["argo", "pytorchjob", "trainjob"]
+    assert cli_main(["promote", "--check"]) == 0
 
 
 def test_a_clone_without_the_pinned_commit_cannot_pass_and_says_how_to_fix(project: Path, tmp_path: Path,

@@ -360,9 +360,14 @@ def check(config: Any, profile_name: str | None = None, targets: Sequence[str] |
     The file is re-rendered with the profile and target it records (`devloop.dev/profile`,
     its kind), never with the default profile; `profile_name`, when given, must match. Code
     drift counts: a stage's run file or a local module it imports that changed after the
-    pinned commit fails the check, named."""
-    targets = list(targets or config.promote.targets or ("argo",))
+    pinned commit fails the check, named. Without `targets`: [promote].targets, plus every
+    other target whose file exists (a PyTorchJob promoted with --target is checked too)."""
     pname = pipeline_name(config, name)
+    if not targets:
+        targets = list(config.promote.targets or ("argo",))
+        targets += [t for t in TARGETS
+                    if t not in targets and output_path(config, t, pname, out).is_file()]
+    targets = list(targets)
     root = Path(config.root)
     results = []
     for t in targets:
