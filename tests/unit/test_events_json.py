@@ -27,6 +27,8 @@ EXAMPLES: list[ev.Event] = [
     ev.CellStart(cell=1, line=6, title="load data"),
     ev.Output(cell=-1, stream="stderr", text="héllo\r\x1b[32mworld\x1b[0m\n"),
     ev.CellDone(cell=3, ok=False, ms=1532.0),
+    ev.CellDone(cell=1, ok=False, ms=2.0, exit_code=3),
+    ev.InputRequest(cell=0, n=1, prompt="name? "),
     ev.CellError(3, "RuntimeError", "shapes cannot be multiplied", "train.py", 41),
     ev.CellsPlanned(cells=(0, 2, 3), reason="changed"),
     ev.CellsPlanned(cells=()),
