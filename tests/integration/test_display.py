@@ -199,3 +199,60 @@ def test_a_failing_cell_still_shows_its_figures_and_the_error(tmp_path: Path) ->
     err = last(evs, "error")
     assert (err["type"], err["line"]) == ("ZeroDivisionError", 4)
     assert "display.py" not in err["traceback"]  # agent frames stay out of the user's traceback
+
+
+def test_an_svg_repr_is_saved_as_svg_where_it_cannot_be_rasterised(tmp_path: Path) -> None:
+    evs = run_json(tmp_path, """\
+        # %%
+        import sys
+        class Shape:
+            def _repr_svg_(self):
+                return '<svg xmlns="http://www.w3.org/2000/svg" width="40" height="20"><rect width="40" height="20"/></svg>'
+        print("cairosvg:", "cairosvg" in sys.modules)
+        Shape()
+    """)
+    (shown,) = displays(evs, 0)
+    if shown["mime"] == "image/png":  # cairosvg on this machine: rasterised
+        check_png(tmp_path, shown, (40, 20))
+        return
+    assert shown["mime"] == "image/svg+xml" and shown["path"].endswith("/cell0-1.svg")
+    assert (shown["width"], shown["height"]) == (40, 20)
+    assert (tmp_path / shown["path"]).read_text().startswith("<svg")
+
+
+def test_metrics_from_plain_output_are_events_and_summarised(tmp_path: Path) -> None:
+    (tmp_path / "devloop.toml").write_text('[ui]\nmetrics = ["loss", "val_acc"]\n')
+    source = textwrap.dedent("""\
+        # %%
+        import sys
+        for step in range(1, 4):
+            sys.stdout.write(f"\\r{step}/3 [====] - loss: {1 / step:.3f}")
+        print(" - val_acc: 0.75")
+        print("epoch 2 loss=0.2 val_loss=9 val_acc=0.8")
+    """)
+    (tmp_path / "nb.py").write_text(source)
+    res = devloop("run", "nb.py", "--json", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    points = [(e["metric"], e["value"], e["step"]) for e in events(res.stdout) if e["event"] == "metric"]
+    assert points == [("loss", 1.0, 1), ("loss", 0.5, 2), ("loss", 0.333, 3), ("val_acc", 0.75, 1),
+                      ("loss", 0.2, 4), ("val_acc", 0.8, 2)]
+    text = devloop("run", "nb.py", cwd=tmp_path).stdout
+    assert "metric loss: last 0.2, best 0.2 (min), 4 values" in text
+    assert "metric val_acc: last 0.8, best 0.8 (max), 2 values" in text
+
+
+def test_figures_reach_a_watch_through_the_session_kernel(tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    from tests.clitools import Watch
+
+    (tmp_path / "nb.py").write_text("# %% a\nx = 1\n# %% plot\nimport matplotlib.pyplot as plt\n"
+                                    "plt.plot([x, 2])\nx + 1\n")
+    watch = Watch(tmp_path, "nb.py", timeout=120)
+    try:
+        got = watch.until(lambda e: e["event"] == "run_done")
+        shown = [e for e in got if e["event"] == "display"]
+        assert [(e["cell"], e["mime"]) for e in shown] == [(1, "text/plain"), (1, "image/png")]
+        check_png(tmp_path, shown[1])
+    finally:
+        watch.stop()
+        devloop("stop", cwd=tmp_path)
