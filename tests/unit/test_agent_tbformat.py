@@ -183,3 +183,36 @@ def test_the_module_is_python_3_8_syntax_and_stdlib_only():
     imported |= {node.module.split(".")[0] for node in ast.walk(tree)
                  if isinstance(node, ast.ImportFrom) and node.module}
     assert imported <= set(sys.stdlib_module_names)
+
+
+SUGGEST = textwrap.dedent("""\
+    import json, sys
+    sys.path.insert(0, sys.argv[1])
+    from devloop.agent import tbformat
+    X_test = 1
+    class A:
+        value = 1
+    out = []
+    for code in ["X_tes", "A().valu", "import os; os.pathh"]:
+        try:
+            exec(code, globals())
+        except Exception as exc:
+            out.append([tbformat.suggestion(exc), tbformat.format_exception(exc).splitlines()[-1]])
+    print(json.dumps(out))
+    """)
+
+
+@pytest.mark.parametrize("python", __import__("tests.agent_pythons", fromlist=["x"]).agent_pythons())
+def test_did_you_mean_is_kept_where_the_python_gives_it(python):
+    res = subprocess.run([python, "-c", SUGGEST, str(Path(__file__).resolve().parents[2])],
+                         capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, res.stderr
+    got = json.loads(res.stdout)
+    version = subprocess.run([python, "-c", "import sys; print(sys.version_info[:2] >= (3, 10))"],
+                             capture_output=True, text=True).stdout.strip()
+    if version == "True":
+        assert [g[0] for g in got] == [". Did you mean: 'X_test'?", ". Did you mean: 'value'?",
+                                       ". Did you mean: 'path'?"]
+        assert got[0][1] == "NameError: name 'X_tes' is not defined. Did you mean: 'X_test'?"
+    else:  # 3.8 / 3.9 print no suggestion: nor does the agent
+        assert [g[0] for g in got] == ["", "", ""]
