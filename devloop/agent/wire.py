@@ -13,13 +13,15 @@ OP_RUN = "run"              # run a script as a fresh child process
 OP_INTERRUPT = "interrupt"  # KeyboardInterrupt in the running cell / SIGINT to the child
 OP_RESET = "reset"          # fresh namespace
 OP_PURGE = "purge"          # forget modules whose files were synced anew
+OP_CHECK = "check"          # compile a pass's cells (magics transformed) before any runs
+OP_FORGET = "forget"        # drop names from the namespace (ones no cell defines any more)
 OP_GPU = "gpu"              # start / stop GPU sampling
 OP_SHUTDOWN = "shutdown"    # end the kernel (and, for a session, the session)
 OP_HELLO = "hello"          # session: the first line on a connection (secret, last seq seen)
 OP_DETACH = "detach"        # session: this front end leaves; the kernel goes on
+OP_INPUT_REPLY = "input_reply"  # a line (or end of input) for the cell waiting in input()
 
 EV_READY = "ready"
-OP_INPUT_REPLY = "input_reply"  # a line (or end of input) for the cell waiting in input()
 EV_OUT = "out"
 EV_DONE = "done"
 EV_ERROR = "error"
@@ -30,9 +32,9 @@ EV_DETACHED = "detached"    # this connection was taken over by another front en
 EV_REFUSED = "refused"      # the hello was refused (wrong secret)
 EV_BYE = "bye"              # the kernel ends on purpose (shutdown, idle stop)
 EV_STATUS = "status"        # the answer to a peek hello (`devloop sessions`)
+EV_INPUT = "input"          # a cell waits in input() / sys.stdin: {n, prompt, password}
 
 # -- sessions: files under the remote workdir ---------------------------------------------
-EV_INPUT = "input"          # a cell waits in input() / sys.stdin: {n, prompt, password}
 STATE_DIR = ".devloop"
 SESSION_DIR = ".devloop/session"           # 0700; everything below is the session's
 SOCKET_PATH = ".devloop/session/kernel.sock"  # relative: a unix socket path is <= 107 bytes
