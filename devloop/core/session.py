@@ -684,7 +684,8 @@ class Session:
                       "info")
         if result.files or result.conflicts or result.deferred:
             self.emit(ev.PullDone(files=tuple(result.files), bytes=result.bytes,
-                                  conflicts=tuple({"path": k, "remote": r} for k, r in result.conflicts), deferred=tuple(result.deferred),
+                                  conflicts=tuple({"path": k, "remote": r} for k, r in result.conflicts),
+                                  deferred=tuple(result.deferred),
                                   ms=round(result.ms, 1)))
         self._log(f"pull: {len(result.files)} files, {human_bytes(result.bytes)} in {result.ms:.0f} ms")
         return result
