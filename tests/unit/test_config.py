@@ -233,6 +233,8 @@ def test_unknown_key_in_stage_points_at_its_line(tmp_path):
         ('[run]\nenv = "A=1"\n', 2, "'run.env' must be a table"),
         ('[run.env]\nA = true\n', 2, "'run.env.A' must be a string"),
         ('[run]\npython = false\n', 2, "'run.python' must be a string"),
+        ('[run]\nargs = "--epochs 3"\n', 2, "'run.args' must be a list"),
+        ('[run]\nargs = ["--epochs", 3]\n', 2, "'run.args[1]' must be a string"),
         ('[gpu]\ninterval_ms = true\n', 2, "'gpu.interval_ms' must be a whole number"),
         ('[ui]\nscrollback = "lots"\n', 2, "'ui.scrollback' must be a whole number"),
         ('[promote]\ntargets = ["argo", "jenkins"]\n', 2, "must be one of argo, github"),
@@ -648,3 +650,10 @@ def test_profile_may_override_idle_stop(tmp_path):
     assert config.profile("gpu").to_dict(only_set=True)["idle_stop_s"] == 900.0
     err = profile_error(tmp_path, "kind: docker\nimage: i\nidle_stop: true\n")
     assert err.line == 3 and "'idle_stop' must be a duration string" in str(err)
+
+
+def test_run_args_are_the_files_argv(tmp_path):
+    write(tmp_path / "devloop.toml", '[run]\nargs = ["--epochs", "3"]\n')
+    assert load_config(tmp_path).run.args == ("--epochs", "3")
+    write(tmp_path / "devloop.toml", "[run]\n")
+    assert load_config(tmp_path).run.args == ()
