@@ -31,7 +31,8 @@ _SHELL_LINE = re.compile(r"^(\s*)!(?!=)(.*)$")
 _SHELL_ASSIGN = re.compile(r"^(\s*)([A-Za-z_][\w.]*(?:\s*,\s*[A-Za-z_][\w.]*)*)\s*=\s*!(.*)$")
 _MAGIC_ASSIGN = re.compile(r"^(\s*)([A-Za-z_][\w.]*)\s*=\s*%([A-Za-z_]\w*)(?:\s+(.*?))?\s*$")
 _CELL_MAGIC = re.compile(r"^%%([A-Za-z_]\w*)(?:\s+(.*?))?\s*$")
-_IPY_CALL = re.compile(r"get_ipython\(\)\.(run_line_magic|run_cell_magic)\(\s*(['\"])([^'\"]*)\2")
+_IPY_CALL = re.compile(r"get_ipython\(\)\.(run_line_magic|run_cell_magic)\(\s*(['\"])([^'\"]*)\2"
+                       r"(?:\s*,\s*(['\"])([^'\"]*)\4)?")
 
 
 class UnsupportedMagic(SyntaxError):
@@ -47,6 +48,20 @@ def _unsupported(name, filename, line, text, cell=False):
         "IPython magic %s%s is not supported by devloop (supported: %s)" % (kind, name, SUPPORTED),
         (filename, line, 1, text))
     return exc
+
+
+def _check_line_magic(name, args, filename, line, text):
+    """Refuse, at compile time, a line magic (or `%load_ext` of an extension) devloop does not run."""
+    if name not in _LINE_MAGICS:
+        raise _unsupported(name, filename, line, text)
+    if name == "load_ext":
+        others = [n for n in (args or "").split() if n != "autoreload"]
+        if others:
+            raise UnsupportedMagic(_LOAD_EXT % " ".join(others), (filename, line, 1, text))
+
+
+_LOAD_EXT = ("%%load_ext %s is not supported by devloop (only autoreload, a no-op: devloop "
+             "reloads changed modules itself)")
 
 
 def _misplaced(name, filename, line, text):
@@ -132,32 +147,82 @@ def _ipython_transform(code, filename, first_line):
         return None
     out = manager().transform_cell(code)
     original = code.split("\n")
-    for n, line in enumerate(out.split("\n")):
+    lines = out.split("\n")
+    for n, line in enumerate(lines):
         text = original[n] if n < len(original) else line  # line magics keep their line
+        if line == text:
+            continue  # the user's own line (a `get_ipython()` of theirs stays theirs)
+        lines[n] = line.replace("get_ipython()", HELPER)
         for m in _IPY_CALL.finditer(line):
             kind, name = m.group(1), m.group(3)
             if name.startswith("%"):  # `%%time` below the first line
                 raise _misplaced(name[1:], filename, first_line + n, text)
-            allowed = _CELL_MAGICS if kind == "run_cell_magic" else _LINE_MAGICS
-            if name not in allowed:
-                raise _unsupported(name, filename, first_line + n, text,
-                                   cell=kind == "run_cell_magic")
-    return out.replace("get_ipython()", HELPER)
+            if kind == "run_cell_magic" and name not in _CELL_MAGICS:
+                raise _unsupported(name, filename, first_line + n, text, cell=True)
+            if kind == "run_line_magic":
+                _check_line_magic(name, m.group(5), filename, first_line + n, text)
+    return "\n".join(lines)
+
+
+def _statement_starts(lines):
+    """Indices of the lines that begin a statement: not inside a bracket, a triple-quoted string
+    or after a backslash (there `%` is the modulo operator, `!` part of a string). A magic line
+    itself is not scanned: shell text may hold unbalanced quotes."""
+    starts = set()
+    depth, triple, continued = 0, None, False
+    for n, line in enumerate(lines):
+        if triple is None and depth == 0 and not continued:
+            starts.add(n)
+            stripped = line.lstrip()
+            if stripped.startswith(("%", "!")) or _SHELL_ASSIGN.match(line) or _MAGIC_ASSIGN.match(line):
+                continue
+        continued = False
+        i = 0
+        while i < len(line):
+            if triple is not None:
+                end = line.find(triple, i)
+                if end < 0:
+                    break
+                triple, i = None, end + 3
+                continue
+            c = line[i]
+            if c == "#":
+                break
+            if c in "\"'":
+                if line.startswith(c * 3, i):
+                    triple, i = c * 3, i + 3
+                    continue
+                j = i + 1
+                while j < len(line) and line[j] != c:
+                    j += 2 if line[j] == "\\" else 1
+                i = j + 1
+                continue
+            if c in "([{":
+                depth += 1
+            elif c in ")]}":
+                depth = max(0, depth - 1)
+            i += 1
+        if triple is None and line.endswith("\\"):
+            continued = True
+    return starts
 
 
 def _stdlib_transform(lines, filename, first_line):
     """Magic and shell lines -> calls on HELPER, one line for one line."""
     out = []
+    starts = _statement_starts(lines)
     for n, line in enumerate(lines):
         lineno = first_line + n
+        if n not in starts:
+            out.append(line)
+            continue
         m = _SHELL_ASSIGN.match(line)
         if m:
             out.append("%s%s = %s.getoutput(%r)" % (m.group(1), m.group(2), HELPER, m.group(3)))
             continue
         m = _MAGIC_ASSIGN.match(line)
         if m:
-            if m.group(3) not in _LINE_MAGICS:
-                raise _unsupported(m.group(3), filename, lineno, line)
+            _check_line_magic(m.group(3), m.group(4), filename, lineno, line)
             out.append("%s%s = %s.run_line_magic(%r, %r)" % (
                 m.group(1), m.group(2), HELPER, m.group(3), m.group(4) or ""))
             continue
@@ -167,8 +232,7 @@ def _stdlib_transform(lines, filename, first_line):
             continue
         m = _MAGIC_LINE.match(line)
         if m and not line.lstrip().startswith("%%"):
-            if m.group(2) not in _LINE_MAGICS:
-                raise _unsupported(m.group(2), filename, lineno, line)
+            _check_line_magic(m.group(2), m.group(3), filename, lineno, line)
             out.append("%s%s.run_line_magic(%r, %r)" % (m.group(1), HELPER, m.group(2), m.group(3) or ""))
             continue
         if line.lstrip().startswith("%%"):
@@ -307,8 +371,7 @@ class Magics:
         names = line.split()
         others = [n for n in names if n != "autoreload"]
         if others:
-            raise UnsupportedMagic("%%load_ext %s is not supported by devloop (only autoreload, "
-                                   "a no-op: devloop reloads changed modules itself)" % " ".join(others))
+            raise UnsupportedMagic(_LOAD_EXT % " ".join(others))
         return None
 
     def _magic_autoreload(self, line, frame):
