@@ -67,7 +67,12 @@ def resolve(args: argparse.Namespace, *, need_file: bool = True) -> tuple[Any, A
             file = (cwd / file) if getattr(args, "file", None) else (Path(config.root) / file)
         file = file.resolve()
         if not file.exists():
-            raise UsageError(f"{name}: no such file -- fix: check the path"
+            from devloop.core.hints import nearest_file
+
+            near = nearest_file(file)
+            command = getattr(args, "command", None) or "run"
+            fix = (f"did you mean {near}? (devloop {command} {near})" if near else "check the path")
+            raise UsageError(f"{name}: no such file -- fix: {fix}"
                              + ("" if getattr(args, "file", None) else " of [project].entry in devloop.toml"))
         root = Path(config.root).resolve()
         if root not in file.parents:
@@ -77,8 +82,13 @@ def resolve(args: argparse.Namespace, *, need_file: bool = True) -> tuple[Any, A
                 raise UsageError(f"{file} is outside the project {root} (from {config.file}) "
                                  "-- fix: run devloop from the file's own project folder")
     elif need_file:
-        raise UsageError("no file to run -- fix: name one (devloop run train.py) or set "
-                         "[project].entry in devloop.toml (devloop init writes one)")
+        from devloop.core.project_template import python_files
+
+        command = getattr(args, "command", None) or "run"
+        files = python_files(Path(config.root))
+        example = files[0] if len(files) == 1 else "train.py"
+        raise UsageError(f"no file to run -- fix: name one (devloop {command} {example}) or set "
+                         f"entry = \"{example}\" under [project] in devloop.toml")
     profile = config.profile(getattr(args, "profile", None))
     script_args = getattr(args, "script_args", None)
     if script_args:  # `-- ARGS` on the command line replace [run].args

@@ -23,14 +23,16 @@ def register(parser: argparse.ArgumentParser) -> None:
                         help="the project name for [project].name (default: the folder's name)")
 
 
-def write_project(folder: Path, name: str | None = None) -> tuple[list[Path], list[Path]]:
-    """Write the files that are missing; return (written, left alone)."""
+def write_project(folder: Path, name: str | None = None,
+                  entry: str | None = None) -> tuple[list[Path], list[Path]]:
+    """Write the files that are missing; return (written, left alone). `entry`: the file
+    `[project].entry` names (None: left commented)."""
     from devloop.core.project_template import project_files
 
     folder = folder.resolve()
     written: list[Path] = []
     kept: list[Path] = []
-    for rel, text in project_files(name or folder.name).items():
+    for rel, text in project_files(name or folder.name, entry).items():
         path = folder / rel
         path.parent.mkdir(parents=True, exist_ok=True)
         try:
@@ -44,15 +46,32 @@ def write_project(folder: Path, name: str | None = None) -> tuple[list[Path], li
 
 
 def run(args: argparse.Namespace) -> int:
+    from devloop.core.project_template import obvious_entry, python_files
+
     folder = Path(args.dir)
-    written, kept = write_project(folder, args.name)
+    entry = obvious_entry(folder) if folder.is_dir() else None
+    written, kept = write_project(folder, args.name, entry)
     base = folder.resolve()
     for path in written:
         print(f"created     {path.relative_to(base)}")
     for path in kept:
         print(f"left alone  {path.relative_to(base)} (already exists)")
     if written:
-        where = "" if args.dir == "." else f" (in {args.dir})"
-        print(f"next{where}: `devloop config` shows the settings; "
-              "`devloop up --profile docker-gpu` runs on a GPU container")
+        print(next_steps(args.dir, entry if base / "devloop.toml" in written else None,
+                         python_files(base) if base.is_dir() else []))
     return 0
+
+
+def next_steps(folder: str, entry: str | None, candidates: list[str]) -> str:
+    """The hint after `init`: commands that work as printed (the file named when devloop.toml
+    does not name one)."""
+    cd = "" if folder == "." else f"cd {folder} && "
+    if entry:
+        return (f"entry = {entry!r} (in devloop.toml)\n"
+                f"next: `{cd}devloop up` runs {entry} on this machine; "
+                f"`{cd}devloop up --profile docker-gpu` runs it in a GPU container")
+    file = candidates[0] if len(candidates) == 1 else "YOUR_FILE.py"
+    also = (f" ({', '.join(candidates)}: pick one, or set entry in devloop.toml)" if len(candidates) > 1
+            else " (or set entry in devloop.toml)")
+    return (f"next: `{cd}devloop up {file}` runs it on this machine; "
+            f"`{cd}devloop up {file} --profile docker-gpu` in a GPU container{also}")

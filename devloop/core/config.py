@@ -280,7 +280,8 @@ class Config:
                 return Profile(name="local")
             available = self.profile_names()
             raise ConfigError(
-                f"unknown profile {name!r}; available: {', '.join(available)}",
+                f"unknown profile {name!r}" + ("" if from_project else " (from -p/--profile)")
+                + f"; available: {', '.join(available)}",
                 file=where if from_project else None,
                 line=line,
                 suggestion=nearest(name, available),

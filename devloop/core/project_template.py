@@ -7,6 +7,8 @@ profiles/ folder holds exactly these profiles.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 DEVLOOP_TOML = """\
 # devloop.toml -- where devloop finds your project's settings.
 # Every key is optional; a commented value shows the default.
@@ -15,7 +17,7 @@ DEVLOOP_TOML = """\
 [project]
 name = {name}
 # The file `devloop up` / `watch` / `run` use when none is given on the command line.
-# entry = "train.py"
+{entry}
 # The profile (profiles/NAME.yaml) used when --profile is not given. "local" is built in.
 profile = "local"
 
@@ -248,13 +250,48 @@ def toml_string(text: str) -> str:
     return f'"{escaped}"'
 
 
-def devloop_toml(project_name: str) -> str:
-    """The commented devloop.toml for a project called `project_name`."""
-    return DEVLOOP_TOML.replace("{name}", toml_string(project_name))
+def devloop_toml(project_name: str, entry: str | None = None) -> str:
+    """The commented devloop.toml for a project called `project_name`; `entry` set when given
+    (else shown commented), so `devloop up` with no file runs it."""
+    line = f"entry = {toml_string(entry)}" if entry else '# entry = "train.py"'
+    return DEVLOOP_TOML.replace("{name}", toml_string(project_name)).replace("{entry}", line)
 
 
-def project_files(project_name: str) -> dict[str, str]:
+NOT_ENTRIES = ("setup.py", "conftest.py", "noxfile.py", "manage.py")
+
+
+def python_files(folder: Path) -> list[str]:
+    """The Python files at the top of `folder` that could be the one to run (not tests, not
+    packaging, not private modules), sorted."""
+    names = []
+    for path in sorted(folder.glob("*.py")):
+        name = path.name
+        if name in NOT_ENTRIES or name.startswith(("_", "test_")) or name.endswith("_test.py"):
+            continue
+        if path.is_file():
+            names.append(name)
+    return names
+
+
+def obvious_entry(folder: Path) -> str | None:
+    """The project's one obvious file to run: the only Python file at its top, or the only one
+    with `# %%` cells; None when there is no such file or several."""
+    names = python_files(folder)
+    if len(names) == 1:
+        return names[0]
+    with_cells = []
+    for name in names:
+        try:
+            text = (folder / name).read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            continue
+        if any(line.startswith("# %%") for line in text.splitlines()):
+            with_cells.append(name)
+    return with_cells[0] if len(with_cells) == 1 else None
+
+
+def project_files(project_name: str, entry: str | None = None) -> dict[str, str]:
     """Relative path -> text of every file `devloop init` writes."""
-    files = {"devloop.toml": devloop_toml(project_name)}
+    files = {"devloop.toml": devloop_toml(project_name, entry)}
     files.update({f"profiles/{name}": text for name, text in PROFILES.items()})
     return files

@@ -145,7 +145,7 @@ def test_config_command_error_exits_2_with_one_line(tmp_path, capsys, monkeypatc
 def test_config_command_unknown_profile(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert main(["config", "--profile", "gpu"]) == 2
-    assert "unknown profile 'gpu'; available: local" in capsys.readouterr().err
+    assert "unknown profile 'gpu' (from -p/--profile); available: local" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("command", ["init", "config"])

@@ -101,9 +101,9 @@ def connect(profile: "Profile") -> "tuple[docker.DockerClient, str]":
     except Exception as exc:  # noqa: BLE001 - DockerException, requests' and socket errors alike
         raise TargetError(
             f"cannot reach the Docker engine at {shown} (from {origin}): {str(exc).splitlines()[0][:200]}",
-            hint="start dockerd (`sudo systemctl start docker`, or `tests/infra/docker-up.sh` for a "
-                 "private one) and point DOCKER_HOST at its socket (export DOCKER_HOST=unix:///path/"
-                 "docker.sock), or set `docker_host:` in the profile",
+            hint="start the Docker engine (`sudo systemctl start docker`, or Docker Desktop) or point "
+                 "DOCKER_HOST at a running one's socket (export DOCKER_HOST=unix:///path/docker.sock), "
+                 "or set `docker_host:` in the profile",
         ) from exc
     return client, f"{shown} ({origin})"
 
