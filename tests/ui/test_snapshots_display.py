@@ -111,3 +111,20 @@ async def test_enter_on_the_log_opens_the_figure_in_the_app_without_a_desktop(tm
         await pilot.press("escape")
         await pilot.pause()
         assert not isinstance(app.screen, ImageScreen)
+
+
+async def test_a_pull_is_one_status_line_and_metrics_reach_the_panel(tmp_path: Path) -> None:
+    app = DevloopApp(config=config(tmp_path, ("loss",)), profile="docker-gpu", file="train.py")
+    async with app.run_test(size=SIZE) as pilot:
+        app.feed(fake_events.start() + [
+            ev.Metric(metric="loss", value=0.5, step=1), ev.Metric(metric="loss", value=0.25, step=2),
+            ev.PullDone(files=("results/a.csv", "results/b.csv", "figures/c.png"), bytes=1_258_291, ms=80.0),
+        ])
+        await pilot.pause()
+        assert app.sync_line.status.plain == "pulled 3 files, 1.2 MiB"
+        panel = app.query_one("MetricsPanel")
+        assert panel.history.series["loss"].values == [0.5, 0.25] and panel.display
+        app.feed([ev.PullDone(files=(), bytes=10, conflicts=({"path": "r.csv", "remote": "r.remote.csv"},))])
+        await pilot.pause()
+        assert "1 conflict (kept both)" in app.sync_line.status.plain
+        assert any("r.remote.csv" in line.text for line in app.store.all.lines)
