@@ -108,3 +108,20 @@ def test_the_agent_imports_ipython_only_if_present(tmp_path):
     res = subprocess.run([str(venv / "bin" / "python"), "-c", script], capture_output=True, text=True)
     assert res.returncode == 0, res.stderr
     assert "from-shell\n" in res.stdout and res.stdout.rstrip().endswith("x 2 False")
+
+
+def test_env_cd_and_pip(transformer, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DEVLOOP_MAGIC_T", "before")  # restored after the test
+    (tmp_path / "sub").mkdir()
+    ns, out = run('''
+        %env DEVLOOP_MAGIC_T=on
+        value = %env DEVLOOP_MAGIC_T
+        %cd sub
+        import os
+        here = os.getcwd()
+        %pip --version
+    ''')
+    assert ns["value"] == "on" and __import__("os").environ["DEVLOOP_MAGIC_T"] == "on"
+    assert ns["here"] == str(tmp_path / "sub")
+    assert "env: DEVLOOP_MAGIC_T=on\n" in out and "restart the kernel" in out
