@@ -12,6 +12,7 @@ before the pass runs anything). Line numbers are kept: a traceback points at the
 Stdlib only, Python 3.8+; IPython is imported only when a cell has magics and only if present.
 """
 
+import hashlib
 import math
 import os
 import re
@@ -99,10 +100,29 @@ def compile_cell(code, filename, first_line, magics, compiler=_compile_exec):
     """`compiler(source, filename)` of the cell, its lines numbered as in the user's file.
     Magics are turned into calls on `magics` (a `Magics`, in the namespace as HELPER). Raises
     SyntaxError (UnsupportedMagic for a magic devloop does not run) at the user's line."""
-    try:
-        return _compile_cell(code, filename, first_line, magics, compiler)
-    except SyntaxError as exc:
-        raise exc.with_traceback(None)  # Python shows a SyntaxError without the compiler's frames
+    key = (code, filename, first_line, compiler)
+    compiled = _COMPILED.pop(key, None)
+    if compiled is None:
+        try:
+            compiled = _compile_cell(code, filename, first_line, magics, compiler)
+        except SyntaxError as exc:
+            raise exc.with_traceback(None)  # as Python shows it: without the compiler's frames
+        while len(_COMPILED) >= 256:
+            _COMPILED.pop(next(iter(_COMPILED)))
+    _COMPILED[key] = compiled  # most recent last
+    if HELPER not in magics.namespace and _uses_helper(compiled):
+        magics.namespace[HELPER] = magics  # a cached magic cell after a `reset`
+    return compiled
+
+
+# the last cells compiled: the pre-pass `check` compiles each planned cell, its `exec` reuses it
+_COMPILED = {}
+_KEPT = {}  # {key: (name, args, body code)} of cell magics (%%time)
+
+
+def _uses_helper(compiled):
+    codes = compiled if isinstance(compiled, tuple) else (compiled,)
+    return any(c is not None and HELPER in c.co_names for c in codes)
 
 
 def _compile_cell(code, filename, first_line, magics, compiler):
@@ -122,7 +142,7 @@ def _compile_cell(code, filename, first_line, magics, compiler):
         body = "\n".join(lines[1:])
         body_code = compile_cell(body, filename, first_line + 1, magics) if body.strip() else \
             compile("", filename, "exec")
-        key = magics.keep(filename, first_line, name, args, body_code)
+        key = magics.keep(filename, first_line, name, args, body, body_code)
         return compiler(pad + "%s.run_kept(%r)\n" % (HELPER, key), filename)
     transformed = _ipython_transform(code, filename, first_line)
     if transformed is None:
@@ -261,19 +281,22 @@ class Magics:
     def __init__(self, namespace, note=None):
         self.namespace = namespace
         self.note = note or (lambda text: None)
-        self.kept = {}
 
     def bind(self, namespace):
         self.namespace = namespace
 
-    def keep(self, filename, first_line, name, args, body_code):
-        """Remember a cell magic's compiled body; the cell's code calls `run_kept(key)`."""
-        key = "%s:%d" % (filename, first_line)
-        self.kept[key] = (name, args, body_code)
+    def keep(self, filename, first_line, name, args, body, body_code):
+        """Remember a cell magic's compiled body (by place and content, as the compiled cells
+        are cached); the cell's code calls `run_kept(key)`."""
+        digest = hashlib.sha1((name + "\0" + args + "\0" + body).encode("utf-8", "surrogatepass"))
+        key = "%s:%d:%s" % (filename, first_line, digest.hexdigest()[:16])
+        while len(_KEPT) >= 256 and key not in _KEPT:
+            _KEPT.pop(next(iter(_KEPT)))
+        _KEPT[key] = (name, args, body_code)
         return key
 
     def run_kept(self, key):
-        name, args, body_code = self.kept[key]
+        name, args, body_code = _KEPT[key]
         if name == "time":
             return self._time(lambda: exec(body_code, self.namespace))
         return self._timeit(args, body_code)
