@@ -535,11 +535,14 @@ class DevloopApp(FigureLog, App[int]):
             raise
         except Exception as exc:  # the target failed to start: say so on screen, keep the app
             self.handle_event(ev.TargetState("failed", _one_line(exc), profile))  # logs it too
+            rest = [line.strip() for line in str(exc).strip().splitlines()[1:]]
+            if rest:  # the fix hint below a target's message: shown, not cut
+                self._log_line("\n".join(rest), stream="stderr")
             if started:
                 self._log_line(f"the session on {profile!r} stopped: {exc}", stream="stderr")
             what = "stopped" if started else "did not start"
-            self.sync_line.set_status(Text(f"✗ profile {profile!r} {what} · the log says why · "
-                                           "t: pick a profile", style="bold red"))
+            self.sync_line.set_status(Text(f"✗ profile {profile!r} {what}: see the log · t: profiles",
+                                           style="bold red"))
             self.flush_log()
         finally:
             if first is not None and not first.done():
@@ -840,6 +843,7 @@ class DevloopApp(FigureLog, App[int]):
         self.cells_panel.set_cells([])
         self.gpu_panel.reset()
         self.header_bar.set_kernel("", 0)
+        self.header_bar.kind = ""  # the next profile's kind comes with its first target event
         self.header_bar.set_session("")
         self.sync_line.reset()
 

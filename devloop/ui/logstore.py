@@ -15,6 +15,8 @@ import re
 from collections import deque
 from dataclasses import dataclass, field
 
+from devloop.core.textfit import cell_width
+
 ANSI_RE = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b\][^\x07]*(?:\x07|\x1b\\)")
 PARTIAL_LIMIT = 64 * 1024  # an unterminated line longer than this is shown as it is
 DEVLOOP = -1  # the `cell` of lines devloop itself writes (diagnostics, run summaries)
@@ -26,7 +28,7 @@ class LogLine:
     cell: int
     stream: str  # "stdout" | "stderr" | "traceback" | "info" | "replay" (marks replayed output)
     text: str  # may hold ANSI colour codes
-    width: int  # printable length (ANSI codes stripped)
+    width: int  # terminal columns (ANSI codes take none, a wide character two)
 
 
 @dataclass
@@ -130,8 +132,7 @@ class LogStore:
                 continue
             text = clean_line(raw)
             if text:
-                width = len(ANSI_RE.sub("", text)) if "\x1b" in text else len(text)
-                out.append(LogLine(-1, c, stream, text, width))
+                out.append(LogLine(-1, c, stream, text, cell_width(text)))
         return out
 
     def clear(self) -> None:
@@ -143,7 +144,7 @@ class LogStore:
 
     def _add(self, cell: int, stream: str, raw: str) -> LogLine:
         raw = clean_line(raw.rstrip("\r")) if ("\r" in raw or "\t" in raw) else raw
-        width = len(ANSI_RE.sub("", raw)) if "\x1b" in raw else len(raw)
+        width = cell_width(raw)  # terminal columns: a wide character takes two
         line = LogLine(next(self._seq), cell, stream, raw, width)
         self.ring(cell).append(line)
         self.all.append(line)

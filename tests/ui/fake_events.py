@@ -129,3 +129,42 @@ def reattached() -> list[ev.Event]:
         ev.Output(3, "stdout", "epoch 17  loss 0.1471\n", replayed=True),
         ev.Output(3, "stdout", "epoch 18  loss 0.1389\n"),
     ]
+
+
+TQDM = ("\rtraining epoch 3/10:  45%|████████████████▎                    | 45000/100000 "
+        "[00:01<00:02, 23456.78it/s, loss=0.2154, acc=0.9312, lr=3.0e-04, grad_norm=1.234]")
+
+
+def tqdm_running() -> list[ev.Event]:
+    """Cell 3 running: a wide warning line, then a tqdm bar wider than the screen, redrawn."""
+    events = start() + [ev.CellsPlanned((0, 1, 2, 3, 4), "run all")]
+    for cell, ms in ((0, 812.0), (1, 3_280.0), (2, 95.2)):
+        events += [ev.CellState(cell, "running"), ev.CellStart(cell, CELLS[cell]["line"], CELLS[cell]["title"]),
+                   ev.CellDone(cell, True, ms), ev.CellState(cell, "ok")]
+    events += [ev.CellState(4, "pending"), ev.CellState(3, "running"), ev.CellStart(3, 30, "train")]
+    for epoch in range(1, 3):
+        events.append(ev.Output(3, "stdout", f"epoch {epoch}: loss {2.5 / epoch:.4f}\n"))
+    events.append(ev.Output(3, "stderr", "/opt/venv/lib/python3.11/site-packages/torch/utils/data/"
+                                         "dataloader.py:558: UserWarning: This DataLoader will create 8 "
+                                         "worker processes in total. Our suggested max number of worker "
+                                         "in current system is 4\n"))
+    for step in (10, 20, 30):
+        events.append(ev.Output(3, "stderr", TQDM.replace(" 45%", f" {step}%")))
+    events.append(ev.Output(3, "stderr", TQDM))
+    return events
+
+
+def done() -> list[ev.Event]:
+    """Every cell ran; the last line of the last cell is its result."""
+    events = start() + [ev.CellsPlanned((0, 1, 2, 3, 4), "run all")]
+    for cell, ms in ((0, 812.0), (1, 3_280.0), (2, 95.2), (3, 61_520.0), (4, 402.0)):
+        events += [ev.CellState(cell, "running"), ev.CellStart(cell, CELLS[cell]["line"], CELLS[cell]["title"])]
+        if cell == 3:
+            for epoch in range(1, 21):
+                events.append(ev.Output(3, "stdout", f"epoch {epoch:>2}: loss {2.5 / epoch:.4f}\n"))
+            events.append(ev.Output(3, "stderr", TQDM.replace(" 45%", "100%") + "\n"))
+        if cell == 4:
+            events.append(ev.Output(4, "stdout", "test accuracy 0.9312\n"))
+        events += [ev.CellDone(cell, True, ms), ev.CellState(cell, "ok")]
+    events.append(ev.RunDone(True, 0, 5, 66_109.2))
+    return events

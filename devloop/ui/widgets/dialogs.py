@@ -1,5 +1,8 @@
 """Modal dialogs: promote (target, name, commit or not), the profile picker, and the question
-asked before stopping a session whose cell is still running."""
+asked before stopping a session whose cell is still running.
+
+Each dialog scrolls when the screen is short (80x24) and keeps its buttons docked at its bottom,
+so they are always on screen; titles wrap instead of being cut."""
 
 from __future__ import annotations
 
@@ -7,7 +10,7 @@ from dataclasses import dataclass
 
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical
+from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Checkbox, Input, Label, OptionList, Select
 from textual.widgets.option_list import Option
@@ -36,7 +39,10 @@ class PromoteDialog(ModalScreen[PromoteRequest | None]):
         self.note = note
 
     def compose(self) -> ComposeResult:
-        with Vertical(id="promote-box", classes="dialog"):
+        with VerticalScroll(id="promote-box", classes="dialog"):
+            with Horizontal(classes="dialog-buttons"):
+                yield Button("Promote", variant="primary", id="promote-ok")
+                yield Button("Cancel", id="promote-cancel")
             yield Label("Promote the working setup to a pipeline", classes="dialog-title")
             yield Label("Target", classes="field-label")
             yield Select(
@@ -52,9 +58,6 @@ class PromoteDialog(ModalScreen[PromoteRequest | None]):
                 yield Label(self.cited, id="promote-cited", classes="dialog-note")
             if self.note:
                 yield Label(self.note, classes="dialog-note")
-            with Horizontal(classes="dialog-buttons"):
-                yield Button("Promote", variant="primary", id="promote-ok")
-                yield Button("Cancel", id="promote-cancel")
 
     def on_mount(self) -> None:
         name = self.query_one("#promote-name", Input)
@@ -101,8 +104,9 @@ class ProfilePicker(ModalScreen[str | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(id="profile-box", classes="dialog"):
-            yield Label("Switch profile (the target is stopped and a new one started)",
-                        classes="dialog-title")
+            yield Label("Switch profile", classes="dialog-title")
+            yield Label("The target is stopped and one for the chosen profile started.",
+                        classes="dialog-text")
             yield OptionList(
                 *[Option(f"{name}  (current)" if name == self.current else name, id=name)
                   for name in self.profiles],
@@ -139,17 +143,17 @@ class StopConfirm(ModalScreen[str | None]):
 
     def compose(self) -> ComposeResult:
         which = "A cell is running" if self.cell is None else f"Cell {self.cell} is running"
-        with Vertical(id="stop-box", classes="dialog"):
+        with VerticalScroll(id="stop-box", classes="dialog"):
+            with Horizontal(classes="dialog-buttons"):
+                yield Button("Stop", variant="error", id="stop-yes")
+                yield Button("Detach", variant="primary", id="stop-detach")
+                yield Button("Cancel", id="stop-cancel")
             yield Label(f"{which}. Stop the session?", classes="dialog-title")
             yield Label("Stopping ends the cell and the kernel: its variables are lost. Detaching "
                         "leaves both running on the target (`devloop attach` comes back).",
                         classes="dialog-text")
             yield Label("[y] stop   [d] detach instead   [esc] cancel", classes="dialog-keys",
                         markup=False)
-            with Horizontal(classes="dialog-buttons"):
-                yield Button("Stop", variant="error", id="stop-yes")
-                yield Button("Detach", variant="primary", id="stop-detach")
-                yield Button("Cancel", id="stop-cancel")
 
     def on_mount(self) -> None:
         self.query_one("#stop-cancel", Button).focus()

@@ -141,6 +141,15 @@ class GpuPanel(VerticalScroll):
             else:
                 gauge.update_sample(gpu)
 
+    def reset(self) -> None:
+        """Back to "waiting for the first sample" (another profile: the old GPUs are not its)."""
+        for gauge in self.gauges.values():
+            gauge.remove()
+        self.gauges.clear()
+        self.query(".gpu-empty").remove()
+        self.available = None
+        self.mount(Static(Text("GPU: waiting for the first sample", style="grey62"), classes="gpu-empty"))
+
     def _show_none(self, reason: str) -> None:
         if self.available is False:
             return

@@ -53,7 +53,8 @@ class HeaderBar(Static):
         self.update(self.render_text())
 
     def set_kernel(self, python: str, pid: int) -> None:
-        self.kernel = f"python {python} · pid {pid}"
+        """The kernel's Python and pid ("" python: no kernel)."""
+        self.kernel = f"python {python} · pid {pid}" if python else ""
         self.update(self.render_text())
 
     def set_file(self, file: str) -> None:
@@ -64,18 +65,29 @@ class HeaderBar(Static):
         self.update(self.render_text())
 
     def render_text(self) -> Text:
-        """The full line; where it does not fit (80 columns), a compact one without the labels
-        and the kind, so the target's state and the session badge stay on screen."""
-        full = self._line(compact=False)
+        """The longest form that fits: with labels, the kind, the state's message and the
+        kernel; then without the kernel, the message, the labels; then with the file's folder
+        cut; only then cut at the edge with `…` (at 80 columns the state and badge stay)."""
         width = self.content_size.width
-        if width and full.cell_len > width and self._line(compact=False, brief=True).cell_len > width:
-            return self._line(compact=True)
-        return full  # where only the message and kernel do not fit, they are cut at the edge
+        forms = [dict(compact=False), dict(compact=False, kernel=False), dict(compact=False, brief=True),
+                 dict(compact=True), dict(compact=True, brief=True),
+                 dict(compact=True, brief=True, short_file=True)]
+        line = self._line(**forms[0])
+        if not width:
+            return line
+        for form in forms:
+            line = self._line(**form)
+            if line.cell_len <= width:
+                return line
+        line.truncate(width, overflow="ellipsis")
+        return line
 
-    def _line(self, *, compact: bool, brief: bool = False) -> Text:
-        text = Text.assemble(("devloop ", "bold"), (self.project, "bold cyan"))
+    def _line(self, *, compact: bool, brief: bool = False, kernel: bool = True,
+              short_file: bool = False) -> Text:
+        text = Text.assemble(("devloop " if not compact else "", "bold"), (self.project, "bold cyan"))
         if self.file:
-            text.append(f"  {self.file}", "white")
+            file = self.file.rsplit("/", 1)[-1] if short_file else self.file
+            text.append(f"  {file}", "white")
         text.append("  " if compact else "  profile ", "grey62")
         text.append(self.profile, "bold")
         if self.kind and not compact:
@@ -90,6 +102,6 @@ class HeaderBar(Static):
             return text
         if self.message:
             text.append(f" {self.message}", "grey62")
-        if self.kernel:
+        if self.kernel and kernel:
             text.append(f"  {self.kernel}", "grey62")
         return text

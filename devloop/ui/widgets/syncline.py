@@ -6,12 +6,7 @@ from rich.text import Text
 from textual.widgets import Static
 
 
-def human_bytes(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if abs(n) < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} GiB"  # pragma: no cover
+from devloop.core.units import human_bytes, plural  # the same words as `devloop run`
 
 
 class SyncLine(Static):
@@ -26,19 +21,24 @@ class SyncLine(Static):
     def on_mount(self) -> None:
         self.update(self.render_text())
 
+    def reset(self) -> None:
+        """Nothing synced or run yet (a new profile)."""
+        self.last, self.progress, self.status = "no sync yet", "", Text()
+        self.update(self.render_text())
+
     def set_watch(self, on: bool) -> None:
         self.watching = on
         self.update(self.render_text())
 
     def set_sync(self, files: int, nbytes: int, deleted: int, ms: float) -> None:
         deleted_part = f", {deleted} deleted" if deleted else ""
-        self.last = f"last sync {files} files, {human_bytes(nbytes)}{deleted_part}, {ms:.0f} ms"
+        self.last = f"last sync {plural(files, 'file')}, {human_bytes(nbytes)}{deleted_part}, {ms:.0f} ms"
         self.progress = ""
         self.update(self.render_text())
 
     def set_progress(self, files_done: int, files_total: int, bytes_done: int, bytes_total: int) -> None:
         pct = 100 * bytes_done / bytes_total if bytes_total else 100
-        self.progress = f"syncing {files_done}/{files_total} files {pct:.0f}%"
+        self.progress = f"syncing {files_done}/{plural(files_total, 'file')} {pct:.0f}%"
         self.update(self.render_text())
 
     def set_status(self, status: Text | str) -> None:
@@ -49,14 +49,37 @@ class SyncLine(Static):
         self.view = view
         self.update(self.render_text())
 
+    def on_resize(self) -> None:
+        self.update(self.render_text())
+
     def render_text(self) -> Text:
+        """The longest form that fits the width: the run status stays whole the longest (at 80
+        columns the view and the sync's details go first), then cut with `…`."""
+        width = self.content_size.width
+        forms = [(True, "full"), (False, "full"), (False, "short"), (False, "")]
+        text = self._line(True, "full")
+        if not width:
+            return text
+        for view, sync in forms:
+            text = self._line(view, sync)
+            if text.cell_len <= width:
+                return text
+        text.truncate(width, overflow="ellipsis")
+        return text
+
+    def _line(self, view: bool, sync: str) -> Text:
         text = Text()
         text.append("watch ", "grey62")
         text.append("on" if self.watching else "off", "bold green" if self.watching else "bold yellow")
-        text.append("  │  ", "grey42")
-        text.append(self.progress or self.last, "yellow" if self.progress else "white")
-        text.append("  │  ", "grey42")
-        text.append(self.view, "grey62")
+        if sync:
+            shown = self.progress or self.last
+            if sync == "short" and not self.progress:
+                shown = shown.split(", ")[0].replace("last sync ", "synced ")
+            text.append("  │  ", "grey42")
+            text.append(shown, "yellow" if self.progress else "white")
+        if view or self.view != "log: all cells":  # a filter or a search is always said
+            text.append("  │  ", "grey42")
+            text.append(self.view, "grey62")
         if self.status:
             text.append("  │  ", "grey42")
             text.append_text(self.status)
