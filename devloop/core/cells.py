@@ -36,6 +36,7 @@ OTHER_LANGUAGES = frozenset({
     "script", "sql", "julia", "octave", "matlab", "scala", "sas",
 })
 _CELL_MAGIC = re.compile(r"^%%\s*([A-Za-z_][\w.-]*)")
+_COMMENTED_CELL_MAGIC = re.compile(r"^#\s*%%([A-Za-z_][\w.-]*)")  # jupytext's commented `# %%R`
 _METADATA = re.compile(
     r"""(?:^|\s)([A-Za-z_][\w.-]*)=("(?:[^"\\]|\\.)*"|'[^']*'|\[[^\]]*\]|\{[^}]*\}|\S+)"""
 )
@@ -158,7 +159,7 @@ def _other_language(code: str, metadata: dict[str, Any]) -> str | None:
     if isinstance(language, str) and language.strip().lower() not in ("", "python", "python3", "py"):
         return language.strip()
     first = code.lstrip("\n").split("\n", 1)[0].strip()
-    m = _CELL_MAGIC.match(first)
+    m = _CELL_MAGIC.match(first) or _COMMENTED_CELL_MAGIC.match(first)
     if m and m.group(1).lower() in OTHER_LANGUAGES:
         return m.group(1)
     return None

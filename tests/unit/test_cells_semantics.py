@@ -151,3 +151,9 @@ def test_names_of_cells_with_magics():
     assert used_names(code) == {"load"}
     assert defined_names("%%time\ny = x + 1\n") == {"y"}
     assert python_view("%%time\ny = 1\n").split("\n")[:2] == ["", "y = 1"]
+
+
+def test_a_commented_cell_magic_marks_another_language():
+    parsed = parse_cells("# %%\nx = 1\n# %%\n# %%R\n# library(x)\n# %%\n# %%timeit is not a language\ny = 2\n")
+    assert [c.code for c in parsed.cells] == ["x = 1\n", "# %%timeit is not a language\ny = 2\n"]
+    assert [c.language for c in parsed.skipped] == ["R"]
