@@ -40,12 +40,13 @@ class Display:
             self.count = 0
             self.shown = set()
 
-    def _emit(self, event, image=False):
+    def _emit(self, event, image=False, drain=True):
         self._begin()
         if image:
             self.count += 1
         kernel = self.kernel
-        kernel._finish_request()  # what the cell printed before comes first
+        if drain:
+            kernel._finish_request()  # what the cell printed before comes first
         rid, where = kernel._current_where()
         body = {"type": "display", "id": rid, "k": self.count if image else 0}
         if where is not None:
@@ -53,14 +54,16 @@ class Display:
         body.update(event)
         kernel.proto.emit(body)
 
-    def image(self, data, mime="image/png"):
-        """One image: PNG bytes (or SVG text as bytes)."""
+    def image(self, data, mime="image/png", drain=True):
+        """One image: PNG bytes (or SVG text as bytes). `drain`: False from a thread other
+        than the one running the cell (a script's figures): no pipe drain from there."""
         if len(data) > MAX_IMAGE:
-            self.text("<image of %d bytes not shown: over %d MiB>" % (len(data), MAX_IMAGE >> 20))
+            self._emit({"mime": "text/plain", "text": "<image of %d bytes not shown: over %d MiB>"
+                        % (len(data), MAX_IMAGE >> 20)}, drain=drain)
             return
         width, height = png_size(data) if mime == "image/png" else svg_size(data)
         self._emit({"mime": mime, "width": width, "height": height, "bytes": len(data),
-                    "data": base64.b64encode(data).decode("ascii")}, image=True)
+                    "data": base64.b64encode(data).decode("ascii")}, image=True, drain=drain)
 
     def text(self, text):
         self._emit({"mime": "text/plain", "text": text})
@@ -186,6 +189,92 @@ def _for(kernel):
         _CURRENT.append(Display(kernel))
         install()
     return _CURRENT[0]
+
+
+# -- a script run as a child (`run`): plt.show() there reaches the kernel over a pipe ---------
+
+def _bundle_root():
+    """The sys.path entry the agent package is imported from (the zipapp, or its folder)."""
+    root = os.path.abspath(__file__)
+    for _ in range(__name__.count(".") + 1):
+        root = os.path.dirname(root)
+    return root
+
+
+def script_env(kernel, env):
+    """Prepare a `run` child's env so its `plt.show()` sends figures here: MPLBACKEND (unless
+    set) names mplbackend.py, PYTHONPATH gains the agent bundle (appended: the user's paths
+    win), DEVLOOP_DISPLAY_FD / _INO name a pipe whose reader thread emits display events.
+    Returns (pass_fds, started, finish): `started()` after Popen closes our copy of the write
+    end, `finish()` after the child ended waits briefly for the last figures."""
+    nothing = ((), lambda: None, lambda: None)
+    if env.get("MPLBACKEND"):
+        return nothing
+    try:
+        read_fd, write_fd = os.pipe()
+        ino = os.fstat(write_fd).st_ino
+    except OSError:
+        return nothing
+    env["MPLBACKEND"] = _BACKEND
+    env["DEVLOOP_DISPLAY_FD"] = str(write_fd)
+    env["DEVLOOP_DISPLAY_INO"] = str(ino)
+    paths = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
+    env["PYTHONPATH"] = os.pathsep.join(paths + [_bundle_root()])
+    shower = _for(kernel)
+    import threading
+    thread = threading.Thread(target=_read_child, args=(shower, read_fd), name="devloop-figures",
+                              daemon=True)
+    thread.start()
+
+    def started():
+        try:
+            os.close(write_fd)
+        except OSError:
+            pass
+
+    def finish():
+        thread.join(2.0)  # a grandchild holding the pipe open never holds `done` up for long
+    return (write_fd,), started, finish
+
+
+def _read_child(shower, read_fd):
+    import json
+    with io.open(read_fd, "rb") as stream:
+        for line in stream:
+            try:
+                msg = json.loads(line)
+                data = base64.b64decode(msg["data"])
+                shower.image(data, str(msg.get("mime") or "image/png"), drain=False)
+            except Exception:  # noqa: BLE001 - a damaged line is dropped
+                continue
+
+
+def child_flush_figures():
+    """In a `run` child: send the open pyplot figures to the kernel's pipe, then close them.
+    The pipe is checked by inode: an fd number reused by something else is never written."""
+    import json
+    pyplot = sys.modules.get("matplotlib.pyplot")
+    if pyplot is None:
+        return
+    try:
+        fd = int(os.environ.get("DEVLOOP_DISPLAY_FD", ""))
+        if os.fstat(fd).st_ino != int(os.environ.get("DEVLOOP_DISPLAY_INO", "")):
+            fd = None
+    except (ValueError, OSError):
+        fd = None
+    for number in list(pyplot.get_fignums()):
+        figure = pyplot.figure(number)
+        if fd is None or not _has_artists(figure):
+            continue
+        try:
+            data = render_figure(figure)
+            line = json.dumps({"mime": "image/png", "data": base64.b64encode(data).decode("ascii")})
+            view = memoryview((line + "\n").encode("ascii"))
+            while view:
+                view = view[os.write(fd, view):]
+        except OSError:
+            fd = None
+    pyplot.close("all")
 
 
 # -- hooks into the user's imports ----------------------------------------------------------

@@ -589,12 +589,16 @@ class Kernel:
                 env.pop(str(key), None)  # null unsets a variable
             else:
                 env[str(key)] = str(value)
+        pass_fds, started, figures_done = display.script_env(self, env)  # plt.show() in the script
         try:
             child = subprocess.Popen(argv, cwd=self.cwd, env=env, stdin=subprocess.DEVNULL,
-                                     start_new_session=True, preexec_fn=_die_with_parent())
+                                     start_new_session=True, preexec_fn=_die_with_parent(),
+                                     pass_fds=pass_fds)
         except (OSError, ValueError) as exc:
+            started()
             self._report(rid, exc)
             return False, None
+        started()
         with self.child_lock:
             self.child = child
             superseded = req.get("_epoch", 0) < self.run_epoch or self.shutting_down
@@ -607,6 +611,7 @@ class Kernel:
             with self.child_lock:
                 self.child = None
             signal.signal(signal.SIGTERM, previous_sigterm)
+            figures_done()
         if self.interrupted:
             self.proto.emit({"type": "error", "id": rid, "etype": "KeyboardInterrupt",
                              "message": "", "frames": [], "traceback": "KeyboardInterrupt\n"})

@@ -12,5 +12,7 @@ FigureManager = FigureManagerBase
 
 def show(*args, **kwargs):
     shower = _display.current()
-    if shower is not None:
+    if shower is not None:  # a cell in the kernel
         shower.flush_figures()
+    else:  # a script the kernel runs as a child: over the kernel's pipe
+        _display.child_flush_figures()

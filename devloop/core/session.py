@@ -795,6 +795,7 @@ class Session:
                 await self._await_inherited()
                 self._reparse()
                 self._pass_hashes = [c.hash for c in self.cells]
+                self.outputs.next_run()  # this pass's images: a folder of their own
                 done = await self._pass(indices(), reason=reason)
                 if done is not None and self.puller.enabled:
                     await self.pull()  # [sync] pull: the outputs the pass wrote come back
@@ -873,7 +874,6 @@ class Session:
         if self.kernel is not kernel_before:
             indices = sorted(set(indices) | set(self.plan()))  # the fresh kernel lacks earlier cells
         self.emit(ev.CellsPlanned(cells=tuple(indices), reason=reason))
-        self.outputs.next_run()
         for i in indices:
             self.emit(ev.CellState(cell=i, state="pending"))
         if not await self._prepare_pass(indices):

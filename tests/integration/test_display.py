@@ -256,3 +256,35 @@ def test_figures_reach_a_watch_through_the_session_kernel(tmp_path: Path) -> Non
     finally:
         watch.stop()
         devloop("stop", cwd=tmp_path)
+
+
+def test_a_scripts_plt_show_reaches_the_log_and_a_grandchild_is_left_alone(tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    (tmp_path / "script.py").write_text(textwrap.dedent("""\
+        import os, sys, subprocess
+        import matplotlib
+        import matplotlib.pyplot as plt
+        print("backend", matplotlib.get_backend().rsplit(".", 1)[-1])
+        plt.figure(figsize=(3, 2), dpi=100)
+        plt.plot([1, 3, 2])
+        plt.show()
+        print("after")
+        subprocess.run([sys.executable, "-c", "import matplotlib.pyplot as plt; plt.plot([1]); plt.show(); "
+                        "print('grandchild ok')"], check=True)
+    """))
+    for run in (1, 2):
+        res = devloop("run", "script.py", "--json", cwd=tmp_path, timeout=120)
+        assert res.returncode == 0, res.stdout + res.stderr
+        evs = events(res.stdout)
+        (shown,) = displays(evs)
+        check_png(tmp_path, shown, (300, 200))
+        assert outputs(evs) == "backend mplbackend\nafter\ngrandchild ok\n"
+    assert len(list((tmp_path / ".devloop" / "outputs").iterdir())) == 2  # a folder per run
+
+
+def test_a_script_that_chose_its_backend_keeps_it(tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    (tmp_path / "script.py").write_text("import matplotlib\nprint(matplotlib.get_backend())\n")
+    res = devloop("run", "script.py", "--json", cwd=tmp_path, env={"MPLBACKEND": "agg"})
+    assert res.returncode == 0, res.stderr
+    assert outputs(events(res.stdout)).strip().lower() == "agg" and displays(events(res.stdout)) == []
