@@ -69,3 +69,14 @@ def test_values_display_and_images_come_back_from_the_container(docker_project: 
     assert outputs(evs, 2) == "before\nmpl: False\n"
     order = [e["event"] for e in evs if e.get("cell") == 2 and e["event"] in ("output", "display")]
     assert order[0] == "output"  # what the cell printed first comes first
+
+
+def test_a_script_in_the_container_gets_the_backend_it_can_import(docker_project: Path) -> None:
+    """The script's MPLBACKEND names a module of the agent bundle (a zipapp in the container),
+    which its PYTHONPATH makes importable (matplotlib itself is not in the test image)."""
+    (docker_project / "script.py").write_text(
+        "import importlib, os\nname = os.environ['MPLBACKEND'].split('//', 1)[1]\n"
+        "importlib.import_module(name.rsplit('.', 1)[0] + '.display')\nprint('importable', name)\n")
+    res = devloop("run", "script.py", "--profile", "docker-test", "--json", cwd=docker_project, timeout=180)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert outputs(events(res.stdout)) == "importable devloop_agent.mplbackend\n"
