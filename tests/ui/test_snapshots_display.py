@@ -128,3 +128,18 @@ async def test_a_pull_is_one_status_line_and_metrics_reach_the_panel(tmp_path: P
         await pilot.pause()
         assert "1 conflict (kept both)" in app.sync_line.status.plain
         assert any("r.remote.csv" in line.text for line in app.store.all.lines)
+
+
+async def test_the_full_view_uses_textual_image_unless_half_blocks_are_forced(tmp_path: Path,
+                                                                               monkeypatch) -> None:
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    fixed_png(tmp_path / FIGURE)
+    cfg = config(tmp_path)
+    cfg.ui.images = "auto"
+    app = DevloopApp(config=cfg, profile="docker-gpu", file="train.py")
+    async with app.run_test(size=SIZE) as pilot:
+        app.open_figure(tmp_path / FIGURE)
+        await pilot.pause()
+        widget = app.screen.query_one(".image")
+        assert type(widget).__module__.startswith("textual_image.")

@@ -37,8 +37,10 @@ _VIEWER_WIDGETS: dict[str, type] = {}
 
 
 def prepare(mode: str) -> None:
-    """Import textual-image's widgets for `mode` now (they query the terminal on import)."""
-    if mode in ("off", "halfblock") and "halfblock" in _VIEWER_WIDGETS:
+    """Import textual-image's widgets for `mode` now (they query the terminal on import, up to
+    ~0.3 s where it does not answer). `halfblock` and `off` need none: the full view is then
+    drawn with this module's own half blocks."""
+    if mode in ("off", "halfblock") or _VIEWER_WIDGETS:
         return
     try:
         from textual_image import widget as tiw
@@ -139,7 +141,7 @@ class ImageScreen(ModalScreen[None]):
     def compose(self) -> ComposeResult:
         with Vertical() as box:
             box.border_title = f"{self.path.name} · esc: close · o: system viewer"
-            widget = _VIEWER_WIDGETS.get(self.mode) or _VIEWER_WIDGETS.get("halfblock")
+            widget = _VIEWER_WIDGETS.get(self.mode)
             if widget is not None:
                 yield widget(str(self.path), classes="image")
             else:
