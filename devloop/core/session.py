@@ -580,7 +580,7 @@ class Session:
             cell = where[1] if where is not None and where[0] == self._rel_or_none() else -1
         try:
             event = self.outputs.event(msg, cell, replayed=bool(kernel is not None and kernel.replaying))
-        except OSError as exc:
+        except Exception as exc:  # noqa: BLE001 - a full disk or a bad message never ends the reader
             self._log(f"saving an image under .devloop/outputs failed: {exc}", "warning")
             return
         self.emit(event)
