@@ -461,6 +461,8 @@ class DevloopApp(FigureLog, App[int]):
             self.profile_name = event.profile
         previous = self.header_bar.state
         shown = "" if event.state == "attached" else event.message  # the badge says it, shorter
+        if event.state == "ready" and not getattr(getattr(self.session, "target", None), "needs_sync", True):
+            self.sync_line.set_in_place()  # nothing is ever synced: not "no sync yet"
         self.header_bar.set_target(event.state, shown, event.profile, event.kind)
         if event.state == "attached":
             # the Session says "ready" right after: the header keeps the session's badge
@@ -656,8 +658,7 @@ class DevloopApp(FigureLog, App[int]):
         target = getattr(session, "target", None)
         if session is not None and target is not None and not getattr(target, "needs_sync", True):
             self.sync_line.set_status(Text(
-                f"nothing to sync: profile {self.profile_name!r} runs in place (your files are used "
-                "where they are)", style="cyan"))
+                f"nothing to sync: {self.profile_name!r} runs in place, on your files", style="cyan"))
             return
         self._session_call("sync", lambda s: s.sync_now(), "control")
 

@@ -53,6 +53,19 @@ def always_wraps(line: LogLine) -> bool:
     return line.cell == DEVLOOP or line.stream in OWN_STREAMS
 
 
+def word_breaks(text: str, width: int) -> list[tuple[int, int]]:
+    """Column ranges of `text` wrapped at spaces into rows of at most `width` (a word longer
+    than a row is cut). For plain ASCII text: columns are characters."""
+    parts, start, n = [], 0, len(text)
+    while n - start > width:
+        cut = text.rfind(" ", start + 1, start + width + 1)
+        end = cut if cut > start else start + width
+        parts.append((start, end))
+        start = end + 1 if end == cut else end
+    parts.append((start, n))
+    return parts
+
+
 class RowIndex:
     """Where each line of a ring starts, in rows, when lines take several rows (wrapped).
 
@@ -171,7 +184,16 @@ class LogView(ScrollView, can_focus=True):
     def _rows_of(self, line: LogLine, width: int) -> int:
         if line.width <= width or not (self.wrap or always_wraps(line)):
             return 1
+        if self._word_wrapped(line):
+            return len(word_breaks(line.text, width))
         return -(-line.width // width)
+
+    @staticmethod
+    def _word_wrapped(line: LogLine) -> bool:
+        """devloop's own plain messages wrap at spaces (the user's output at the edge, as a
+        terminal does)."""
+        return always_wraps(line) and line.stream != "traceback" and line.text.isascii() \
+            and "\x1b" not in line.text
 
     def _update_index(self) -> None:
         """Index the lines appended since the last sync (all of them after a change of width)."""
@@ -298,7 +320,7 @@ class LogView(ScrollView, can_focus=True):
                         line = LogLine(line.seq, line.cell, line.stream,
                                        fit_middle(line.text, max(8, width - PREFIX)), width - PREFIX)
                         scroll_x = 0
-                    return self._row(self._render_parts(line, style), row, rows, scroll_x, width, style)
+                    return self._row(line, self._render_parts(line, style), row, rows, scroll_x, width, style)
                 row -= rows
             return Strip.blank(width, style)
         index, part = self._index.locate(row, self._source.dropped)
@@ -310,16 +332,21 @@ class LogView(ScrollView, can_focus=True):
             if len(self._cache) > CACHE_SIZE:
                 self._cache.popitem(last=False)
         rows = self._rows_of(line, self._index_width if self._index_width > 0 else self.text_width)
-        return self._row(parts, part, rows, scroll_x, width, style)
+        return self._row(line, parts, part, rows, scroll_x, width, style)
 
-    def _row(self, parts: tuple[Strip, Strip], part: int, rows: int, scroll_x: int, width: int,
-             style: Style) -> Strip:
+    def _row(self, line: LogLine, parts: tuple[Strip, Strip], part: int, rows: int, scroll_x: int,
+             width: int, style: Style) -> Strip:
         gutter, body = parts
         if rows == 1:  # one row: scrolled sideways with the view (when not wrapping)
             return Strip.join([gutter, body]).crop_extend(scroll_x, scroll_x + width, style)
         text_width = self.text_width  # a wrapped line: part `part` of its text, under a blank gutter
         lead = gutter if part == 0 else Strip.blank(PREFIX, style)
-        piece = body.crop(part * text_width, (part + 1) * text_width)
+        if self._word_wrapped(line):
+            breaks = word_breaks(line.text, text_width)
+            start, end = breaks[min(part, len(breaks) - 1)]
+            piece = body.crop(start, end)
+        else:
+            piece = body.crop(part * text_width, (part + 1) * text_width)
         return Strip.join([lead, piece]).crop_extend(0, width, style)
 
     def _render_parts(self, line: LogLine, base: Style) -> tuple[Strip, Strip]:

@@ -21,6 +21,11 @@ class SyncLine(Static):
     def on_mount(self) -> None:
         self.update(self.render_text())
 
+    def set_in_place(self) -> None:
+        """The target runs on the project folder itself: there is nothing to sync."""
+        self.last = "in place (no sync)"
+        self.update(self.render_text())
+
     def reset(self) -> None:
         """Nothing synced or run yet (a new profile)."""
         self.last, self.progress, self.status = "no sync yet", "", Text()
