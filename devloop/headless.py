@@ -205,7 +205,10 @@ class Reporter:
         elif isinstance(event, ev.RunDone):
             self._flush_partial()
             status = "ok" if event.ok else f"failed (exit code {event.exit_code})"
-            w(f"run {status}: {plural(event.cells_run, 'cell')} in {_ms(event.ms)}\n")
+            if event.ok and event.cells_run == 0:  # attached: the session had every cell up to date
+                w("run ok: nothing reran (every cell is up to date in the session)\n")
+            else:
+                w(f"run {status}: {plural(event.cells_run, 'cell')} in {_ms(event.ms)}\n")
             for line in self._metrics.summary_lines():
                 w(line + "\n")
         elif isinstance(event, ev.SyncDone):

@@ -124,4 +124,5 @@ async def stop(config: Any, profile_name: str) -> tuple[bool, str]:
             session_record.remove(config.root, profile_name)
     took = time.monotonic() - t0
     what = "session stopped" if was_running else "no session kernel was running"
-    return True, f"{profile_name}: {what}; target {info.id} cleaned up ({took:.1f} s)"
+    where = "this machine" if info.kind == "local" else f"target {info.id}"  # not "target vm"
+    return True, f"{profile_name}: {what}; {where} cleaned up ({took:.1f} s)"
