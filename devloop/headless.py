@@ -218,7 +218,7 @@ class Reporter:
         elif isinstance(event, ev.SyncProgress):
             if self.err.isatty():
                 eta = f", {event.eta_s:.0f} s left" if event.eta_s is not None else ""
-                self.err.write(f"\rsync: {event.files_done}/{event.files_total} files, "
+                self.err.write(f"\rsync: {event.files_done}/{plural(event.files_total, 'file')}, "
                                f"{_human_bytes(event.bytes_done)}/{_human_bytes(event.bytes_total)} "
                                f"at {_human_bytes(event.rate_bps)}/s{eta}   ")
                 self._progress_shown = True

@@ -9,6 +9,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from devloop.core.units import human_bytes, plural
+
 NAME = "runs"
 ORDER = 45
 HELP = "list recent runs (when, profile, commit, result, duration, GPU peak); `runs show ID` for one"
@@ -145,7 +147,8 @@ def show_lines(r: dict) -> list[str]:
         + (f" + uncommitted changes (diff sha256 {git.get('diff_sha256')})" if git.get("dirty") else ""),
         f"session   {r.get('session_id') or '- (a kernel that ended with the run)'}",
         f"devloop   {r.get('devloop_version')} ({r.get('mode')}{', ' + r['reason'] if r.get('reason') else ''})",
-        f"sync      {sync.get('files', 0)} files, {sync.get('bytes', 0)} bytes, {sync.get('deleted', 0)} deleted "
+        f"sync      {plural(sync.get('files', 0), 'file')}, {human_bytes(sync.get('bytes', 0))}, "
+        f"{sync.get('deleted', 0)} deleted "
         f"in {sync.get('syncs', 0)} sync(s), {sync.get('ms', 0)} ms",
         "",
         "cells",

@@ -664,7 +664,7 @@ class Session:
     async def pull(self) -> Any:
         """Bring `[sync] pull` outputs back now (after each pass, and `devloop pull`); a
         failure is a warning, never a failed pass."""
-        from devloop.core.units import human_bytes
+        from devloop.core.units import human_bytes, plural
 
         try:
             result = await self.puller.pull()
@@ -687,7 +687,7 @@ class Session:
                                   conflicts=tuple({"path": k, "remote": r} for k, r in result.conflicts),
                                   deferred=tuple(result.deferred),
                                   ms=round(result.ms, 1)))
-        self._log(f"pull: {len(result.files)} files, {human_bytes(result.bytes)} in {result.ms:.0f} ms")
+        self._log(f"pull: {plural(len(result.files), 'file')}, {human_bytes(result.bytes)} in {result.ms:.0f} ms")
         return result
 
     async def sync_now(self) -> Any:

@@ -757,7 +757,7 @@ class DevloopApp(FigureLog, App[int]):
             self.log_view.show(self._search_results, max_width=self.store.max_width,
                                search=self.search_query)
             if self.search_query:
-                view += f" · /{self.search_query}: {len(self._search_results)} lines"
+                view += f" · /{self.search_query}: {plural(len(self._search_results), 'line')}"
         else:
             self._search_results = None
             self.log_view.show(base, max_width=self.store.max_width)

@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
+from devloop.core.units import plural
+
 NO_GREEN = "no green run of this code on this profile"
 _NO_IMAGE_KINDS = ("local", "ssh")
 
@@ -40,7 +42,7 @@ class Citation:
             return self.reason or NO_GREEN
         r = self.record
         return (f"cites green run {self.run_id[:8]} ({r.get('file') or '?'}, {str(r.get('end') or '')[:19]}Z, "
-                f"{len(r.get('cells') or ())} cells ok)")
+                f"{plural(len(r.get('cells') or ()), 'cell')} ok)")
 
 
 def _sha(value: str) -> str:
