@@ -197,3 +197,21 @@ def _relays_in(cwd: Path) -> list[str]:
         except OSError:
             pass
     return found
+
+
+async def test_in_thread_hands_an_error_back_also_when_the_loop_is_busy_meanwhile():
+    """The error is bound when the thread schedules it (a closure over `exc` found it deleted
+    when the loop got to it late: the refused connection then hung)."""
+    import time
+
+    from devloop.core.ports.stream import in_thread
+
+    def boom() -> None:
+        raise ValueError("refused")
+
+    task = asyncio.ensure_future(in_thread(boom))
+    await asyncio.sleep(0)  # the thread starts
+    time.sleep(0.3)  # the loop is busy while the thread fails and leaves its except block
+    with pytest.raises(ValueError, match="refused"):
+        await asyncio.wait_for(task, 10)
+    assert await in_thread(lambda: 42) == 42

@@ -57,13 +57,17 @@ async def in_thread(fn: Any, *args: Any) -> Any:
     loop = asyncio.get_running_loop()
     fut = loop.create_future()
 
+    def settle(error: BaseException | None, result: Any) -> None:
+        if not fut.done():
+            fut.set_exception(error) if error is not None else fut.set_result(result)
+
     def run() -> None:
         try:
             result = fn(*args)
         except BaseException as exc:  # noqa: BLE001 - handed to the awaiting side
-            loop.call_soon_threadsafe(lambda: fut.done() or fut.set_exception(exc))
+            loop.call_soon_threadsafe(settle, exc, None)  # (bound now: `exc` ends with this block)
         else:
-            loop.call_soon_threadsafe(lambda: fut.done() or fut.set_result(result))
+            loop.call_soon_threadsafe(settle, None, result)
 
     threading.Thread(target=run, daemon=True, name="devloop-port-open").start()
     return await fut
