@@ -90,7 +90,7 @@ class HeaderBar(Static):
             text.append(f"  {file}", "white")
         text.append("  " if compact else "  profile ", "grey62")
         text.append(self.profile, "bold")
-        if self.kind and not compact:
+        if self.kind and not compact and self.kind != self.profile:  # not "local (local)"
             text.append(f" ({self.kind})", "grey62")
         text.append("  " if compact else "  target ", "grey62")
         text.append(self.state, TARGET_LOOK.get(self.state, "white"))
