@@ -160,9 +160,9 @@ async def test_i_marks_the_cell_interrupted_not_failed() -> None:
         assert "interrupted" in status and "failed" not in status
 
 
-async def test_i_with_nothing_running_says_so() -> None:
+async def test_i_with_nothing_running_says_so(tmp_path: Path) -> None:
     rec = Recorder()
-    app = make_app(make_project(Path(__import__("tempfile").mkdtemp())), rec)
+    app = make_app(make_project(tmp_path), rec)
     async with app.run_test(size=(80, 24)) as pilot:
         await first_pass(app, rec)
         await pilot.pause(0.2)
