@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import datetime as _dt
+import os
 import socket
 import time
 import uuid
@@ -35,11 +36,29 @@ def utc_now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def git_provenance(root: Path, ignore: tuple[Path, ...] = ()) -> dict[str, Any]:
-    """{commit, dirty, diff_sha256} as promote computes them ("" / False outside git)."""
+def in_git_work_tree(root: Path) -> bool:
+    """Is there a `.git` at `root` or above (or GIT_DIR set)? Checked with a few stats, so a
+    project outside git costs no git process per pass."""
+    if os.environ.get("GIT_DIR"):
+        return True
+    folder = Path(root).resolve()
+    for candidate in (folder, *folder.parents):
+        if (candidate / ".git").exists():
+            return True
+    return False
+
+
+def git_provenance(root: Path, config: Any = None) -> dict[str, Any]:
+    """{commit, dirty, diff_sha256} as promote computes them ("" / False outside git), leaving
+    out the pipeline files promote writes for `config`. Runs on the recorder's thread: nothing
+    of promote is imported outside git, nor on the event loop (a heavy import there delays
+    the watcher's start after a first pass)."""
+    if not in_git_work_tree(root):
+        return {"commit": "", "dirty": False, "diff_sha256": ""}
     from devloop.core.promote.model import PromoteError
     from devloop.core.promote.provenance import git_state
 
+    ignore = promote_outputs(config) if config is not None else ()
     try:
         state = git_state(root, ignore=ignore)
     except (PromoteError, OSError):
@@ -188,14 +207,13 @@ class RunRecorder:
         return p
 
     def _start_git(self) -> Any:
-        ignore = promote_outputs(self.config)
         try:
             asyncio.get_running_loop()
         except RuntimeError:  # called outside a loop (a test driving it by hand)
-            return git_provenance(self.root, ignore)
+            return git_provenance(self.root, self.config)
         if self._pool is None:  # one worker: the git read and the write of a pass stay in order
             self._pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="devloop-runs")
-        return self._pool.submit(git_provenance, self.root, ignore)
+        return self._pool.submit(git_provenance, self.root, self.config)
 
     def _finish(self, p: _Pass, *, ok: bool, exit_code: int, ms: float | None = None,
                 running: str = "interrupted") -> None:
