@@ -105,6 +105,7 @@ class LiveLines:
         """Erase the drawn live line (before the reporter writes a line)."""
         if self._drawn is not None:
             self._drawn.write(ERASE)
+            self._drawn.flush()  # before a line on the other stream (stdout vs stderr) lands
             self._drawn = None
 
     def redraw(self) -> None:
