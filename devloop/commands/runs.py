@@ -28,7 +28,7 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-n", "--limit", type=int, default=20, metavar="N",
                         help="show the newest N runs (default 20; 0 for all that are kept)")
     parser.add_argument("-p", "--profile", metavar="P", help="only the runs on this profile")
-    sub = parser.add_subparsers(dest="runs_command", metavar="show")
+    sub = parser.add_subparsers(dest="runs_command", title="one run", metavar="show ID")
     show = sub.add_parser("show", help="print one run: cells, errors, GPU, provenance",
                           description="Print one run record. ID may be the first characters of the "
                                       "run id, as long as only one run starts with them.")
