@@ -88,7 +88,7 @@ def resolve(args: argparse.Namespace, *, need_file: bool = True) -> tuple[Any, A
         files = python_files(Path(config.root))
         example = files[0] if len(files) == 1 else "train.py"
         raise UsageError(f"no file to run -- fix: name one (devloop {command} {example}) or set "
-                         f"entry = \"{example}\" under [project] in devloop.toml")
+                         f"[project].entry in devloop.toml (entry = \"{example}\")")
     profile = config.profile(getattr(args, "profile", None))
     script_args = getattr(args, "script_args", None)
     if script_args:  # `-- ARGS` on the command line replace [run].args
