@@ -255,3 +255,29 @@ def test_promote_cites_the_green_run_and_require_green_refuses_before(project: P
     assert devloop("run", "nb.py", cwd=project).returncode == 0
     check = devloop("promote", "--check", cwd=project)
     assert check.returncode == 0, check.stdout + check.stderr
+
+
+def test_a_run_handed_to_a_live_watch_is_recorded_there_and_reported_here(project: Path) -> None:
+    from tests.clitools import Watch
+
+    (project / "profiles").mkdir()
+    (project / "profiles" / "mirror.yaml").write_text(f"kind: local\nworkdir: {project.parent / 'wd'}\n")
+    w = Watch(project, "nb.py", "-p", "mirror", timeout=60)
+    try:
+        w.until(lambda e: e["event"] == "run_done")
+        mine = w.until(lambda e: e["event"] == "run_recorded")[-1]["record"]
+        assert mine["mode"] == "session" and mine["session_id"] and mine["cells"][1]["state"] == "failed"
+        ran = devloop("run", "nb.py", "-p", "mirror", "--junit", "handed.xml", cwd=project, timeout=60)
+        assert ran.returncode == 1, ran.stdout + ran.stderr
+    finally:
+        assert w.stop() == 0
+        devloop("stop", "--all", cwd=project, timeout=60)
+    handed = records(project)[-1]
+    assert handed["session_id"] == mine["session_id"] and handed["run_id"] != mine["run_id"]
+    text = (project / "handed.xml").read_text()
+    xmlschema.XMLSchema(str(SCHEMA)).validate(text)
+    suite = ET.fromstring(text).find("testsuite")
+    assert suite.get("id") == handed["run_id"]
+    states = [("failure" if c.find("failure") is not None else "skipped" if c.find("skipped") is not None
+               else "ok") for c in suite.findall("testcase")]
+    assert states == ["skipped", "failure", "skipped"]  # cell 0 kept ok in the session, 2 never ran
