@@ -36,8 +36,8 @@ def register(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     async def body(session, stop: asyncio.Event, emit) -> int:  # noqa: ANN001 - Session, Emit
+        watcher = asyncio.create_task(session.watch(stop))  # first: the first pass waits until it sees saves
         first = asyncio.create_task(session.first_pass())
-        watcher = asyncio.create_task(session.watch(stop))
         try:  # until Ctrl-C / SIGTERM, or another front end took the session over
             waits = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(session.taken_over.wait())]
             try:

@@ -101,6 +101,7 @@ class Session:
         self._unsynced: set[str] = set()  # saves made while the link to the target was down
         #: set when another front end attached to this session: this one stops, touching nothing
         self.taken_over = asyncio.Event()
+        self.watch_ready: asyncio.Event | None = None  # set by watch(): its watcher sees saves
         self.config = config
         self.profile = profile
         self.root = Path(config.root).resolve()
@@ -769,6 +770,9 @@ class Session:
         """The first pass of a front end: every cell -- or, attached to a session that already
         ran them, only the cells that changed or are not ok yet (a cell still running from the
         previous front end is waited for, not rerun)."""
+        if self.watch_ready is not None:  # a save from now on must reach the watcher, not be lost
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self.watch_ready.wait(), 6.0)
         if not self.attached_existing:
             return await self.run_all()
         return await self.run_outdated()
@@ -1105,6 +1109,7 @@ class Session:
         """Rerun on every save until `stop` is set."""
         from devloop.core.watch import watch_changes
 
+        self.watch_ready = asyncio.Event()  # before any await: a first pass started beside us waits
         rules = self._rules()
         debounce = int(getattr(self.config.sync, "debounce_ms", 50) or 50)
         self._log(f"watching {self.root} (debounce {debounce} ms)", "info")
@@ -1121,7 +1126,7 @@ class Session:
 
         relay = asyncio.ensure_future(either())
         try:
-            async for changes in watch_changes(self.root, rules, debounce, ended):
+            async for changes in watch_changes(self.root, rules, debounce, ended, self.watch_ready):
                 if ended.is_set():
                     break
                 if not self.watching:

@@ -15,7 +15,9 @@ while we wait joins the batch instead of starting a second pass right behind it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import secrets
 import time
 from pathlib import Path
 from typing import AsyncIterator
@@ -27,16 +29,19 @@ from devloop.core.sync.ignore import IgnoreRules
 MAX_BATCH_MS = 1000  # watchfiles hands over a stream of changes at least this often
 SETTLE_MAX_MS = 10_000  # a file still changing after this long is taken as it is (a log a run
 #                         keeps appending to inside the project must not hold the loop forever)
+READY_WAIT_S = 5.0  # at most this long for the watcher to prove it sees changes
 BIG_BATCH = 256  # a batch this large is stat()ed in a thread (a `git checkout` of 2,000 files)
 
 
 class _Filter:
     """watchfiles filter: absolute path -> keep? (not ignored, inside root)."""
 
-    def __init__(self, root: str, rules: IgnoreRules) -> None:
+    def __init__(self, root: str, rules: IgnoreRules, canary: str = "",
+                 on_canary: "asyncio.Event | None" = None) -> None:
         self.root = root
         self.prefix = root.rstrip(os.sep) + os.sep
         self.rules = rules
+        self.canary, self.on_canary = canary, on_canary
 
     def relpath(self, path: str) -> str | None:
         if not path.startswith(self.prefix):
@@ -45,6 +50,10 @@ class _Filter:
         return rel.replace(os.sep, "/") if os.sep != "/" else rel
 
     def __call__(self, change: watchfiles.Change, path: str) -> bool:
+        if self.canary and path == self.canary:  # the watcher is live: it saw our own write
+            if self.on_canary is not None:
+                self.on_canary.set()
+            return False
         rel = self.relpath(path)
         if not rel:
             return False
@@ -98,12 +107,35 @@ async def _quiet(stop_event: asyncio.Event | None, seconds: float) -> bool:
     return False
 
 
+async def _prove_live(canary: str, ready: asyncio.Event, step_s: float) -> None:
+    """Write `canary` until the watcher reports it (or READY_WAIT_S passed), then remove it.
+    inotify watches are set up on a thread inside watchfiles with no signal of their own: a
+    save made before then would be lost, so a front end's first pass waits for `ready`."""
+    deadline = time.monotonic() + READY_WAIT_S
+    try:
+        os.makedirs(os.path.dirname(canary), exist_ok=True)
+        while not ready.is_set() and time.monotonic() < deadline:
+            fd = os.open(canary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+            os.write(fd, b"devloop watch canary\n")
+            os.close(fd)
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(ready.wait(), step_s)
+    except OSError:  # a read-only project: nothing to prove it with
+        pass
+    finally:
+        ready.set()
+        with contextlib.suppress(OSError):
+            os.unlink(canary)
+
+
 async def watch_changes(root: Path | str, rules: IgnoreRules, debounce_ms: int = 50,
-                        stop_event: asyncio.Event | None = None) -> AsyncIterator[set[str]]:
+                        stop_event: asyncio.Event | None = None,
+                        ready: asyncio.Event | None = None) -> AsyncIterator[set[str]]:
     """Yield sets of changed posix relpaths under `root` until `stop_event` is set; each set
-    once its files stopped changing."""
+    once its files stopped changing. `ready` is set once the watcher provably sees changes."""
     root_s = str(Path(root).resolve())
-    flt = _Filter(root_s, rules)
+    canary = os.path.join(root_s, ".devloop", f"watch-ready.{os.getpid()}.{secrets.token_hex(4)}") if ready else ""
+    flt = _Filter(root_s, rules, canary, ready)
     # watchfiles closes a batch once a whole `step` passed with no new change, checking every
     # `step`: a save is seen after step..2*step, and settles one `step` later. Half the debounce
     # keeps the quiet period the user asked for (a batch comes after >= 2 quiet steps) while a
@@ -134,6 +166,7 @@ async def watch_changes(root: Path | str, rules: IgnoreRules, debounce_ms: int =
         return True
 
     pumping = asyncio.create_task(pump())
+    proving = asyncio.create_task(_prove_live(canary, ready, max(0.05, step / 1000))) if ready else None
     try:
         running = True
         while running:
@@ -157,6 +190,10 @@ async def watch_changes(root: Path | str, rules: IgnoreRules, debounce_ms: int =
             if batch:
                 yield batch
     finally:
+        if proving is not None:
+            proving.cancel()
+            with contextlib.suppress(BaseException):
+                await proving
         pumping.cancel()
         try:
             await pumping

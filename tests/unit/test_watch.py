@@ -123,3 +123,24 @@ async def test_a_file_rewritten_in_place_in_pieces_is_yielded_only_when_complete
         assert batch == {"train.py"}
         assert not mid_write and text in versions, f"a batch came while train.py was {len(text)} bytes"
     assert seen[-1][1] == versions[-1]
+
+
+async def test_ready_is_set_once_the_watcher_sees_writes_and_a_save_right_after_is_caught(tmp_path):
+    """`ready` (what a front end's first pass waits for) means a save is seen: no sleep here,
+    the save comes the moment `ready` is set; the canary that proved it is gone and never yielded."""
+    (tmp_path / "nb.py").write_text("x = 1\n")
+    rules = IgnoreRules.load(tmp_path)
+    stop, ready = asyncio.Event(), asyncio.Event()
+    batches = []
+
+    async def watcher():
+        async for batch in watch_changes(tmp_path, rules, 50, stop, ready):
+            batches.append(batch)
+            stop.set()
+
+    task = asyncio.create_task(watcher())
+    await asyncio.wait_for(ready.wait(), 10)
+    (tmp_path / "nb.py").write_text("x = 2\n")
+    await asyncio.wait_for(task, 10)
+    assert batches == [{"nb.py"}]
+    assert [p.name for p in (tmp_path / ".devloop").iterdir()] == []
