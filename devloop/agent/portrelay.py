@@ -115,6 +115,8 @@ def connect_main(argv):
 #   EOF     both ways            the sender's side finished (a half-close)
 #   CLOSE   both ways            the stream is gone (the front end: done with it)
 #   ACK     both ways            payload = 4-byte count: that many DATA bytes were delivered
+#   NOP     front end -> agent   (op 0, stream 0) nothing: sent while connections wait for data
+#                                (a Kubernetes exec stream was seen to stall until stdin moved)
 # Each side sends at most WINDOW unacknowledged DATA bytes per stream, so one slow reader holds
 # its own stream, never the channel or the memory of either side.
 
