@@ -524,11 +524,19 @@ class SessionClient(KernelClient):
     async def detach(self) -> None:
         """Leave the kernel running on the target; this client ends."""
         self._closing = True
+        said = False
         if not self._closed and self._linked:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._send({"op": "ack", "seq": self.last_seq}), 2)
                 await asyncio.wait_for(self._send({"op": wire.OP_DETACH}), 2)
+                said = True
         self.end_reason = self.end_reason or "detached"
+        if said and self._reader is not None:
+            # the relay is a process between us and the kernel: killed now, it could drop the
+            # ack and the detach unread (the kernel would replay what we had already shown).
+            # The kernel closes its end on `detach`, and then the relay ends by itself.
+            with contextlib.suppress(asyncio.TimeoutError, Exception):
+                await asyncio.wait_for(asyncio.shield(self._reader), 2)
         with contextlib.suppress(Exception):
             await self.channel.kill()
         if self._reader is not None:
