@@ -41,6 +41,9 @@ running(){
     local pid; pid="$(cat "$D/$p.pid" 2>/dev/null || true)"
     [ -n "$pid" ] && alive "$pid" || return 1
   done
+  # a cluster started from an older build recipe is replaced (stale cluster below)
+  local want; want="$(DEVLOOP_KUBE_WHERE=1 bash "$here/build-kube.sh")/kube-apiserver"
+  [ "$(readlink "/proc/$(cat "$D/apiserver.pid")/exe" 2>/dev/null)" = "$want" ] || return 1
   [ -f "$D/kubeconfig" ] && node_ready
 }
 
