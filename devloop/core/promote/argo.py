@@ -86,6 +86,21 @@ def env_of(step: Step) -> list[dict[str, Any]]:
     return env
 
 
+def env_and_resources(step: Step) -> dict[str, Any]:
+    """A container's env, envFrom and resources keys for a stage (only those it has), in the
+    order Argo steps and Kubeflow replicas both write them."""
+    out: dict[str, Any] = {}
+    env = env_of(step)
+    if env:
+        out["env"] = env
+    if step.secret_env_from:
+        out["envFrom"] = [{"secretRef": {"name": n}} for n in step.secret_env_from]
+    res = resources_of(step)
+    if res:
+        out["resources"] = res
+    return out
+
+
 def _abs(p: Pipeline, rel: str) -> str:
     return posixpath.normpath(posixpath.join(p.workdir, rel))
 
@@ -110,14 +125,7 @@ def _template(p: Pipeline, step: Step, producers: dict[str, Step]) -> dict[str, 
     if step.script:
         body["source"] = step.script
     body["workingDir"] = p.workdir
-    env = env_of(step)
-    if env:
-        body["env"] = env
-    if step.secret_env_from:
-        body["envFrom"] = [{"secretRef": {"name": n}} for n in step.secret_env_from]
-    res = resources_of(step)
-    if res:
-        body["resources"] = res
+    body.update(env_and_resources(step))
     if p.shm_size:
         body["volumeMounts"] = [{"name": SHM_VOLUME, "mountPath": "/dev/shm"}]
     t["script" if step.script else "container"] = body

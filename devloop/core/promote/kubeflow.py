@@ -24,7 +24,8 @@ import copy
 import shlex
 from typing import Any
 
-from devloop.core.promote.argo import provenance_annotations, provenance_labels, resources_of, env_of
+from devloop.core.promote.argo import (env_and_resources, env_of, provenance_annotations, provenance_labels,
+                                       resources_of)
 from devloop.core.promote.model import Pipeline, PromoteError, Step
 
 PYTORCHJOB_API = "kubeflow.org/v1"
@@ -96,14 +97,7 @@ def pytorchjob(p: Pipeline, step: Step) -> dict[str, Any]:
         "command": ["sh", "-c", torchrun_script(p, step, static=True)],
         "workingDir": p.workdir,
     }
-    env = env_of(step)
-    if env:
-        container["env"] = env
-    if step.secret_env_from:
-        container["envFrom"] = [{"secretRef": {"name": n}} for n in step.secret_env_from]
-    res = resources_of(step)
-    if res:
-        container["resources"] = res
+    container.update(env_and_resources(step))
     if mounts:
         container["volumeMounts"] = mounts
     pod: dict[str, Any] = {"containers": [container]}
