@@ -76,6 +76,22 @@ async def in_thread(fn: Any, *args: Any) -> Any:
 # ------------------------------------------------------------------------------ thread-pumped
 
 
+def end_writing(chan: Any) -> None:
+    """Half-close a paramiko channel without ever sending EOF for a channel sshd has freed.
+    paramiko's shutdown_write() builds the EOF under the channel's lock and sends it after: when
+    the server's EOF+CLOSE (an HTTP/1.0 server done with its answer) are handled in between, our
+    EOF goes out after our CLOSE, and OpenSSH drops the whole connection -- every forward and the
+    session link with it ("ieof packet referred to nonexistent channel", seen under load). Once
+    the server has sent EOF both halves are done, so close the channel: EOF and CLOSE then go out
+    together, in order, and a CLOSE handled after that sends nothing more."""
+    if chan.closed:
+        return
+    if chan.eof_received:
+        chan.close()
+    else:
+        chan.shutdown_write()
+
+
 class ThreadStream(PortStream):
     """A blocking channel (recv / sendall / shutdown_write / close) made async by two threads."""
 
@@ -135,7 +151,7 @@ class ThreadStream(PortStream):
                 data = self._out.pop(0)
             if data is None:
                 with contextlib.suppress(Exception):
-                    self.chan.shutdown_write()
+                    end_writing(self.chan)
                 return
             try:
                 self.chan.sendall(data)

@@ -212,6 +212,8 @@ class SshChannel(StreamedChannel):
     async def close_stdin(self) -> None:
         if not self.conn.transport.is_active():
             raise self._connection_lost()
+        if self.chan.closed:  # an EOF for a channel sshd freed drops the whole connection
+            return
         try:
             await asyncio.to_thread(self.chan.shutdown_write)
         except (OSError, EOFError, paramiko.SSHException):
