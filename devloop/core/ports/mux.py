@@ -73,14 +73,9 @@ class MuxStream(PortStream):
 
     # -- PortStream
     async def read(self, n: int = FRAME) -> bytes:
-        while not self._buf:
-            if self._eof:
-                return b""
-            self._wake.clear()
-            await self._wake.wait()
-        data = bytes(self._buf[:n])
-        del self._buf[:n]
-        self.received += len(data)
+        data = await self._take(n)
+        if not data:
+            return data
         self._unacked += len(data)
         if self._unacked >= ACK_EVERY or not self._buf:
             count, self._unacked = self._unacked, 0

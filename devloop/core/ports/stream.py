@@ -34,6 +34,24 @@ class PortStream(abc.ABC):
     sent = 0
     received = 0
 
+    # what a stream fed by a reader (a thread, the mux) keeps: bytes that arrived, their end,
+    # and the event set when either changed
+    _buf: bytearray
+    _eof: bool
+    _wake: asyncio.Event
+
+    async def _take(self, n: int) -> bytes:
+        """Up to n bytes of what arrived, waiting for some; b"" once the far side ended."""
+        while not self._buf:
+            if self._eof:
+                return b""
+            self._wake.clear()
+            await self._wake.wait()
+        data = bytes(self._buf[:n])
+        del self._buf[:n]
+        self.received += len(data)
+        return data
+
     @abc.abstractmethod
     async def read(self, n: int = CHUNK) -> bytes:
         """Up to n bytes from the remote port; b"" when it ended."""
@@ -168,17 +186,11 @@ class ThreadStream(PortStream):
 
     # -- PortStream
     async def read(self, n: int = CHUNK) -> bytes:
-        while not self._buf:
-            if self._eof:
-                return b""
-            self._wake.clear()
-            await self._wake.wait()
-        data = bytes(self._buf[:n])
-        del self._buf[:n]
-        with self._room:
-            self._pending_in -= len(data)
-            self._room.notify()
-        self.received += len(data)
+        data = await self._take(n)
+        if data:
+            with self._room:
+                self._pending_in -= len(data)
+                self._room.notify()
         return data
 
     async def write(self, data: bytes) -> None:
