@@ -34,7 +34,8 @@ async def test_input_opens_a_box_and_enter_answers_the_cell(tmp_path: Path) -> N
         await until("the first question", lambda: app.query(InputBox))
         box = app.query_one(InputBox)
         assert (box.request.cell, box.request.prompt) == (0, "name? ")
-        await pilot.pause()
+        # the box takes the focus after its first refresh (call_after_refresh): wait for it
+        await until("the box has the focus", lambda: app.focused is box.query_one(Input))
         assert app.focused is box.query_one(Input)
         await pilot.press(*"alice", "enter")
         await until("the second question", lambda: len(rec.of(ev.InputRequest)) == 2 and app.query(InputBox))
