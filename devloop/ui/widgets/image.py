@@ -18,6 +18,7 @@ import os
 import shutil
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 from rich.text import Text
@@ -28,6 +29,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Static
 
 from devloop.core.textfit import cell_width
+from devloop.ui.widgets import graphics
 
 MODES = ("auto", "kitty", "sixel", "halfblock", "off")
 INLINE_MAX_ROWS = 16  # an inline figure takes at most this many log rows (32 pixel rows)
@@ -156,6 +158,37 @@ class ImageScreen(ModalScreen[None]):
             self.notify("no system viewer here (no desktop session)", severity="warning")
 
 
+@dataclass
+class InlineFigure:
+    """What a figure's reserved log rows become: their text (half blocks, always: search, a
+    screen behind a dialog) and, per row, what a graphics protocol draws instead."""
+
+    texts: list[str]
+    graphics: list[graphics.RowGraphic | None]
+    transmit: str = ""  # Kitty: the image and its placement, sent once before the rows show
+    image_id: int = 0
+
+
+def inline_rows(path: Path, protocol: str, cols: int, rows: int,
+                cell: tuple[int, int] = graphics.DEFAULT_CELL) -> InlineFigure:
+    """A figure as `rows` log rows for `protocol` (kitty | sixel | halfblock), on a thread."""
+    texts = halfblock_rows(path, cols, rows)
+    texts = (texts + [" "] * rows)[:rows]
+    none: list[graphics.RowGraphic | None] = [None] * rows
+    if protocol == "kitty":
+        png = graphics.kitty_png(path, (cols * cell[0], rows * cell[1]))
+        if png is not None:
+            image_id = graphics.new_kitty_id()
+            placeholders = graphics.kitty_rows(image_id, cols, rows)
+            return InlineFigure(texts, [graphics.RowGraphic("kitty", row, cols, image_id) for row in placeholders],
+                                graphics.kitty_transmit(png, image_id, cols, rows), image_id)
+    elif protocol == "sixel":
+        bands = graphics.sixel_bands(path, cols, rows, cell)
+        if len(bands) == rows:
+            return InlineFigure(texts, [graphics.RowGraphic("sixel", band, cols) for band in bands])
+    return InlineFigure(texts, none)
+
+
 class FigureLog:
     """DevloopApp's part for what cells show: Display events into the log (values as text,
     images as a header line and half-block rows), Enter (log focused) or a click on a figure
@@ -181,10 +214,16 @@ class FigureLog:
             if event.width > 0 and event.height > 0:
                 # the rows are kept now, blank, and drawn on a thread: decoding a big PNG never
                 # holds up the log (text after the figure keeps streaming)
-                rows = fit(event.width, event.height, cols)[1] // 2
+                protocol = graphics.resolve(self.images_mode)
+                if protocol in ("kitty", "sixel"):
+                    cell = graphics.cell_pixels()
+                    cols, rows = graphics.geometry(event.width, event.height, cols, INLINE_MAX_ROWS, cell)
+                else:
+                    cell, rows = graphics.DEFAULT_CELL, fit(event.width, event.height, cols)[1] // 2
                 blank = [line for _ in range(rows) for line in self.store.add_lines(event.cell, "image", " ")]
                 lines.extend(blank)
-                job = asyncio.get_running_loop().run_in_executor(None, halfblock_rows, path, cols)
+                job = asyncio.get_running_loop().run_in_executor(
+                    None, inline_rows, path, protocol, cols, rows, cell)
                 job.add_done_callback(lambda done, blank=blank: self._fill_figure(blank, done))
                 self.figure_jobs.add(job)
             else:
@@ -207,16 +246,48 @@ class FigureLog:
     def _fill_figure(self, blank: list, done) -> None:  # noqa: ANN001 - a concurrent Future
         self.figure_jobs.discard(done)
         try:
-            rows = done.result()
+            drawn = done.result()
         except Exception:  # noqa: BLE001 - unreadable: the rows stay blank
             return
-        for line, text in zip(blank, rows):
+        view = self.log_view
+        if drawn.transmit:  # Kitty: the image goes to the terminal before its rows are drawn
+            self._terminal_write(drawn.transmit)
+            self._keep_kitty_image(drawn.image_id, [line.seq for line in blank])
+        for line, text, graphic in zip(blank, drawn.texts, drawn.graphics):
             line.text, line.width = text, cell_width(text)
             self.store.max_width = max(self.store.max_width, line.width)
-        view = self.log_view
+            if graphic is not None:
+                view.graphics[line.seq] = graphic
         for line in blank:
             view._cache.pop(line.seq, None)
         view.refresh()
+
+    def _terminal_write(self, data: str) -> None:
+        """Escape sequences for the terminal itself, in order with Textual's own output (through
+        its driver's writer), never straight to stdout from another thread."""
+        driver = getattr(self, "_driver", None)
+        if driver is not None:
+            driver.write(data)
+
+    def _keep_kitty_image(self, image_id: int, seqs: list[int]) -> None:
+        """The terminal holds at most graphics.KITTY_KEPT of our images: the oldest is deleted
+        and its rows go back to half blocks."""
+        kept = self.__dict__.setdefault("_kitty_images", {})
+        kept[image_id] = seqs
+        while len(kept) > graphics.KITTY_KEPT:
+            oldest = next(iter(kept))
+            for seq in kept.pop(oldest):
+                self.log_view.graphics.pop(seq, None)
+            self._terminal_write(graphics.kitty_delete(oldest))
+
+    def release_kitty_images(self) -> None:
+        """Delete our images from the terminal (the app is ending): a terminal keeps them."""
+        for image_id in self.__dict__.pop("_kitty_images", {}):
+            self._terminal_write(graphics.kitty_delete(image_id))
+
+    def exit(self, *args, **kwargs) -> None:  # noqa: ANN002, ANN003 - App.exit's own
+        self.release_kitty_images()
+        super().exit(*args, **kwargs)
 
     def _figure_at(self, row: int) -> Path | None:
         """The figure drawn on the log view's row `row` (counted from its top), if any."""

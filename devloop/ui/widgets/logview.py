@@ -21,6 +21,7 @@ from __future__ import annotations
 from bisect import bisect_right
 from collections import OrderedDict
 
+from rich.segment import ControlType, Segment
 from rich.style import Style
 from rich.text import Text
 from textual.geometry import Size
@@ -29,6 +30,7 @@ from textual.strip import Strip
 
 from devloop.core.textfit import fit_middle
 from devloop.ui.logstore import DEVLOOP, LogLine, Ring
+from devloop.ui.widgets.graphics import RowGraphic, sixel_row
 
 GUTTER = 5  # "  3 ▏"
 PREFIX = GUTTER + 1  # the gutter and a space before the text
@@ -140,6 +142,9 @@ class LogView(ScrollView, can_focus=True):
         self._index = RowIndex()
         self._index_width = -1  # the text width the index was built for
         self._pinning = False  # our own scroll: not the user's
+        # rows of inline figures drawn with a terminal graphics protocol (graphics.py), by seq
+        self.graphics: dict[int, RowGraphic] = {}
+        self._graphic_parts: OrderedDict[int, tuple[Strip, Strip]] = OrderedDict()
 
     # -- what is shown -------------------------------------------------------------------------
 
@@ -154,6 +159,7 @@ class LogView(ScrollView, can_focus=True):
         self._seen_dropped = source.dropped
         self.search = search
         self._cache.clear()
+        self._graphic_parts.clear()
         self._index_width = -1  # rebuilt for the new source
         self.follow, self.new_below = True, False
         self.sync(max_width)
@@ -173,6 +179,7 @@ class LogView(ScrollView, can_focus=True):
         self.wrap = wrap
         self._index_width = -1
         self._cache.clear()
+        self._graphic_parts.clear()
         self.scroll_to(x=0, animate=False, immediate=True)
         self.sync(self.max_width)
 
@@ -270,6 +277,7 @@ class LogView(ScrollView, can_focus=True):
     def mark(self, seqs: set[int]) -> None:
         self.marked = seqs
         self._cache.clear()
+        self._graphic_parts.clear()
         self.refresh()
 
     # -- scrolling decides following -----------------------------------------------------------
@@ -325,6 +333,11 @@ class LogView(ScrollView, can_focus=True):
             return Strip.blank(width, style)
         index, part = self._index.locate(row, self._source.dropped)
         line = self._source[index]
+        graphic = self.graphics.get(line.seq) if self.graphics else None
+        if graphic is not None and part == 0 and self._draws_graphics():
+            drawn = self._graphic_row(line, graphic, y, scroll_x, width, style)
+            if drawn is not None:
+                return drawn
         parts = self._cache.get(line.seq)
         if parts is None:
             parts = self._render_parts(line, style)
@@ -333,6 +346,35 @@ class LogView(ScrollView, can_focus=True):
                 self._cache.popitem(last=False)
         rows = self._rows_of(line, self._index_width if self._index_width > 0 else self.text_width)
         return self._row(line, parts, part, rows, scroll_x, width, style)
+
+    def _draws_graphics(self) -> bool:
+        """Graphics only on the active screen: behind a dialog Textual dims what it draws, and a
+        Sixel band or a recoloured placeholder would not be dimmed but garbled."""
+        try:
+            return self.screen.is_active
+        except Exception:  # noqa: BLE001 - not mounted
+            return False
+
+    def _graphic_row(self, line: LogLine, graphic: RowGraphic, y: int, scroll_x: int, width: int,
+                     style: Style) -> Strip | None:
+        """A figure's row drawn by the terminal (None: draw its half blocks instead)."""
+        if scroll_x or graphic.cols + PREFIX > width:  # scrolled sideways or too narrow
+            return None
+        if graphic.kind == "kitty":  # placeholder text: the terminal draws the image under it
+            parts = self._graphic_parts.get(line.seq)
+            if parts is None:
+                parts = self._render_parts(LogLine(line.seq, line.cell, line.stream, graphic.data, graphic.cols),
+                                           style)
+                self._graphic_parts[line.seq] = parts
+                if len(self._graphic_parts) > CACHE_SIZE:
+                    self._graphic_parts.popitem(last=False)
+            return self._row(line, parts, 0, 1, 0, width, style)
+        gutter = self._cache.get(line.seq) or self._render_parts(line, style)
+        region = self.content_region
+        band = sixel_row(graphic.data, region.x + PREFIX, region.y + y, graphic.cols)
+        rest = width - PREFIX - graphic.cols
+        return Strip([*gutter[0].crop(0, PREFIX), Segment(band, None, ((ControlType.CURSOR_FORWARD, 0),)),
+                      Segment(" " * rest, style)], width)
 
     def _row(self, line: LogLine, parts: tuple[Strip, Strip], part: int, rows: int, scroll_x: int,
              width: int, style: Style) -> Strip:
