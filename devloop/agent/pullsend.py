@@ -2,9 +2,18 @@
 the other direction.
 
 Two requests on stdin, one JSON line each:
-  {"roots": [REL, ...]}  ->  one JSON line {"files": {rel: [size, mtime_ns]}}: the regular files
-                            under those folders (symlinks are neither followed nor listed;
-                            `.devloop/` and `.git/` are skipped; at most MAX_FILES)
+  {"roots": [REL, ...], "match": [[REGEX, INCLUDE], ...], "prune": [[REGEX, INCLUDE], ...]}
+                         ->  one JSON line {"files": {rel: [size, mtime_ns]}, "truncated": BOOL}:
+                            the regular files under those folders that the `match` rules pick
+                            (symlinks are neither followed nor listed). `match` and `prune` are
+                            gitignore rules already compiled to regexes by pathspec on devloop's
+                            side (the agent stays stdlib-only) and decided here as pathspec's
+                            GitIgnoreSpec does (`verdict`), a folder's verdict holding for all
+                            under it as in git. Folders the `prune` rules (the sync's exclusions)
+                            exclude are not entered unless `match` picks them or they are a root,
+                            nor are `.git/`, `.devloop/`, `node_modules/` or a virtualenv (a
+                            folder with pyvenv.cfg): a pass never walks a venv. Bounded: at most
+                            MAX_FILES listed and MAX_SCANNED entries looked at, else "truncated".
   {"paths": [REL, ...]}  ->  a ustar stream on stdout: each path (opened O_NOFOLLOW, regular files
                             only, under ROOT: `..` and absolute names refused) as a member of the
                             size fstat gave when it was opened, then a last member
@@ -23,36 +32,99 @@ from .syncrecv import Refused, check_relpath
 
 MAX_FILES = 100000
 CHUNK = 1 << 20
-SKIP_DIRS = (".devloop", ".git")
 TRAILER = ".devloop-pull.json"
 
 
-def list_files(root, roots):
-    found = {}
-    for top in roots or ["."]:
-        top = "." if top in ("", ".") else top.strip("/")
-        if top != "." and not _safe(top):
+MAX_SCANNED = 1000000
+NEVER_ENTERED = (".git", ".devloop", "node_modules")
+
+
+def verdict(rules, path):
+    """Does the last rule that matters pick `path` (True), leave it (False), or none match
+    (None)? pathspec's GitIgnoreSpec.check_file, ported: a match through the folder mark
+    (`ps_d`) is weaker than a file match, except that an including folder match always counts."""
+    out, out_priority = None, 0
+    for regex, include in rules:
+        found = regex.search(path)
+        if found is None:
             continue
+        dir_mark = found.groupdict().get("ps_d")
+        priority = 1 if dir_mark else 2
+        if (include and dir_mark) or priority >= out_priority:
+            out, out_priority = include, priority
+    return out
+
+
+def _compile(rules):
+    import re
+
+    if rules is None:
+        return None
+    return [(re.compile(str(regex)), bool(include)) for regex, include in rules]
+
+
+def _roots(roots):
+    clean = []
+    for top in roots or ["."]:
+        top = "." if top in ("", ".") else str(top).strip("/")
+        if (top == "." or _safe(top)) and top not in clean:
+            clean.append(top)
+    return clean
+
+
+def walk(root, roots, match=None, prune=None, max_files=MAX_FILES, max_scanned=MAX_SCANNED):
+    """({rel: [size, mtime_ns]}, truncated): see the module docstring."""
+    match, prune = _compile(match), _compile(prune)
+    roots = _roots(roots)
+    found, scanned = {}, 0
+    for top in roots:
         start = os.path.join(root, top) if top != "." else root
         try:
-            if stat.S_ISLNK(os.lstat(start).st_mode):
+            if not stat.S_ISDIR(os.lstat(start).st_mode):
                 continue
         except OSError:
             continue
-        for folder, dirs, files in os.walk(start, followlinks=False):
-            rel_folder = os.path.relpath(folder, root)
-            rel_folder = "" if rel_folder == "." else rel_folder.replace(os.sep, "/") + "/"
-            dirs[:] = sorted(d for d in dirs if not (rel_folder == "" and d in SKIP_DIRS))
-            for name in sorted(files):
+        picked = False
+        if top != "." and match is not None:  # a folder picked above the root picks all in it
+            parts = top.split("/")
+            picked = any(verdict(match, "/".join(parts[:n]) + "/") for n in range(1, len(parts) + 1))
+        stack = [(start, "" if top == "." else top + "/", picked)]
+        while stack:
+            folder, rel, picked = stack.pop()
+            try:
+                with os.scandir(folder) as it:
+                    entries = list(it)
+            except OSError:
+                continue
+            scanned += len(entries)
+            if scanned > max_scanned:
+                return found, True
+            for entry in entries:
+                path = rel + entry.name
                 try:
-                    st = os.lstat(os.path.join(folder, name))
+                    if entry.is_dir(follow_symlinks=False):
+                        if entry.name in NEVER_ENTERED or (path in roots and path != top):
+                            continue  # never, or walked as a root of its own
+                        sub = picked or (match is not None and bool(verdict(match, path + "/")))
+                        if not sub and (
+                                (prune is not None and verdict(prune, path + "/"))
+                                or os.path.exists(os.path.join(entry.path, "pyvenv.cfg"))):
+                            continue  # the sync leaves it alone: so does the listing
+                        stack.append((entry.path, path + "/", sub))
+                    elif entry.is_file(follow_symlinks=False):
+                        if match is not None and not picked and not verdict(match, path):
+                            continue
+                        st = entry.stat(follow_symlinks=False)
+                        found[path] = [st.st_size, st.st_mtime_ns]
+                        if len(found) >= max_files:
+                            return found, True
                 except OSError:
                     continue
-                if stat.S_ISREG(st.st_mode):
-                    found[rel_folder + name] = [st.st_size, st.st_mtime_ns]
-                    if len(found) >= MAX_FILES:
-                        return found
-    return found
+    return found, False
+
+
+def list_files(root, roots, match=None, prune=None):
+    return walk(root, roots, match, prune)[0]
 
 
 def _safe(rel):
@@ -154,8 +226,11 @@ def pull_main(argv):
         first = json.loads(stdin.readline() or b"{}")
     except ValueError:
         first = {}
-    files = list_files(root, [str(r) for r in first.get("roots") or ["."]]) if os.path.isdir(root) else {}
-    out.write((json.dumps({"files": files}) + "\n").encode())
+    files, truncated = {}, False
+    if os.path.isdir(root):
+        files, truncated = walk(root, [str(r) for r in first.get("roots") or ["."]],
+                                first.get("match"), first.get("prune"))
+    out.write((json.dumps({"files": files, "truncated": truncated}) + "\n").encode())
     out.flush()
     try:
         second = json.loads(stdin.readline() or b"{}")

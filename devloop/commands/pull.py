@@ -66,6 +66,7 @@ def run(args: argparse.Namespace) -> int:
         try:
             await target.start()
             result = await Puller(target, root, patterns, profile=profile.name, log=log,
+                                  exclude=tuple(getattr(config.sync, "exclude", ()) or ()),
                                   max_bytes=max_mb << 20).pull()
         except TargetError as exc:
             return fail(str(exc))

@@ -142,6 +142,7 @@ class Session:
         self._metric_steps: dict[str, int] = {}
         self.puller = Puller(self.target, self.root, tuple(getattr(config.sync, "pull", ()) or ()),
                              profile=profile.name, log=self._log,
+                             exclude=tuple(getattr(config.sync, "exclude", ()) or ()),
                              max_bytes=int(getattr(config.sync, "pull_max_mb", 100) or 100) << 20)
 
     # ----------------------------------------------------------------- properties

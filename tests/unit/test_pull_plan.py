@@ -12,12 +12,72 @@ from devloop.agent import pullsend
 from devloop.core.sync.pull import PullResult, Puller, conflict_name, roots_of
 
 
-def test_roots_are_the_rules_literal_folders() -> None:
-    assert roots_of(("results/", "figures/*.png")) == ["figures", "results"]
+def test_roots_are_the_anchored_rules_literal_folders() -> None:
+    assert roots_of(("/results/", "figures/*.png")) == ["figures", "results"]
     assert roots_of(("/out/run1/**/*.csv",)) == ["out/run1"]
+    assert roots_of(("results/",)) == ["."]  # no slash but the last: any depth, as in gitignore
     assert roots_of(("*.csv",)) == ["."]  # a bare glob matches at any depth
-    assert roots_of(("results/", "!results/tmp")) == ["."]
+    assert roots_of(("/results/", "!results/tmp")) == ["results"]  # a negation adds nothing
     assert roots_of(()) == ["."]
+
+
+def _tree(top: Path, files: dict[str, str]) -> None:
+    for rel, text in files.items():
+        (top / rel).parent.mkdir(parents=True, exist_ok=True)
+        (top / rel).write_text(text)
+
+
+REMOTE = {
+    "results/metrics.csv": "a", "exp1/results/metrics.csv": "b", "exp1/results/deep/x.bin": "c",
+    "results/keep.csv": "d",  # under a picked folder: a negation cannot take it back (git)
+    "figures/a.png": "e", "exp1/figures/b.png": "f",  # figures/*.png is anchored to the top
+    "figures/sub/c.png": "g", "data/t.csv": "h", "data/t.tmp.csv": "i", "notes.txt": "j",
+    ".venv/pyvenv.cfg": "", ".venv/lib/results/v.csv": "k", "node_modules/results/n.csv": "l",
+    "build/results/b.csv": "m",  # build/ is excluded by the sync: not walked
+    "outputs/results/o.csv": "n",  # outputs/ too, but the anchored rule below starts in it
+    "outputs/best/w.pt": "o", "src/__pycache__/results/p.csv": "q", ".git/results/g.csv": "r",
+}
+RULES = ("results/", "!results/keep.csv", "figures/*.png", "*.csv", "!*.tmp.csv", "outputs/best/*.pt")
+
+
+def test_rules_match_as_gitignore_at_any_depth_and_the_listing_prunes_what_the_sync_excludes(
+        tmp_path: Path) -> None:
+    remote, local = tmp_path / "remote", tmp_path / "local"
+    _tree(remote, REMOTE)
+    local.mkdir()
+    (local / ".gitignore").write_text("build/\n/outputs/\n")
+    puller = Puller(_NoTarget(), local, RULES, exclude=("scratch/",))
+    request = puller._request()
+    assert request["roots"] == ["."]
+    files, truncated = pullsend.walk(str(remote), request["roots"], request["match"], request["prune"])
+    assert not truncated
+    assert sorted(files) == ["data/t.csv", "exp1/results/deep/x.bin", "exp1/results/metrics.csv",
+                             "figures/a.png", "results/keep.csv", "results/metrics.csv"]
+    # the anchored rule's folder is walked although the sync excludes outputs/
+    files, _ = pullsend.walk(str(remote), ["outputs/best"], request["match"], request["prune"])
+    assert sorted(files) == ["outputs/best/w.pt"]
+    # the local side decides with the same matcher (ignore.py), whatever the target listed
+    picked = {rel for rel in REMOTE if puller._matches(rel)}
+    assert picked == {"data/t.csv", "exp1/results/deep/x.bin", "exp1/results/metrics.csv", "figures/a.png",
+                      "results/keep.csv", "results/metrics.csv", "outputs/best/w.pt", "outputs/results/o.csv",
+                      "build/results/b.csv", ".venv/lib/results/v.csv", "node_modules/results/n.csv",
+                      "src/__pycache__/results/p.csv"}  # never .git/
+
+
+def test_anchored_rules_list_only_their_folders(tmp_path: Path) -> None:
+    _tree(tmp_path, REMOTE)
+    rules = ("/results/", "figures/*.png")
+    request = Puller(_NoTarget(), tmp_path, rules)._request()
+    assert request["roots"] == ["figures", "results"]
+    files, _ = pullsend.walk(str(tmp_path), request["roots"], request["match"], request["prune"])
+    assert sorted(files) == ["figures/a.png", "results/keep.csv", "results/metrics.csv"]
+
+
+def test_the_listing_is_bounded(tmp_path: Path) -> None:
+    _tree(tmp_path, {f"results/{n}.csv": "x" for n in range(30)})
+    files, truncated = pullsend.walk(str(tmp_path), ["."], [[r"^(?:.+/)?results(?P<ps_d>/).*$", True]], [],
+                                     max_scanned=10)
+    assert truncated and len(files) <= 10
 
 
 def test_conflict_names_keep_the_extension() -> None:

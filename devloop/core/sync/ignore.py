@@ -69,9 +69,12 @@ def _prefilter(spec: pathspec.GitIgnoreSpec) -> Optional[re.Pattern]:
 class IgnoreRules:
     """Gitignore-style decisions for posix relpaths under `root`."""
 
-    def __init__(self, root: Path, extra_patterns: Iterable[str] = ()) -> None:
+    def __init__(self, root: Path, extra_patterns: Iterable[str] = (), *, standalone: bool = False) -> None:
         self.root = Path(root)
         self.extra_patterns = tuple(extra_patterns)
+        # standalone: only `extra_patterns`, as one top-level ignore file (no defaults, no ignore
+        # files read, no always-excluded names): `[sync] pull` picks files with the same matcher
+        self.standalone = standalone
         self._levels: dict[str, tuple[pathspec.GitIgnoreSpec, Optional[re.Pattern]] | None] = {}
         # folder -> [(offset, spec, prefilter)]: the levels that have rules, deepest first
         self._chains: dict[str, list[tuple[int, pathspec.GitIgnoreSpec, Optional[re.Pattern]]]] = {}
@@ -81,6 +84,11 @@ class IgnoreRules:
     @classmethod
     def load(cls, root: Path | str, extra_patterns: Iterable[str] = ()) -> "IgnoreRules":
         return cls(Path(root), extra_patterns)
+
+    @classmethod
+    def of_patterns(cls, patterns: Iterable[str]) -> "IgnoreRules":
+        """`patterns` alone, matched exactly as one top-level .gitignore (`[sync] pull`)."""
+        return cls(Path("."), patterns, standalone=True)
 
     def remembered(self) -> list[list]:
         """The decisions worth keeping across runs (with the stat cache): every folder's and
@@ -122,6 +130,10 @@ class IgnoreRules:
         except KeyError:
             pass
         lines: list[str] = []
+        if self.standalone:
+            spec = _spec(self.extra_patterns) if dir_rel == "" else None
+            level = self._levels[dir_rel] = (spec, _prefilter(spec)) if spec is not None else None
+            return level
         if dir_rel == "":
             lines.extend(DEFAULT_PATTERNS)
         folder = os.path.join(self.root, dir_rel) if dir_rel else str(self.root)
@@ -157,7 +169,7 @@ class IgnoreRules:
             pass
         parent, _, name = relpath.rpartition("/")
         result = False
-        if name in ALWAYS_EXCLUDED:
+        if name in ALWAYS_EXCLUDED and not self.standalone:
             return True  # not stored: a rule, not a decision (nothing to keep with the cache)
         else:
             suffix = "/" if is_dir else ""
@@ -172,6 +184,16 @@ class IgnoreRules:
                     break
         self._decisions[key] = result
         return result
+
+    def top_regexes(self) -> list[tuple[str, bool]]:
+        """The top folder's rules as (regex source, include), in order: what a matcher without
+        pathspec (the agent, stdlib-only) needs to decide as `check_file` does (see
+        agent/pullsend.py `verdict`)."""
+        level = self._level("")
+        if level is None:
+            return []
+        return [(pattern.regex.pattern, bool(pattern.include)) for pattern in level[0].patterns
+                if getattr(pattern, "include", None) is not None and getattr(pattern, "regex", None) is not None]
 
     def matches_child(self, dir_rel: str, name: str, is_dir: bool) -> bool:
         """For a walk that already pruned excluded folders: is `dir_rel/name` excluded?"""

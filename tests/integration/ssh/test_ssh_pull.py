@@ -121,3 +121,16 @@ def test_pulled_files_start_no_rerun_and_are_not_synced_back(pull_project: Path)
         assert all(e.get("files", 0) <= 1 for e in watch.seen if e["event"] == "sync" and e not in syncs)
     finally:
         watch.stop()
+
+
+def test_a_folder_rule_matches_at_any_depth_and_venvs_are_not_walked(pull_project: Path) -> None:
+    assert devloop("run", "nb.py", "--profile", "ssh-test", cwd=pull_project).returncode == 0
+    work = workdir(pull_project)
+    for rel in ("exp1/results/metrics.csv", "exp1/figures/b.png", ".venv/results/v.csv", ".venv/pyvenv.cfg"):
+        (work / rel).parent.mkdir(parents=True, exist_ok=True)
+        (work / rel).write_text(rel)
+    res = devloop("pull", "--profile", "ssh-test", "--json", cwd=pull_project)
+    assert res.returncode == 0, res.stderr
+    # `results/` is any folder named results, as in gitignore; `figures/*.png` is anchored
+    assert last(events(res.stdout), "pull")["files"] == ["exp1/results/metrics.csv"]
+    assert (pull_project / "exp1" / "results" / "metrics.csv").read_text() == "exp1/results/metrics.csv"
