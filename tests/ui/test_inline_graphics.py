@@ -26,12 +26,18 @@ APC = re.compile(r"\x1b_G([^;\x1b]*)(?:;([^\x1b]*))?\x1b\\")
 def test_kitty_placeholders_name_the_image_row_and_column() -> None:
     from textual_image.renderable.tgp import _NUMBER_TO_DIACRITIC as marks
 
-    rows = graphics.kitty_rows(0x123456, cols=3, rows=2)
+    image_id = (7 << 24) | 0x1234C8
+    rows = graphics.kitty_rows(image_id, cols=3, rows=2)
     assert len(rows) == 2
-    assert rows[1].startswith("\x1b[38;2;18;52;86m") and rows[1].endswith("\x1b[39m")
-    body = rows[1][len("\x1b[38;2;18;52;86m"):-len("\x1b[39m")]
-    cells = [body[i:i + 3] for i in range(0, len(body), 3)]
-    assert cells == ["\U0010eeee" + chr(marks[1]) + chr(marks[c]) for c in range(3)]
+    assert rows[1].startswith("\x1b[38;2;18;52;200m") and rows[1].endswith("\x1b[39m")
+    body = rows[1][len("\x1b[38;2;18;52;200m"):-len("\x1b[39m")]
+    cells = [body[i:i + 4] for i in range(0, len(body), 4)]
+    assert cells == ["\U0010eeee" + chr(marks[1]) + chr(marks[c]) + chr(marks[7]) for c in range(3)]
+    # on a 256-colour terminal the colour is a palette index (a 24-bit one would be rounded)
+    assert graphics.kitty_rows(image_id, 3, 2, truecolor=False)[0].startswith("\x1b[38;5;200m")
+    ids = {graphics.new_kitty_id(truecolor=False) for _ in range(500)}
+    assert all(16 <= i & 255 <= 255 and i >> 24 for i in ids)  # never a 16-colour index, never 0
+    assert all(i & 0xFFFFFF and i >> 24 for i in {graphics.new_kitty_id() for _ in range(500)})
 
 
 def test_kitty_transmit_sends_the_png_in_chunks_then_a_virtual_placement(tmp_path: Path) -> None:

@@ -32,7 +32,8 @@ KITTY_KEPT = 64  # images kept in the terminal; the oldest is deleted (its rows 
 DEFAULT_CELL = (10, 20)  # pixels of a cell when the terminal does not say
 
 _PLACEHOLDER = "\U0010eeee"
-_ids = itertools.count(random.randint(1, 2**24))
+_ids = itertools.count(random.randint(0, 2**24))
+_HIGH_BYTE = random.randint(1, 255)
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,9 +94,16 @@ def geometry(width: int, height: int, max_cols: int, max_rows: int,
 
 # -- Kitty -------------------------------------------------------------------------------------
 
-def new_kitty_id() -> int:
-    """An image id for this process: 24 bits in the placeholder's colour, never 0."""
-    return (next(_ids) % (2**24 - 1)) + 1
+def new_kitty_id(truecolor: bool = True) -> int:
+    """An image id for this process. The placeholder's foreground colour carries its low bits
+    and must reach the terminal exactly: on a 24-bit terminal 24 bits (Textual passes 24-bit
+    colours through), else a 256-colour palette index 16..255 (a 24-bit colour would be rounded
+    to the palette, and Textual turns palette colours into 24-bit ones on a 24-bit terminal, so
+    the encoding follows the depth Textual drew with). The high byte, the same for the whole
+    process, is the third diacritic: two devloop apps in one terminal rarely share ids."""
+    if truecolor:
+        return (_HIGH_BYTE << 24) | (1 + next(_ids) % (2**24 - 1))
+    return (_HIGH_BYTE << 24) | (16 + next(_ids) % 240)
 
 
 def kitty_message(payload: str = "", **keys: object) -> str:
@@ -123,13 +131,17 @@ def kitty_delete(image_id: int) -> str:
     return kitty_message(a="d", d="I", i=image_id, q=2)
 
 
-def kitty_rows(image_id: int, cols: int, rows: int) -> list[str]:
-    """The placeholder text of each row: the colour names the image, the diacritics the row and
-    column (0-based), so every cell says which part of the image it shows."""
+def kitty_rows(image_id: int, cols: int, rows: int, truecolor: bool = True) -> list[str]:
+    """The placeholder text of each row: the colour and the third diacritic name the image, the
+    first two the row and column (0-based), so every cell says which part of the image it shows."""
     from textual_image.renderable.tgp import _NUMBER_TO_DIACRITIC as marks
 
-    colour = "\x1b[38;2;%d;%d;%dm" % ((image_id >> 16) & 255, (image_id >> 8) & 255, image_id & 255)
-    return [colour + "".join(_PLACEHOLDER + chr(marks[r]) + chr(marks[c]) for c in range(cols))
+    if truecolor:
+        colour = "\x1b[38;2;%d;%d;%dm" % ((image_id >> 16) & 255, (image_id >> 8) & 255, image_id & 255)
+    else:
+        colour = "\x1b[38;5;%dm" % (image_id & 255)
+    high = chr(marks[(image_id >> 24) & 255])
+    return [colour + "".join(_PLACEHOLDER + chr(marks[r]) + chr(marks[c]) + high for c in range(cols))
             + "\x1b[39m" for r in range(rows)]
 
 

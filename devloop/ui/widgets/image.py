@@ -170,16 +170,17 @@ class InlineFigure:
 
 
 def inline_rows(path: Path, protocol: str, cols: int, rows: int,
-                cell: tuple[int, int] = graphics.DEFAULT_CELL) -> InlineFigure:
-    """A figure as `rows` log rows for `protocol` (kitty | sixel | halfblock), on a thread."""
+                cell: tuple[int, int] = graphics.DEFAULT_CELL, truecolor: bool = True) -> InlineFigure:
+    """A figure as `rows` log rows for `protocol` (kitty | sixel | halfblock), on a thread;
+    `truecolor`: the terminal gets 24-bit colours (Kitty ids are encoded to survive the depth)."""
     texts = halfblock_rows(path, cols, rows)
     texts = (texts + [" "] * rows)[:rows]
     none: list[graphics.RowGraphic | None] = [None] * rows
     if protocol == "kitty":
         png = graphics.kitty_png(path, (cols * cell[0], rows * cell[1]))
         if png is not None:
-            image_id = graphics.new_kitty_id()
-            placeholders = graphics.kitty_rows(image_id, cols, rows)
+            image_id = graphics.new_kitty_id(truecolor)
+            placeholders = graphics.kitty_rows(image_id, cols, rows, truecolor)
             return InlineFigure(texts, [graphics.RowGraphic("kitty", row, cols, image_id) for row in placeholders],
                                 graphics.kitty_transmit(png, image_id, cols, rows), image_id)
     elif protocol == "sixel":
@@ -223,7 +224,8 @@ class FigureLog:
                 blank = [line for _ in range(rows) for line in self.store.add_lines(event.cell, "image", " ")]
                 lines.extend(blank)
                 job = asyncio.get_running_loop().run_in_executor(
-                    None, inline_rows, path, protocol, cols, rows, cell)
+                    None, inline_rows, path, protocol, cols, rows, cell,
+                    self.console.color_system == "truecolor")
                 job.add_done_callback(lambda done, blank=blank: self._fill_figure(blank, done))
                 self.figure_jobs.add(job)
             else:
