@@ -142,3 +142,51 @@ def test_sender_stream_extracts_safely_with_the_sync_reader(tmp_path: Path) -> N
     assert (local / "results" / "a.csv").read_text() == "a,b\n" and (local / long_rel).read_text() == "long"
     assert sorted(result.skipped) == ["../escape", "results/link.csv"]
     assert json.dumps(state)  # what is saved
+
+
+def _pull_once(remote: Path, local: Path, state: dict, patterns=("results/",), restore=False) -> PullResult:
+    """One pull between two real folders: the agent's listing and sender, the local plan and
+    extraction (what Puller.pull does over its exec channel)."""
+    puller = Puller(_NoTarget(), local, patterns)
+    if restore:
+        puller.restore_deleted = True
+    request = puller._request()
+    listing = pullsend.walk(str(remote), request["roots"], request["match"], request["prune"])[0]
+    result = PullResult()
+    wanted, targets = puller._plan(listing, state, result)
+    out = io.BytesIO()
+    pullsend.send_files(str(remote), wanted, out)
+    out.seek(0)
+    puller._extract(out, listing, targets, state, result)
+    return result
+
+
+def test_content_not_mtime_decides_a_local_change(tmp_path: Path) -> None:
+    remote, local = tmp_path / "remote", tmp_path / "local"
+    _tree(remote, {"results/a.csv": "one\n", "results/b.csv": "two\n", "results/c.csv": "three\n"})
+    local.mkdir()
+    state: dict = {}
+    assert sorted(_pull_once(remote, local, state).files) == ["results/a.csv", "results/b.csv", "results/c.csv"]
+    assert all(len(record["sha256"]) == 64 for record in state.values())
+    os.utime(local / "results" / "a.csv", ns=(10**18, 10**18))  # a touch
+    (local / "results" / "b.csv").write_text("two\n")  # an editor's re-save, same bytes
+    (local / "results" / "c.csv").write_text("3333\n")  # a real edit (same size)
+    (local / "results" / "c.csv").write_text("thr3e\n")
+    for rel, text in (("a", "ONE\n"), ("b", "TWO\n"), ("c", "THREE\n")):
+        (remote / "results" / f"{rel}.csv").write_text(text)
+        os.utime(remote / "results" / f"{rel}.csv", ns=(10**17, 10**17))
+    result = _pull_once(remote, local, state)
+    assert sorted(result.files) == ["results/a.csv", "results/b.csv"]  # same bytes here: no conflict
+    assert result.conflicts == [("results/c.csv", "results/c.remote.csv")]
+    assert (local / "results" / "a.csv").read_text() == "ONE\n" and (local / "results" / "c.csv").read_text() == "thr3e\n"
+
+
+def test_a_never_pulled_local_file_with_the_same_bytes_is_no_conflict(tmp_path: Path) -> None:
+    remote, local = tmp_path / "remote", tmp_path / "local"
+    _tree(remote, {"results/a.csv": "same\n", "results/b.csv": "theirs\n"})
+    _tree(local, {"results/a.csv": "same\n", "results/b.csv": "mine\n"})
+    state: dict = {}
+    result = _pull_once(remote, local, state)
+    assert result.conflicts == [("results/b.csv", "results/b.remote.csv")]
+    assert not (local / "results" / "a.remote.csv").exists() and state["results/a.csv"]["sha256"]
+    assert _pull_once(remote, local, state).conflicts == []  # both known now: nothing again

@@ -17,8 +17,12 @@ what it pulled before, the target sends those files as a tar stream):
   (benchmarks/bench_pull_listing.py).
 
 - incremental: `.devloop/pulled/PROFILE.json` keeps, per pulled file, the target's (size,
-  mtime_ns) and the local file's after the write; a file whose target copy is unchanged is not
-  fetched again, and neither is one that is the same locally already (size and mtime).
+  mtime_ns), the local file's after the write and the sha256 of what was written; a file whose
+  target copy is unchanged (size and mtime: cheap) is not fetched again, and neither is one
+  that is the same locally already.
+- content decides "changed here": a local file whose size and mtime differ from the record is
+  hashed, and only other bytes make it changed (a `touch` or an editor's re-save is not); a
+  target's copy fetched beside a local file holding the same bytes is dropped (no conflict).
 - safe: the stream is parsed by the sync receiver's own reader and written by its writer
   (agent/syncrecv.py: folders opened O_NOFOLLOW one at a time, temp file + rename), only the
   names asked for, regular files only, never outside the project or into .devloop/.
@@ -33,6 +37,7 @@ what it pulled before, the target sends those files as a tar stream):
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -152,6 +157,35 @@ class Puller:
             return None
         return [st.st_size, st.st_mtime_ns] if not os.path.islink(self.root / rel) else [-1, -1]
 
+    def _sha(self, rel: str) -> str | None:
+        """sha256 of the local file (never through a symlink), None when unreadable."""
+        digest = hashlib.sha256()
+        try:
+            fd = os.open(self.root / rel, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+        except OSError:
+            return None
+        try:
+            with os.fdopen(fd, "rb") as fh:
+                for block in iter(lambda: fh.read(1 << 20), b""):
+                    digest.update(block)
+        except OSError:
+            return None
+        return digest.hexdigest()
+
+    def _unchanged_here(self, rel: str, local: list[int] | None, record: dict) -> bool:
+        """Is the local file what the last pull wrote? Size and mtime as recorded: yes. Else
+        the same size and the same sha256 (a `touch`, an editor's re-save): yes, and the record
+        takes the new mtime so the next pass does not hash it again. Content decides."""
+        if local is None or record.get("local") is None:
+            return False
+        if local == record["local"]:
+            return True
+        digest = record.get("sha256")
+        if not digest or local[0] != record["local"][0] or self._sha(rel) != digest:
+            return False
+        record["local"] = local
+        return True
+
     async def pull(self) -> PullResult:
         t0 = time.perf_counter()
         result = PullResult()
@@ -174,6 +208,7 @@ class Puller:
                 self.log(f"pull: the target's listing stopped at {len(listing)} files (too many under "
                          "the [sync] pull rules' folders): narrow the rules", "warning")
             state = self._load_state()
+            before = json.dumps(state, sort_keys=True)
             wanted, targets = self._plan(listing, state, result)
             await channel.send((json.dumps({"paths": wanted}) + "\n").encode())
             if wanted:
@@ -185,6 +220,7 @@ class Puller:
                         spool.write(chunk)
                     spool.seek(0)
                     self._extract(spool, listing, targets, state, result)
+            if wanted or json.dumps(state, sort_keys=True) != before:
                 self._save_state(state)
             await channel.close_stdin()
         finally:
@@ -210,15 +246,16 @@ class Puller:
                 continue
             record = state.get(rel) or {}
             local = self._local(rel)
-            if record.get("remote") == remote and local == record.get("local"):
+            unchanged_here = self._unchanged_here(rel, local, record)
+            if record.get("remote") == remote and unchanged_here:
                 continue  # pulled before and unchanged on both sides
-            if local == remote:
-                state[rel] = {"remote": remote, "local": local}  # the same file already (synced up)
+            if local == remote:  # the same file already (synced up)
+                state[rel] = {"remote": remote, "local": local, "sha256": self._sha(rel)}
                 continue
             if record.get("remote") == remote:
                 continue  # only the local copy changed: nothing new to fetch
             dest = rel
-            if local is not None and local != record.get("local"):
+            if local is not None and not unchanged_here:
                 dest = conflict_name(rel)  # changed here since the last pull (or never pulled)
             if total + remote[0] > self.max_bytes and wanted:
                 result.deferred.append(rel)
@@ -271,9 +308,17 @@ class Puller:
         for rel, dest in written.items():
             size = int(listing[rel][0])
             result.bytes += size
+            digest = self._sha(dest)
+            if dest != rel and digest is not None and digest == self._sha(rel):
+                try:  # the target's copy holds what the local file holds: no conflict
+                    os.unlink(self.root / dest)
+                    dest = rel
+                except OSError:
+                    pass
             if dest == rel:
-                result.files.append(rel)
-                state[rel] = {"remote": listing[rel], "local": self._local(rel)}
+                if written.get(rel) == rel:
+                    result.files.append(rel)
+                state[rel] = {"remote": listing[rel], "local": self._local(rel), "sha256": digest}
             else:
                 result.conflicts.append((rel, dest))
                 record = state.setdefault(rel, {})

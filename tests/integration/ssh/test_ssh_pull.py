@@ -134,3 +134,14 @@ def test_a_folder_rule_matches_at_any_depth_and_venvs_are_not_walked(pull_projec
     # `results/` is any folder named results, as in gitignore; `figures/*.png` is anchored
     assert last(events(res.stdout), "pull")["files"] == ["exp1/results/metrics.csv"]
     assert (pull_project / "exp1" / "results" / "metrics.csv").read_text() == "exp1/results/metrics.csv"
+
+
+def test_a_touched_local_file_is_no_conflict(pull_project: Path) -> None:
+    assert devloop("run", "nb.py", "--profile", "ssh-test", cwd=pull_project).returncode == 0
+    mine = pull_project / "results" / "metrics.csv"
+    os.utime(mine, ns=(10**18, 10**18))  # a touch / an editor's re-save: the same bytes
+    (pull_project / "nb.py").write_text(NB.format(loss="0.7"))
+    pulled = last(events(devloop("run", "nb.py", "--profile", "ssh-test", "--json", cwd=pull_project).stdout),
+                  "pull")
+    assert pulled["conflicts"] == [] and "results/metrics.csv" in pulled["files"]
+    assert mine.read_text() == "epoch,loss\n1,0.7\n"
