@@ -17,7 +17,9 @@ DESCRIPTION = (
     "the target since the last pull, into the project. A local file changed since the last pull "
     "is kept and the target's copy is written beside it as NAME.remote.EXT. At most "
     "[sync] pull_max_mb per call; the rest comes with the next. `run`, `watch` and `up` do the "
-    "same after every pass. A live session's container / pod is left running."
+    "same after every pass, except that they leave a pulled file you deleted deleted (until it "
+    "changes on the target); `devloop pull` brings it back. A live session's container / pod is "
+    "left running."
 )
 
 
@@ -67,6 +69,7 @@ def run(args: argparse.Namespace) -> int:
             await target.start()
             result = await Puller(target, root, patterns, profile=profile.name, log=log,
                                   exclude=tuple(getattr(config.sync, "exclude", ()) or ()),
+                                  restore_deleted=True,  # asked for: a deleted pulled file returns
                                   max_bytes=max_mb << 20).pull()
         except TargetError as exc:
             return fail(str(exc))

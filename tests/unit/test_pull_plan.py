@@ -190,3 +190,20 @@ def test_a_never_pulled_local_file_with_the_same_bytes_is_no_conflict(tmp_path: 
     assert result.conflicts == [("results/b.csv", "results/b.remote.csv")]
     assert not (local / "results" / "a.remote.csv").exists() and state["results/a.csv"]["sha256"]
     assert _pull_once(remote, local, state).conflicts == []  # both known now: nothing again
+
+
+def test_a_pulled_file_deleted_here_comes_back_only_when_asked_or_changed_there(tmp_path: Path) -> None:
+    remote, local = tmp_path / "remote", tmp_path / "local"
+    _tree(remote, {"results/a.csv": "a\n", "results/b.csv": "b\n"})
+    local.mkdir()
+    state: dict = {}
+    _pull_once(remote, local, state)
+    (local / "results" / "a.csv").unlink()
+    (local / "results" / "b.csv").unlink()
+    assert _pull_once(remote, local, state).files == []  # an after-pass pull: deleted on purpose
+    (remote / "results" / "b.csv").write_text("b2\n")
+    os.utime(remote / "results" / "b.csv", ns=(10**17, 10**17))
+    assert _pull_once(remote, local, state).files == ["results/b.csv"]  # changed there since
+    assert not (local / "results" / "a.csv").exists()
+    assert _pull_once(remote, local, state, restore=True).files == ["results/a.csv"]  # `devloop pull`
+    assert (local / "results" / "a.csv").read_text() == "a\n"

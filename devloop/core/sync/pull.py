@@ -31,6 +31,8 @@ what it pulled before, the target sends those files as a tar stream):
 - never overwrites a local change: a local file that changed since the last pull (or that was
   never pulled and differs) is kept, and the target's copy is written beside it as
   `NAME.remote.EXT` (`results/metrics.remote.csv`), named in the result as a conflict.
+- a pulled file deleted here stays deleted: the after-pass pulls bring it back only once it
+  changed on the target since; `devloop pull` (restore_deleted) brings it back at once.
 - pulled files never start a rerun or a sync back: the rules are added to the sync's exclude
   rules (`SyncConfig.excluded`), so the watcher and the sync both ignore them.
 """
@@ -108,11 +110,14 @@ def conflict_name(rel: str) -> str:
 class Puller:
     def __init__(self, target: Any, root: Path, patterns: tuple[str, ...], *, profile: str = "default",
                  max_bytes: int = DEFAULT_MAX_MB << 20, log: Callable[[str, str], None] | None = None,
-                 exclude: tuple[str, ...] = ()) -> None:
+                 exclude: tuple[str, ...] = (), restore_deleted: bool = False) -> None:
         self.target = target
         self.root = Path(root).resolve()
         self.patterns = tuple(patterns)
         self.exclude = tuple(exclude)  # the sync's own exclusions ([sync] exclude): not walked
+        # a pulled file deleted here comes back only when asked (`devloop pull`), or when it
+        # changed on the target since: the after-pass pulls respect a deletion
+        self.restore_deleted = restore_deleted
         self.profile = profile
         self.max_bytes = max_bytes
         self.log = log or (lambda message, level="debug": None)
@@ -252,8 +257,9 @@ class Puller:
             if local == remote:  # the same file already (synced up)
                 state[rel] = {"remote": remote, "local": local, "sha256": self._sha(rel)}
                 continue
-            if record.get("remote") == remote:
-                continue  # only the local copy changed: nothing new to fetch
+            if record.get("remote") == remote and not (
+                    local is None and record.get("local") is not None and self.restore_deleted):
+                continue  # only the local copy changed (or was deleted): nothing new to fetch
             dest = rel
             if local is not None and not unchanged_here:
                 dest = conflict_name(rel)  # changed here since the last pull (or never pulled)

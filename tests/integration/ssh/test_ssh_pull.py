@@ -145,3 +145,16 @@ def test_a_touched_local_file_is_no_conflict(pull_project: Path) -> None:
                   "pull")
     assert pulled["conflicts"] == [] and "results/metrics.csv" in pulled["files"]
     assert mine.read_text() == "epoch,loss\n1,0.7\n"
+
+
+def test_a_deleted_pulled_file_stays_deleted_until_devloop_pull(pull_project: Path) -> None:
+    assert devloop("run", "nb.py", "--profile", "ssh-test", cwd=pull_project).returncode == 0
+    curve = pull_project / "figures" / "curve.png"
+    curve.unlink()
+    (pull_project / "other.py").write_text("# %%\nprint('writes nothing')\n")
+    res = devloop("run", "other.py", "--profile", "ssh-test", "--json", cwd=pull_project)
+    assert res.returncode == 0, res.stderr
+    assert not curve.exists()  # the after-pass pull respects the deletion
+    res = devloop("pull", "--profile", "ssh-test", cwd=pull_project)
+    assert "pulled 1 file" in res.stdout, res.stdout + res.stderr
+    assert curve.read_bytes() == b"\x89PNG fake"
