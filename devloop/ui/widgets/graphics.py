@@ -103,7 +103,18 @@ def new_kitty_id(truecolor: bool = True) -> int:
     process, is the third diacritic: two devloop apps in one terminal rarely share ids."""
     if truecolor:
         return (_HIGH_BYTE << 24) | (1 + next(_ids) % (2**24 - 1))
-    return (_HIGH_BYTE << 24) | (16 + next(_ids) % 240)
+    palette = _palette_ids()
+    return (_HIGH_BYTE << 24) | palette[next(_ids) % len(palette)]
+
+
+def _palette_ids() -> list[int]:
+    """The 256-colour indices that survive Textual's round trip through 24-bit colour and back
+    (16..255 except the few grays that have a twin: 59, 102, ..., 247..255 come back as
+    another index)."""
+    from rich.color import Color, ColorSystem
+
+    return [n for n in range(16, 256)
+            if Color.from_triplet(Color.from_ansi(n).get_truecolor()).downgrade(ColorSystem.EIGHT_BIT).number == n]
 
 
 def kitty_message(payload: str = "", **keys: object) -> str:
@@ -170,24 +181,33 @@ def kitty_png(path: Path, max_pixels: tuple[int, int]) -> bytes | None:
 
 # -- Sixel -------------------------------------------------------------------------------------
 
-def sixel_bands(path: Path, cols: int, rows: int, cell: tuple[int, int]) -> list[str]:
-    """The image fitted into cols x rows cells (aspect kept, centred on white) as one Sixel
-    image per cell row. Empty when the file is not an image Pillow reads."""
+def decoded(path: Path):  # noqa: ANN201 - a PIL image, or None
+    """The image decoded (RGBA), or None when it is not an image Pillow reads (an SVG)."""
+    try:
+        from PIL import Image
+
+        with Image.open(path) as img:
+            return img.convert("RGBA")
+    except Exception:  # noqa: BLE001 - not installed, an SVG, a damaged file
+        return None
+
+
+def sixel_bands(source, cols: int, rows: int, cell: tuple[int, int]) -> list[str]:  # noqa: ANN001
+    """The image (a file or a decoded PIL image) fitted into cols x rows cells (aspect kept,
+    centred on white) as one Sixel image per cell row. Empty when it is not an image."""
     try:
         from PIL import Image
         from textual_image._sixel import image_to_sixels
     except ImportError:
         return []
+    img = decoded(source) if isinstance(source, (str, Path)) else source.convert("RGBA")
+    if img is None or img.width <= 0 or img.height <= 0:
+        return []
     cw, ch = cell
     box = (cols * cw, rows * ch)
-    try:
-        with Image.open(path) as img:
-            img = img.convert("RGBA")
-            img.thumbnail(box, Image.Resampling.LANCZOS)
-            canvas = Image.new("RGBA", box, (255, 255, 255, 255))
-            canvas.alpha_composite(img, ((box[0] - img.width) // 2, (box[1] - img.height) // 2))
-    except Exception:  # noqa: BLE001 - an SVG, a damaged file
-        return []
+    img.thumbnail(box, Image.Resampling.BILINEAR, reducing_gap=2.0)  # 3x faster than Lanczos here
+    canvas = Image.new("RGBA", box, (255, 255, 255, 255))
+    canvas.alpha_composite(img, ((box[0] - img.width) // 2, (box[1] - img.height) // 2))
     canvas = canvas.convert("RGB")
     return [image_to_sixels(canvas.crop((0, r * ch, box[0], (r + 1) * ch)), background=(255, 255, 255, 1.0))
             for r in range(rows)]

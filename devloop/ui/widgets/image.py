@@ -18,6 +18,7 @@ import os
 import shutil
 import subprocess
 import sys
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -61,16 +62,17 @@ def fit(width: int, height: int, max_cols: int = INLINE_MAX_COLS,
     return cols, pixel_rows + pixel_rows % 2
 
 
-def halfblock_rows(path: str | Path, max_cols: int = INLINE_MAX_COLS,
+def halfblock_rows(source, max_cols: int = INLINE_MAX_COLS,  # noqa: ANN001 - a path or a PIL image
                    max_rows: int = INLINE_MAX_ROWS) -> list[str]:
-    """The image as rows of `▀` with 24-bit ANSI colours, fitted into max_cols x max_rows cells
-    (a cell is one pixel wide and two tall). Empty when the file is not an image Pillow reads."""
+    """The image (a file, or a PIL image already decoded) as rows of `▀` with 24-bit ANSI
+    colours, fitted into max_cols x max_rows cells (a cell is one pixel wide and two tall).
+    Empty when the file is not an image Pillow reads."""
     try:
         from PIL import Image
     except ImportError:
         return []
     try:
-        with Image.open(path) as img:
+        with (Image.open(source) if isinstance(source, (str, Path)) else nullcontext(source)) as img:
             if img.size[0] <= 0 or img.size[1] <= 0:
                 return []
             cols, pixel_rows = fit(img.size[0], img.size[1], max_cols, max_rows)
@@ -173,7 +175,8 @@ def inline_rows(path: Path, protocol: str, cols: int, rows: int,
                 cell: tuple[int, int] = graphics.DEFAULT_CELL, truecolor: bool = True) -> InlineFigure:
     """A figure as `rows` log rows for `protocol` (kitty | sixel | halfblock), on a thread;
     `truecolor`: the terminal gets 24-bit colours (Kitty ids are encoded to survive the depth)."""
-    texts = halfblock_rows(path, cols, rows)
+    image = graphics.decoded(path) if protocol == "sixel" else None  # one decode for both
+    texts = halfblock_rows(image if image is not None else path, cols, rows)
     texts = (texts + [" "] * rows)[:rows]
     none: list[graphics.RowGraphic | None] = [None] * rows
     if protocol == "kitty":
@@ -183,8 +186,8 @@ def inline_rows(path: Path, protocol: str, cols: int, rows: int,
             placeholders = graphics.kitty_rows(image_id, cols, rows, truecolor)
             return InlineFigure(texts, [graphics.RowGraphic("kitty", row, cols, image_id) for row in placeholders],
                                 graphics.kitty_transmit(png, image_id, cols, rows), image_id)
-    elif protocol == "sixel":
-        bands = graphics.sixel_bands(path, cols, rows, cell)
+    elif protocol == "sixel" and image is not None:
+        bands = graphics.sixel_bands(image, cols, rows, cell)
         if len(bands) == rows:
             return InlineFigure(texts, [graphics.RowGraphic("sixel", band, cols) for band in bands])
     return InlineFigure(texts, none)
