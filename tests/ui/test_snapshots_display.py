@@ -92,6 +92,12 @@ def test_metric_panel(snap_compare, tmp_path: Path) -> None:
     assert snap_compare(app, terminal_size=SIZE, run_before=feeding(training_with_metrics()))
 
 
+def test_metric_panel_narrow(snap_compare, tmp_path: Path) -> None:
+    """80x24: the panel sits beside the cells and GPU panels, ticks thinned, a compact legend."""
+    app = DevloopApp(config=config(tmp_path, ("loss", "val_acc")), profile="docker-gpu", file="train.py")
+    assert snap_compare(app, terminal_size=(80, 24), run_before=feeding(training_with_metrics()))
+
+
 async def test_enter_on_the_log_opens_the_figure_in_the_app_without_a_desktop(tmp_path: Path,
                                                                                monkeypatch) -> None:
     monkeypatch.delenv("DISPLAY", raising=False)
