@@ -20,6 +20,14 @@ from devloop.ui.widgets.logview import PREFIX
 from tests.ui.test_snapshots_display import FIGURE, SIZE, config, fixed_png, plot_cell
 
 PIL = pytest.importorskip("PIL.Image")
+
+
+@pytest.fixture(autouse=True)
+def not_in_tmux(monkeypatch) -> None:
+    """Kitty commands are wrapped for tmux inside tmux; these tests read them unwrapped."""
+    monkeypatch.delenv("TMUX", raising=False)
+
+
 APC = re.compile(r"\x1b_G([^;\x1b]*)(?:;([^\x1b]*))?\x1b\\")
 
 
@@ -50,6 +58,14 @@ def test_kitty_transmit_sends_the_png_in_chunks_then_a_virtual_placement(tmp_pat
     assert base64.standard_b64decode("".join(payload for _, payload in messages[:-1])) == png
     assert keys[-1] == {"a": "p", "U": "1", "i": "77", "c": "30", "r": "8", "q": "2"}
     assert all(len(payload) <= graphics.KITTY_CHUNK for _, payload in messages)
+
+
+def test_inside_tmux_kitty_commands_are_wrapped_for_passthrough(monkeypatch) -> None:
+    monkeypatch.setenv("TMUX", "/tmp/tmux-1000/default,1,0")
+    wrapped = graphics.kitty_delete(5)
+    assert wrapped == "\x1bPtmux;\x1b\x1b_Ga=d,d=I,i=5,q=2\x1b\x1b\\\x1b\\"
+    monkeypatch.delenv("TMUX")
+    assert graphics.kitty_delete(5) == "\x1b_Ga=d,d=I,i=5,q=2\x1b\\"
 
 
 def test_sixel_bands_are_one_image_per_cell_row(tmp_path: Path) -> None:

@@ -26,6 +26,7 @@ def run_on_a_pty(project: Path, mode: str, colorterm: str) -> str:
     if pid == 0:  # the child: the app on the pty, as a terminal would run it
         env = dict(os.environ, TERM="xterm-256color", PYTHONPATH=str(ROOT))
         env.pop("COLORTERM", None)
+        env.pop("TMUX", None)  # inside tmux Kitty commands are wrapped for passthrough
         if colorterm:
             env["COLORTERM"] = colorterm
         os.chdir(ROOT)

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import base64
 import itertools
+import os
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -118,8 +119,14 @@ def _palette_ids() -> list[int]:
 
 
 def kitty_message(payload: str = "", **keys: object) -> str:
+    """One graphics command. Inside tmux it is wrapped for passthrough (tmux 3.3+ with
+    `set -g allow-passthrough on`): placeholders are plain text to tmux, so the image then shows
+    in the kitty terminal around it and moves with tmux's own scrolling and panes."""
     fields = ",".join(f"{key}={value}" for key, value in keys.items())
-    return f"\x1b_G{fields}{';' + payload if payload else ''}\x1b\\"
+    command = f"\x1b_G{fields}{';' + payload if payload else ''}\x1b\\"
+    if os.environ.get("TMUX"):
+        return "\x1bPtmux;" + command.replace("\x1b", "\x1b\x1b") + "\x1b\\"
+    return command
 
 
 def kitty_transmit(png: bytes, image_id: int, cols: int, rows: int) -> str:
