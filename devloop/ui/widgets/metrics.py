@@ -67,7 +67,10 @@ class MetricsPanel(Vertical):
     """The chart and a legend; hidden until a metric has a value."""
 
     DEFAULT_CSS = """
-    MetricsPanel { height: 12; border: round $primary-darken-2; padding: 0 1; display: none; }
+    MetricsPanel {
+        height: 2fr; min-height: 9; max-height: 12;  /* shares the side column with the cells list */
+        border: round $primary-darken-2; padding: 0 1; display: none;
+    }
     MetricsPanel.-active { display: block; }
     MetricsPanel > .chart { height: 1fr; min-height: 4; }
     MetricsPanel > .legend { height: auto; text-wrap: nowrap; text-overflow: ellipsis; }
