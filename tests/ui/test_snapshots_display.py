@@ -93,7 +93,7 @@ def test_metric_panel(snap_compare, tmp_path: Path) -> None:
 
 
 def test_metric_panel_narrow(snap_compare, tmp_path: Path) -> None:
-    """80x24: the panel sits beside the cells and GPU panels, ticks thinned, a compact legend."""
+    """80x24: the panel sits beside the cells and GPU panels, fewer ticks, a shorter legend."""
     app = DevloopApp(config=config(tmp_path, ("loss", "val_acc")), profile="docker-gpu", file="train.py")
     assert snap_compare(app, terminal_size=(80, 24), run_before=feeding(training_with_metrics()))
 

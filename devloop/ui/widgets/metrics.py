@@ -121,7 +121,7 @@ class MetricsPanel(Vertical):
         if not shown:
             return
         legend = self.query_one(".legend", Static)
-        legend.update(self._legend(shown, compact=(self.content_region.width or 44) < 44))
+        legend.update(self._legend(shown, self.content_region.width or 44))
         from devloop.ui.widgets.metrics_chart import HiResMode, NumericAxisFormatter, RangeAxis
 
         plot = self._chart()
@@ -167,20 +167,23 @@ class MetricsPanel(Vertical):
             else:
                 plot.plot(steps, values, line_style=colour, hires_mode=HiResMode.BRAILLE)
 
-    def _legend(self, shown, compact: bool) -> Text:  # noqa: ANN001 - list of core.metrics.Series
-        """`━ loss 0.1193  best↓ 0.0649  [0.0649..2.158]` a metric; in a narrow panel `━ loss
-        0.1193 ↓0.0649` (the range goes first: the chart shows it)."""
+    def _legend(self, shown, width: int) -> Text:  # noqa: ANN001 - list of core.metrics.Series
+        """`━ loss 0.1193  best↓ 0.0649  [0.0649..2.158]` per metric; narrower, the first of
+        `━ loss 0.1193 ↓0.0649`, `loss 0.1193 ↓0.0649` (the name's colour names the line),
+        `━ loss 0.1193` that fits (the range goes first: the chart shows it)."""
         legend = Text(no_wrap=True, overflow="ellipsis", end="")
         for number, series in enumerate(shown):
             colour = COLOURS[number % len(COLOURS)]
             if number:
                 legend.append("\n")
             arrow = "↓" if lower_is_better(series.name) else "↑"
-            legend.append(f"━ {series.name}", style=f"bold {colour}")
-            if compact:
-                legend.append(f" {_fmt(series.last)} {arrow}{_fmt(series.best)}", style="grey62")
-                continue
+            last, best = _fmt(series.last), _fmt(series.best)
             finite = [v for v in series.values if math.isfinite(v)]
             span = f"  [{_fmt(min(finite))}..{_fmt(max(finite))}]" if finite else ""
-            legend.append(f" {_fmt(series.last)}  best{arrow} {_fmt(series.best)}{span}", style="grey62")
+            choices = [("━ ", f" {last}  best{arrow} {best}{span}"), ("━ ", f" {last} {arrow}{best}"),
+                       ("", f" {last} {arrow}{best}"), ("━ ", f" {last}")]
+            fits = [c for c in choices if len(c[0]) + len(series.name) + len(c[1]) <= width]
+            marker, rest = fits[0] if fits else choices[1]
+            legend.append(f"{marker}{series.name}", style=f"bold {colour}")
+            legend.append(rest, style="grey62")
         return legend
