@@ -205,6 +205,9 @@ def script_env(kernel, env):
     """Prepare a `run` child's env so its `plt.show()` sends figures here: MPLBACKEND (unless
     set) names mplbackend.py, PYTHONPATH gains the agent bundle (appended: the user's paths
     win), DEVLOOP_DISPLAY_FD / _INO name a pipe whose reader thread emits display events.
+    Processes the script starts (torchrun's workers, a subprocess, a spawned pool) inherit the
+    env but not the pipe: they connect to DEVLOOP_DISPLAY_SOCK, a Unix socket in a private
+    folder (0700) served for as long as the script runs.
     Returns (pass_fds, started, finish): `started()` after Popen closes our copy of the write
     end, `finish()` after the child ended waits briefly for the last figures."""
     nothing = ((), lambda: None, lambda: None)
@@ -225,6 +228,7 @@ def script_env(kernel, env):
     thread = threading.Thread(target=_read_child, args=(shower, read_fd), name="devloop-figures",
                               daemon=True)
     thread.start()
+    server = _descendants_socket(shower, env)
 
     def started():
         try:
@@ -234,7 +238,50 @@ def script_env(kernel, env):
 
     def finish():
         thread.join(2.0)  # a grandchild holding the pipe open never holds `done` up for long
+        if server is not None:
+            server()
     return (write_fd,), started, finish
+
+
+def _descendants_socket(shower, env):
+    """Serve DEVLOOP_DISPLAY_SOCK for the script's descendants; returns its closer (or None
+    where Unix sockets are not available: their figures are then not shown)."""
+    import shutil
+    import socket
+    import tempfile
+    import threading
+    try:
+        folder = tempfile.mkdtemp(prefix="devloop-fig-")  # 0700: only this user reaches it
+        path = os.path.join(folder, "s")
+        server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        server.bind(path)
+        server.listen(64)
+    except (OSError, AttributeError):
+        return None
+    env["DEVLOOP_DISPLAY_SOCK"] = path
+    readers = []
+
+    def accept():
+        while True:
+            try:
+                conn, _ = server.accept()
+            except OSError:  # closed by finish()
+                return
+            reader = threading.Thread(target=_read_child, args=(shower, conn.detach()),
+                                      name="devloop-figures", daemon=True)
+            reader.start()
+            readers.append(reader)
+
+    threading.Thread(target=accept, name="devloop-figures-accept", daemon=True).start()
+
+    def close():
+        for reader in list(readers):
+            reader.join(2.0)
+        try:
+            server.close()
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+    return close
 
 
 def _read_child(shower, read_fd):
@@ -249,23 +296,44 @@ def _read_child(shower, read_fd):
                 continue
 
 
+def _figure_channel():
+    """Where this process sends its figures, as (fd, ours to close): the pipe it inherited from
+    the kernel (checked by inode: an fd number reused by something else is never written), else
+    a connection to the kernel's socket (a descendant of the script), else (None, False)."""
+    try:
+        fd = int(os.environ.get("DEVLOOP_DISPLAY_FD", ""))
+        if os.fstat(fd).st_ino == int(os.environ.get("DEVLOOP_DISPLAY_INO", "")):
+            return fd, False
+    except (ValueError, OSError):
+        pass
+    path = os.environ.get("DEVLOOP_DISPLAY_SOCK")
+    if not path:
+        return None, False
+    import socket
+    try:
+        conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        conn.connect(path)
+        return conn.detach(), True
+    except (OSError, AttributeError):
+        return None, False
+
+
 def child_flush_figures():
-    """In a `run` child: send the open pyplot figures to the kernel's pipe, then close them.
-    The pipe is checked by inode: an fd number reused by something else is never written."""
+    """In a `run` child or its descendants: send the open pyplot figures to the kernel, then
+    close them."""
     import json
     pyplot = sys.modules.get("matplotlib.pyplot")
     if pyplot is None:
         return
-    try:
-        fd = int(os.environ.get("DEVLOOP_DISPLAY_FD", ""))
-        if os.fstat(fd).st_ino != int(os.environ.get("DEVLOOP_DISPLAY_INO", "")):
-            fd = None
-    except (ValueError, OSError):
-        fd = None
+    fd, owned, opened = None, False, False
     for number in list(pyplot.get_fignums()):
         figure = pyplot.figure(number)
-        if fd is None or not _has_artists(figure):
+        if not _has_artists(figure):
             continue
+        if not opened:
+            (fd, owned), opened = _figure_channel(), True
+        if fd is None:
+            break
         try:
             data = render_figure(figure)
             line = json.dumps({"mime": "image/png", "data": base64.b64encode(data).decode("ascii")})
@@ -273,7 +341,9 @@ def child_flush_figures():
             while view:
                 view = view[os.write(fd, view):]
         except OSError:
-            fd = None
+            break
+    if owned:
+        os.close(fd)  # our own connection to the socket
     pyplot.close("all")
 
 

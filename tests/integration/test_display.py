@@ -258,7 +258,9 @@ def test_figures_reach_a_watch_through_the_session_kernel(tmp_path: Path) -> Non
         devloop("stop", cwd=tmp_path)
 
 
-def test_a_scripts_plt_show_reaches_the_log_and_a_grandchild_is_left_alone(tmp_path: Path) -> None:
+def test_figures_of_a_script_and_of_the_processes_it_starts_reach_the_log(tmp_path: Path) -> None:
+    """The script's own plt.show() comes over the pipe it inherits; a grandchild (a subprocess,
+    torchrun's workers: no inherited fds) connects to the kernel's socket."""
     pytest.importorskip("matplotlib")
     (tmp_path / "script.py").write_text(textwrap.dedent("""\
         import os, sys, subprocess
@@ -269,15 +271,16 @@ def test_a_scripts_plt_show_reaches_the_log_and_a_grandchild_is_left_alone(tmp_p
         plt.plot([1, 3, 2])
         plt.show()
         print("after")
-        subprocess.run([sys.executable, "-c", "import matplotlib.pyplot as plt; plt.plot([1]); plt.show(); "
-                        "print('grandchild ok')"], check=True)
+        subprocess.run([sys.executable, "-c", "import matplotlib.pyplot as plt; plt.figure(figsize=(2, 2), dpi=100); "
+                        "plt.plot([1]); plt.show(); print('grandchild ok')"], check=True)
     """))
     for run in (1, 2):
         res = devloop("run", "script.py", "--json", cwd=tmp_path, timeout=120)
         assert res.returncode == 0, res.stdout + res.stderr
         evs = events(res.stdout)
-        (shown,) = displays(evs)
-        check_png(tmp_path, shown, (300, 200))
+        own, grandchild = displays(evs)
+        check_png(tmp_path, own, (300, 200))
+        check_png(tmp_path, grandchild, (200, 200))
         assert outputs(evs) == "backend mplbackend\nafter\ngrandchild ok\n"
     assert len(list((tmp_path / ".devloop" / "outputs").iterdir())) == 2  # a folder per run
 
