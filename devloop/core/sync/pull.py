@@ -33,12 +33,17 @@ what it pulled before, the target sends those files as a tar stream):
   `NAME.remote.EXT` (`results/metrics.remote.csv`), named in the result as a conflict.
 - a pulled file deleted here stays deleted: the after-pass pulls bring it back only once it
   changed on the target since; `devloop pull` (restore_deleted) brings it back at once.
+- one puller at a time per profile: a pull holds an flock on `.devloop/pulled/PROFILE.lock`
+  from its listing to its record, so `devloop pull` beside a live session (its own exec of the
+  agent's pull mode, the session's kernel untouched) waits for an after-pass pull in flight
+  and then sees its records: no record is lost, no file written by both.
 - pulled files never start a rerun or a sync back: the rules are added to the sync's exclude
   rules (`SyncConfig.excluded`), so the watcher and the sync both ignore them.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import os
@@ -191,11 +196,43 @@ class Puller:
         record["local"] = local
         return True
 
+    async def _lock(self) -> int:
+        """An exclusive flock on `.devloop/pulled/PROFILE.lock`, held for the whole pull (list,
+        plan, fetch, write, record): a `devloop pull` beside a live session's after-pass pull
+        (another process) or two pulls in one process wait for each other, so no record is lost
+        and no file is written by both. Polled (LOCK_NB) so that a cancelled pull never leaves
+        a thread blocked holding it; the lock goes with the fd, also when the process dies."""
+        import fcntl
+
+        self.state_file.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd = os.open(self.state_file.with_suffix(".lock"), os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        waited = 0.0
+        try:
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    return fd
+                except BlockingIOError:
+                    if waited == 0.0:
+                        self.log(f"pull: waiting for another pull of profile {self.profile!r}", "debug")
+                    await asyncio.sleep(0.05)
+                    waited += 0.05
+        except BaseException:
+            os.close(fd)
+            raise
+
     async def pull(self) -> PullResult:
+        if not self.enabled:
+            return PullResult()
+        fd = await self._lock()
+        try:
+            return await self._pull()
+        finally:
+            os.close(fd)  # releases the lock
+
+    async def _pull(self) -> PullResult:
         t0 = time.perf_counter()
         result = PullResult()
-        if not self.enabled:
-            return result
         workdir = self.target.info.workdir
         channel = await self.target.spawn(self.target.agent_argv("pull", workdir))
         try:

@@ -3,6 +3,7 @@ incrementally, a local change is never overwritten, pulled files start no rerun.
 
 from __future__ import annotations
 
+import json
 import os
 import textwrap
 from pathlib import Path
@@ -115,6 +116,12 @@ def test_pulled_files_start_no_rerun_and_are_not_synced_back(pull_project: Path)
         assert (pull_project / "results" / "metrics.csv").exists()
         assert watch.quiet_for(3) == []  # the pulled files changed the project: no pass, no sync
         syncs = [e for e in watch.seen if e["event"] == "sync"]
+        # `devloop pull` beside the live session: its own exec of the agent's pull mode, the
+        # session's kernel untouched; the files the after-pass pull brought are known to it
+        (workdir(pull_project) / "results" / "late.csv").write_text("late\n")
+        res = devloop("pull", "--profile", "ssh-test", cwd=pull_project)
+        assert "pulled 1 file, 5 B" in res.stdout, res.stdout + res.stderr
+        assert not list(pull_project.rglob("*.remote.*"))
         (pull_project / "nb.py").write_text(NB.format(loss="0.3"))
         watch.until(lambda e: e["event"] == "pull")
         assert [e for e in watch.seen if e["event"] == "run_done"].__len__() == 2
@@ -158,3 +165,33 @@ def test_a_deleted_pulled_file_stays_deleted_until_devloop_pull(pull_project: Pa
     res = devloop("pull", "--profile", "ssh-test", cwd=pull_project)
     assert "pulled 1 file" in res.stdout, res.stdout + res.stderr
     assert curve.read_bytes() == b"\x89PNG fake"
+
+
+def test_a_pull_waits_for_the_one_in_flight_and_then_has_its_records(pull_project: Path) -> None:
+    """The manifest lock: while another puller (a live session's after-pass pull, here this
+    test) holds `.devloop/pulled/PROFILE.lock`, `devloop pull` waits, then sees what it wrote."""
+    import fcntl
+    import subprocess
+
+    from tests.clitools import DEVLOOP
+
+    assert devloop("run", "nb.py", "--profile", "ssh-test", cwd=pull_project).returncode == 0
+    (workdir(pull_project) / "results" / "late.csv").write_text("late\n")
+    lock = os.open(pull_project / ".devloop" / "pulled" / "ssh-test.lock", os.O_WRONLY | os.O_CREAT, 0o600)
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    proc = subprocess.Popen(DEVLOOP + ["pull", "-v", "--profile", "ssh-test", "--json"], cwd=pull_project,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        for line in proc.stderr:
+            if "waiting for another pull" in line:
+                break
+        else:
+            raise AssertionError("devloop pull did not wait for the lock")
+        assert proc.poll() is None and not (pull_project / "results" / "late.csv").exists()
+    finally:
+        os.close(lock)  # the other puller is done
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    assert json.loads(out.splitlines()[-1])["files"] == ["results/late.csv"]
+    state = json.loads((pull_project / ".devloop" / "pulled" / "ssh-test.json").read_text())
+    assert {"results/late.csv", "results/metrics.csv", "figures/curve.png"} <= set(state)
