@@ -121,3 +121,13 @@ def test_the_app_loads_textual_plot_and_numpy_only_when_a_chart_is_made() -> Non
             "loaded = [m for m in ('textual_plot', 'numpy') if m in sys.modules]\nassert not loaded, loaded\n")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
+
+
+def test_a_narrow_legend_drops_what_does_not_fit_rather_than_cutting_a_number() -> None:
+    panel = MetricsPanel(("loss",))
+    for value in (2.158, 0.0649, 0.1193):
+        panel.add("loss", value)
+    shown = list(panel.history.series.values())
+    assert [panel._legend(shown, width).plain for width in (44, 21, 19, 13)] == [
+        "━ loss 0.1193  best↓ 0.0649  [0.0649..2.158]", "━ loss 0.1193 ↓0.0649",
+        "loss 0.1193 ↓0.0649", "━ loss 0.1193"]

@@ -90,7 +90,7 @@ class MetricsPanel(Vertical):
     def on_mount(self) -> None:
         self.border_title = "metrics"
         self.set_interval(self.REDRAW_S, self._redraw_if_dirty)
-        if self.history.series:  # `[ui] metrics` names some: textual-plot loads with the app
+        if self.history.series:  # named in `[ui] metrics` (or added): textual-plot loads now
             self._chart()
 
     def add(self, name: str, value: float) -> None:
@@ -98,7 +98,8 @@ class MetricsPanel(Vertical):
         self._dirty = True
         if not self.has_class("-active"):
             self.add_class("-active")
-            self._chart()
+            if self.is_mounted:  # else on_mount makes it
+                self._chart()
 
     def _chart(self):  # noqa: ANN202 - metrics_chart.Chart, imported here (numpy)
         """The chart widget, mounted above the legend the first time it is asked for."""
