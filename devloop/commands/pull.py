@@ -53,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
         return fail(f"--max-mb must be a positive number of MB, not {max_mb}")
 
     def log(text: str, level: str = "debug") -> None:
-        if verbose or level == "warning":
+        if verbose or level in ("warning", "info"):
             print(f"devloop pull: {text}", file=sys.stderr)
 
     async def main(stop) -> int:  # noqa: ANN001 - asyncio.Event

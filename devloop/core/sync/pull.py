@@ -214,7 +214,7 @@ class Puller:
                     return fd
                 except BlockingIOError:
                     if waited == 0.0:
-                        self.log(f"pull: waiting for another pull of profile {self.profile!r}", "debug")
+                        self.log(f"pull: waiting for another pull of profile {self.profile!r}", "info")
                     await asyncio.sleep(0.05)
                     waited += 0.05
         except BaseException:
