@@ -386,6 +386,7 @@ class DevloopApp(FigureLog, App[int]):
         self.cell_states[event.cell] = "running"
         self.cells_panel.set_state(event.cell, "running")
         self.tracebacks.pop(event.cell, None)
+        self._metrics_cell_started(event.cell)
         self._replay_run = None
         title = f" {event.title}" if event.title else ""
         self._running_since = (event.cell, time.monotonic())

@@ -149,3 +149,19 @@ async def test_the_full_view_uses_textual_image_unless_half_blocks_are_forced(tm
         await pilot.pause()
         widget = app.screen.query_one(".image")
         assert type(widget).__module__.startswith("textual_image.")
+
+
+async def test_a_cell_that_reruns_starts_its_metrics_again_and_keeps_the_others(tmp_path: Path) -> None:
+    app = DevloopApp(config=config(tmp_path, ("loss", "acc")), profile="docker-gpu", file="train.py")
+    async with app.run_test(size=SIZE) as pilot:
+        app.feed(fake_events.start() + [
+            ev.CellStart(2, 10, "train"), ev.Metric(metric="loss", value=0.9, step=1, cell=2),
+            ev.Metric(metric="loss", value=0.5, step=2, cell=2),
+            ev.CellStart(3, 20, "eval"), ev.Metric(metric="acc", value=0.8, step=1, cell=3),
+        ])
+        await pilot.pause()
+        series = app.query_one("MetricsPanel").history.series
+        assert series["loss"].values == [0.9, 0.5] and series["acc"].values == [0.8]
+        app.feed([ev.CellStart(2, 10, "train"), ev.Metric(metric="loss", value=0.7, step=3, cell=2)])
+        await pilot.pause()
+        assert series["loss"].values == [0.7] and series["acc"].values == [0.8]

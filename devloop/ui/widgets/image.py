@@ -336,7 +336,13 @@ class FigureLog:
         from devloop.ui.widgets.metrics import MetricsPanel
 
         for panel in self.query(MetricsPanel):
-            panel.add(event.metric, event.value)
+            panel.add(event.metric, event.value, event.cell)
+
+    def _metrics_cell_started(self, cell: int) -> None:
+        from devloop.ui.widgets.metrics import MetricsPanel
+
+        for panel in self.query(MetricsPanel):
+            panel.cell_started(cell)
 
     def _on_PullDone(self, event) -> None:  # noqa: ANN001 - ev.PullDone
         from devloop.core.units import human_bytes, plural

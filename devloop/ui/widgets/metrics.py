@@ -83,6 +83,16 @@ class MetricsPanel(Vertical):
         super().__init__(id=id)
         self.history = MetricHistory(names)
         self._dirty = False
+        self._owners: dict[str, int] = {}  # metric -> the cell whose output it came from
+
+    def cell_started(self, cell: int) -> None:
+        """A cell (re)runs: the metrics it printed start again, as its output does (a script is
+        cell 0, so every pass draws a fresh run). A metric another cell printed is kept."""
+        for name, owner in list(self._owners.items()):
+            if owner == cell and name in self.history.series:
+                self.history.series[name].values.clear()
+                del self._owners[name]
+                self._dirty = True
 
     def compose(self) -> ComposeResult:
         yield Static(classes="legend")
@@ -93,7 +103,9 @@ class MetricsPanel(Vertical):
         if self.history.series:  # named in `[ui] metrics` (or added): textual-plot loads now
             self._chart()
 
-    def add(self, name: str, value: float) -> None:
+    def add(self, name: str, value: float, cell: int | None = None) -> None:
+        if cell is not None:
+            self._owners.setdefault(name, cell)
         self.history.add(name, value)
         self._dirty = True
         if not self.has_class("-active"):
