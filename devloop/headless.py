@@ -211,6 +211,7 @@ class Reporter:
                 w(f"run {status}: {plural(event.cells_run, 'cell')} in {_ms(event.ms)}\n")
             for line in self._metrics.summary_lines():
                 w(line + "\n")
+            self._metrics = MetricHistory()  # `watch`: each pass sums up its own values
         elif isinstance(event, ev.SyncDone):
             if event.files or event.deleted:
                 w(f"sync: {plural(event.files, 'file')}, {_human_bytes(event.bytes)}, "

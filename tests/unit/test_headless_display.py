@@ -49,3 +49,12 @@ def test_json_has_the_display_event_with_the_local_path() -> None:
     line = json.loads(text)
     assert line == {"event": "display", "cell": 0, "mime": "image/png", "k": 1, "width": 3, "height": 2,
                     "bytes": 9, "path": FIG, "text": "", "replayed": False}
+
+
+def test_each_pass_of_watch_sums_up_its_own_metric_values() -> None:
+    text = report([
+        ev.Metric("loss", 0.5, 1, 0), ev.Metric("loss", 0.1, 2, 0), ev.RunDone(True, 0, 1, 20.0),
+        ev.Metric("loss", 0.9, 3, 0), ev.Metric("loss", 0.7, 4, 0), ev.RunDone(True, 0, 1, 20.0),
+    ])
+    assert "metric loss: last 0.1, best 0.1 (min), 2 values\n" in text
+    assert "metric loss: last 0.7, best 0.7 (min), 2 values\n" in text  # not the first pass's 0.1
