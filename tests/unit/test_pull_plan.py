@@ -45,7 +45,7 @@ def test_rules_match_as_gitignore_at_any_depth_and_the_listing_prunes_what_the_s
     remote, local = tmp_path / "remote", tmp_path / "local"
     _tree(remote, REMOTE)
     local.mkdir()
-    (local / ".gitignore").write_text("build/\n/outputs/\n")
+    (local / ".gitignore").write_text("build/\n/outputs/\nresults/\n")  # outputs are often gitignored
     puller = Puller(_NoTarget(), local, RULES, exclude=("scratch/",))
     request = puller._request()
     assert request["roots"] == ["."]
