@@ -88,6 +88,7 @@ def _hand_over(args: argparse.Namespace, resolved: tuple, observe) -> int | None
     """When `devloop up` / `watch` runs for this project and profile, the run happens in its live
     kernel (the cells that changed or are not ok) and its events are printed here; None: no
     live front end answered, take the normal path."""
+    import sys
     from pathlib import Path
 
     from devloop.commands._common import run_async
@@ -101,13 +102,19 @@ def _hand_over(args: argparse.Namespace, resolved: tuple, observe) -> int | None
         return None
     reporter = Reporter(json_lines=getattr(args, "json", False), verbose=getattr(args, "verbose", 0) or 0)
 
+    request = {"op": "run", "file": str(Path(_file).resolve()) if _file else None,
+               "args": [str(a) for a in (getattr(config.run, "args", ()) or ())]}
+
     async def main(stop: asyncio.Event) -> int | None:
         answered = False
-        async for msg in control.request(root, profile.name, {"op": "run"}):
+        async for msg in control.request(root, profile.name, request):
             answered = True
             if "done" in msg:
                 return int(msg["done"])
             if msg.get("ok") is False:
+                if msg.get("error"):  # the live session runs another file or other arguments
+                    print(f"devloop run: {msg['error']}", file=sys.stderr)
+                    return 2
                 return None
             try:
                 event = ev.from_json(msg)

@@ -157,7 +157,12 @@ class SessionHost:
 
     async def _handle_run(self, request: dict, send: Callable[[dict], Any]) -> None:
         """`devloop run` handed over: the outdated cells run in the live kernel; its events go
-        back as JSON lines while they run."""
+        back as JSON lines while they run. A run of another file, or with other `-- ARGS`, than
+        the live front end's is refused with the reason (it would run what the user did not ask)."""
+        refusal = self._run_refusal(request)
+        if refusal:
+            await send({"ok": False, "error": refusal})
+            return
         queue: asyncio.Queue = asyncio.Queue()
         listener = queue.put_nowait
         self.subscribe(listener)
@@ -176,6 +181,26 @@ class SessionHost:
             queue.put_nowait(None)
         await pumping  # every event of the run is sent before its end
         await send({"done": done.exit_code})
+
+    def _run_refusal(self, request: dict) -> str:
+        session = self.create()
+        live = getattr(session, "file", None)
+        asked = request.get("file")
+        if asked and live is not None and Path(asked).resolve() != live:
+            try:
+                asked = Path(asked).resolve().relative_to(Path(session.root).resolve()).as_posix()
+            except ValueError:
+                pass
+            return (f"a live session of this profile runs {session.relpath}, not {asked}: the run would "
+                    f"happen in its kernel -- fix: run {session.relpath}, stop the session first "
+                    f"(devloop stop -p {session.profile.name}), or use another profile")
+        args = request.get("args")
+        if args is not None and live is not None and [str(a) for a in args] != session.script_args:
+            running = " ".join(session.script_args) or "no arguments"
+            return (f"a live session of this profile runs {session.relpath} with {running}, not with "
+                    f"{' '.join(map(str, args)) or 'no arguments'} -- fix: stop it first "
+                    f"(devloop stop -p {session.profile.name}) to run with other arguments")
+        return ""
 
     async def _stop_control(self) -> None:
         if self._control is not None:

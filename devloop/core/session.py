@@ -963,6 +963,11 @@ class Session:
         """sys.argv[1:] of the file: `-- ARGS` on the command line, else [run].args."""
         return [str(a) for a in (getattr(self.config.run, "args", ()) or ())]
 
+    @property
+    def script_args(self) -> list[str]:
+        """What the file runs with (a `devloop run` handed over with others is refused)."""
+        return self._script_args()
+
     async def _ensure_kernel_or_report(self) -> None:
         try:
             await self._ensure_kernel()

@@ -135,6 +135,14 @@ def test_sync_and_run_hand_their_work_to_a_live_watch(proj: Path) -> None:
         assert synced.returncode == 0 and "running session" in synced.stdout, synced.stdout + synced.stderr
         ran = devloop("run", "nb.py", "-p", "mirror", cwd=proj, timeout=60)
         assert ran.returncode == 0 and "run ok: nothing reran" in ran.stdout, ran.stdout + ran.stderr
+        # another file, or other arguments, than the live watch's: refused, not run as the watch's
+        (proj / "other.py").write_text("print('other ran')\n")
+        other = devloop("run", "other.py", "-p", "mirror", cwd=proj, timeout=60)
+        assert other.returncode == 2 and "runs nb.py, not other.py" in other.stderr, other.stdout + other.stderr
+        assert "other ran" not in other.stdout
+        argued = devloop("run", "nb.py", "-p", "mirror", "--", "--epochs", "3", cwd=proj, timeout=60)
+        assert argued.returncode == 2, argued.stdout + argued.stderr
+        assert "with no arguments, not with --epochs 3" in argued.stderr and "devloop stop -p mirror" in argued.stderr
     finally:
         assert w.stop() == 0
     assert x
