@@ -7,8 +7,10 @@ clock as here). Measured per figure:
                   saves it under .devloop/outputs and prints the display event (read here on arrival)
   rows (P)        what the TUI does with it for protocol P (ui/widgets/image.py `inline_rows`, on
                   a thread there): half blocks always; Kitty adds reading the PNG and its placeholder
-                  rows; Sixel adds scaling and encoding one band per cell row (72 x 16 cells of 10x20)
-  total (P)       show -> the log rows ready (target: <= 300 ms p50 on loopback SSH)
+                  rows; Sixel shows half blocks first, then adds scaling and encoding one band per
+                  cell row (72 x 16 cells of 10x20) and swaps them in
+  total (P)       show -> the log rows ready (target: <= 300 ms p50 on loopback SSH); for Sixel
+                  `shown (sixel)` is the half blocks on screen, `total (sixel)` the sharp bands
   text after      show -> the cell's next printed line arriving (an image never blocks the log)
 On the SSH profile (tests/infra/sshd-up.sh, the kernel run by this venv's Python, which has
 matplotlib) and on the local profile for reference.
@@ -55,7 +57,7 @@ def pct(values: list[float], q: float) -> float:
 
 def measure(project: Path, profile: str | None, runs: int) -> dict[str, list[float]]:
     from devloop.ui.widgets import graphics
-    from devloop.ui.widgets.image import INLINE_MAX_COLS, INLINE_MAX_ROWS, fit, inline_rows
+    from devloop.ui.widgets.image import INLINE_MAX_COLS, INLINE_MAX_ROWS, fit, inline_rows, sixel_rows
 
     argv = [sys.executable, "-m", "devloop.cli", "run", "nb.py", "--json"]
     if profile:
@@ -96,8 +98,12 @@ def measure(project: Path, profile: str | None, runs: int) -> dict[str, list[flo
                         cols, rows = graphics.geometry(event["width"], event["height"], INLINE_MAX_COLS,
                                                        INLINE_MAX_ROWS, graphics.DEFAULT_CELL)
                     drawn = inline_rows(project / event["path"], protocol, cols, rows)
+                    if protocol == "sixel":  # shown as half blocks at once, sharpened when encoded
+                        first = time.time()
+                        out.setdefault("shown (sixel)", []).append((now - t0 + first - start) * 1000)
+                        assert sixel_rows(project / event["path"], cols, rows, graphics.DEFAULT_CELL)
                     done = time.time()
-                    assert drawn.texts and (protocol == "halfblock" or drawn.graphics[0] is not None)
+                    assert drawn.texts and (protocol != "kitty" or drawn.graphics[0] is not None)
                     out[f"rows ({protocol})"].append((done - start) * 1000)
                     out[f"total ({protocol})"].append((now - t0 + done - start) * 1000)
     proc.wait(60)
@@ -144,9 +150,10 @@ def main() -> int:
             print(f"{name:<16}{step:<18}{pct(values, .5):>9.1f}{pct(values, .9):>9.1f}"
                   f"{min(values):>9.1f}{max(values):>9.1f}")
     key = "ssh (loopback)" if "ssh (loopback)" in results else "local"
-    for protocol in PROTOCOLS:
-        p50 = pct(results[key][f"total ({protocol})"], .5)
-        print(f"target: plt.show() -> TUI rows ({protocol}) p50 <= 300 ms on {key}: "
+    for step in ("total (halfblock)", "total (kitty)", "shown (sixel)", "total (sixel)"):
+        p50 = pct(results[key][step], .5)
+        what = "half blocks, then sharpened" if step == "shown (sixel)" else step.split()[1][1:-1]
+        print(f"target: plt.show() -> TUI shows it ({what}) p50 <= 300 ms on {key}: "
               f"{'MET' if p50 <= 300 else 'NOT MET'} ({p50:.0f} ms)")
     return 0
 

@@ -173,10 +173,10 @@ class InlineFigure:
 
 def inline_rows(path: Path, protocol: str, cols: int, rows: int,
                 cell: tuple[int, int] = graphics.DEFAULT_CELL, truecolor: bool = True) -> InlineFigure:
-    """A figure as `rows` log rows for `protocol` (kitty | sixel | halfblock), on a thread;
-    `truecolor`: the terminal gets 24-bit colours (Kitty ids are encoded to survive the depth)."""
-    image = graphics.decoded(path) if protocol == "sixel" else None  # one decode for both
-    texts = halfblock_rows(image if image is not None else path, cols, rows)
+    """A figure as `rows` log rows for `protocol` (kitty | halfblock), on a thread;
+    `truecolor`: the terminal gets 24-bit colours (Kitty ids are encoded to survive the depth).
+    Sixel rows are half blocks here, sharpened by `sixel_rows` (their encoding takes longer)."""
+    texts = halfblock_rows(path, cols, rows)
     texts = (texts + [" "] * rows)[:rows]
     none: list[graphics.RowGraphic | None] = [None] * rows
     if protocol == "kitty":
@@ -186,11 +186,13 @@ def inline_rows(path: Path, protocol: str, cols: int, rows: int,
             placeholders = graphics.kitty_rows(image_id, cols, rows, truecolor)
             return InlineFigure(texts, [graphics.RowGraphic("kitty", row, cols, image_id) for row in placeholders],
                                 graphics.kitty_transmit(png, image_id, cols, rows), image_id)
-    elif protocol == "sixel" and image is not None:
-        bands = graphics.sixel_bands(image, cols, rows, cell)
-        if len(bands) == rows:
-            return InlineFigure(texts, [graphics.RowGraphic("sixel", band, cols) for band in bands])
     return InlineFigure(texts, none)
+
+
+def sixel_rows(path: Path, cols: int, rows: int, cell: tuple[int, int]) -> list[graphics.RowGraphic]:
+    """The Sixel band of each of a figure's rows (empty when it is not an image), on a thread."""
+    bands = graphics.sixel_bands(path, cols, rows, cell)
+    return [graphics.RowGraphic("sixel", band, cols) for band in bands] if len(bands) == rows else []
 
 
 class FigureLog:
@@ -226,11 +228,15 @@ class FigureLog:
                     cell, rows = graphics.DEFAULT_CELL, fit(event.width, event.height, cols)[1] // 2
                 blank = [line for _ in range(rows) for line in self.store.add_lines(event.cell, "image", " ")]
                 lines.extend(blank)
-                job = asyncio.get_running_loop().run_in_executor(
-                    None, inline_rows, path, protocol, cols, rows, cell,
-                    self.console.color_system == "truecolor")
+                loop = asyncio.get_running_loop()
+                job = loop.run_in_executor(None, inline_rows, path, protocol, cols, rows, cell,
+                                           self.console.color_system == "truecolor")
                 job.add_done_callback(lambda done, blank=blank: self._fill_figure(blank, done))
                 self.figure_jobs.add(job)
+                if protocol == "sixel":  # half blocks show first; the bands replace them when encoded
+                    sharpen = loop.run_in_executor(None, sixel_rows, path, cols, rows, cell)
+                    sharpen.add_done_callback(lambda done, blank=blank: self._sharpen_figure(blank, done))
+                    self.figure_jobs.add(sharpen)
             else:
                 lines.extend(line for row in halfblock_rows(path, cols)
                              for line in self.store.add_lines(event.cell, "image", row))
@@ -265,6 +271,17 @@ class FigureLog:
                 view.graphics[line.seq] = graphic
         for line in blank:
             view._cache.pop(line.seq, None)
+        view.refresh()
+
+    def _sharpen_figure(self, blank: list, done) -> None:  # noqa: ANN001 - a concurrent Future
+        self.figure_jobs.discard(done)
+        try:
+            bands = done.result()
+        except Exception:  # noqa: BLE001 - the half blocks stay
+            return
+        view = self.log_view
+        for line, graphic in zip(blank, bands):
+            view.graphics[line.seq] = graphic
         view.refresh()
 
     def _terminal_write(self, data: str) -> None:
