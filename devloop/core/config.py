@@ -389,8 +389,9 @@ Validator = Callable[[_Source, tuple, Any], Any]
 
 def _str(src: _Source, path: tuple, value: Any) -> str:
     if not isinstance(value, str):
-        raise src.error(path, f"'{_label(path)}' must be a string, not {_type_name(value)}",
-                        hint=f'quote it: {path[-1]} = "..."')
+        quoted = f'"{value}"' if isinstance(value, (int, float)) and not isinstance(value, bool) else '"..."'
+        hint = f"quote it: {quoted}" if isinstance(path[-1], int) else f"quote it: {path[-1]} = {quoted}"
+        raise src.error(path, f"'{_label(path)}' must be a string, not {_type_name(value)}", hint=hint)
     if "\0" in value:
         raise src.error(path, f"'{_label(path)}' contains a NUL character",
                         hint="remove the \\0 from the value")
@@ -672,6 +673,17 @@ _EXCLUDE_PLAIN = re.compile(r"^!?[A-Za-z0-9_.*/@+=,:;%&()'$~ -]*[A-Za-z0-9_.*/@+
                             r"[A-Za-z0-9_.*/@+=,:;%&()'$~ -]*$")
 
 
+def _pull_rule(src: _Source, path: tuple, value: Any) -> str:
+    """A pull rule: a gitignore pattern inside the workdir (`..` never matches there, so a rule
+    reaching out of it would pull nothing, silently)."""
+    text = _exclude_pattern(src, path, value)
+    if ".." in text.lstrip("!").strip().strip("/").split("/"):
+        raise src.error(path, f"'{_label(path)}' reaches outside the workdir: {text!r} (pull rules "
+                        "match paths inside it, gitignore style)",
+                        hint='name a folder or files under the workdir, e.g. "results/" or "figures/*.png"')
+    return text
+
+
 def _exclude_pattern(src: _Source, path: tuple, value: Any) -> str:
     """One gitignore pattern, checked here so a bad one (`!`, `[z-a]`, a trailing `\\`) is a
     config error, not a crash of the first scan. Plain patterns (no brackets or escapes) always
@@ -733,7 +745,7 @@ def _duration(src: _Source, path: tuple, value: Any) -> float:
 _PROJECT = {"name": _nonempty_str, "entry": _nonempty_str, "profile": _nonempty_str}
 # debounce: at most 10 s (a day of debounce never reruns and holds SIGTERM with it)
 _SYNC = {"dest": _nonempty_str, "exclude": _list_of(_exclude_pattern),
-         "debounce_ms": _int_between(0, 10_000, 50, " ms"), "pull": _list_of(_exclude_pattern),
+         "debounce_ms": _int_between(0, 10_000, 50, " ms"), "pull": _list_of(_pull_rule),
          "pull_max_mb": _int_between(1, 1_000_000, 100, " MB")}
 _RUN = {"rerun": _choice(RERUN_POLICIES), "env": _env, "python": _nonempty_str, "args": _list_of(_str),
         "launcher": _choice(("torchrun",)),

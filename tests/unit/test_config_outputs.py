@@ -34,6 +34,9 @@ def test_values_and_pulled_rules_are_excluded_from_the_sync(tmp_path: Path) -> N
     ('[ui]\nmetrics = "loss"\n', ["metrics", "must be a list"]),
     ('[sync]\npull = ["[z-a]"]\n', ["pull", "gitignore"]),
     ('[sync]\npull_max_mb = 0\n', ["pull_max_mb"]),
+    ('[sync]\npull = ["../shared/"]\n', ["sync.pull[0]", "outside the workdir", '"results/"']),
+    ('[sync]\npull = ["out/../../x"]\n', ["sync.pull[0]", "outside the workdir"]),
+    ('[ui]\nmetrics = [1]\n', ["ui.metrics[0]", 'fix: quote it: "1"']),
 ])
 def test_bad_values_name_the_key_and_line(tmp_path: Path, toml: str, words: list[str]) -> None:
     with pytest.raises(ConfigError) as info:
