@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import re
 from pathlib import Path
 
 import pytest
 
+from devloop.core import events as ev
 from devloop.ui.app import DevloopApp
 from devloop.ui.widgets import graphics
 from devloop.ui.widgets.logview import PREFIX
@@ -184,3 +186,32 @@ async def test_the_terminal_keeps_a_bounded_number_of_kitty_images(tmp_path: Pat
         assert len(ids) == 3
         assert graphics.kitty_delete(ids[0]) in "".join(app.written)
         assert {g.image_id for g in app.log_view.graphics.values()} == set(ids[1:])
+
+
+async def test_a_figure_is_cut_at_the_edge_not_wrapped_when_the_log_narrows(tmp_path: Path) -> None:
+    wide_png = PIL.new("RGB", (640, 160), "navy")
+    (tmp_path / FIGURE).parent.mkdir(parents=True)
+    wide_png.save(tmp_path / FIGURE)
+    events = [dataclasses.replace(e, width=640, height=160) if isinstance(e, ev.Display) and e.path else e
+              for e in plot_cell()]
+    cfg = config(tmp_path)
+    cfg.ui.images = "halfblock"
+    app = DevloopApp(config=cfg, profile="docker-gpu", file="train.py")
+    async with app.run_test(size=(200, 40)) as pilot:
+        app.feed(events)
+        await pilot.pause()
+        await asyncio.gather(*app.figure_jobs)
+        app.flush_log()
+        await pilot.pause()
+        figure_rows = len(image_rows(app))
+        wide = app.log_view.virtual_size.height
+        await pilot.resize_terminal(120, 40)  # the figure (wider than the log now) keeps its rows
+        await pilot.pause()
+        app.flush_log()
+        await pilot.pause()
+        assert max(line.width for line in image_rows(app)) > app.log_view.text_width
+        tall = app.log_view.virtual_size.height
+        assert tall - wide < figure_rows  # other lines may wrap; the figure's rows do not
+        view = app.log_view
+        rows = [y for y in range(view.size.height) if "▀" in "".join(s.text for s in view.render_line(y))]
+        assert len(rows) == figure_rows and rows == list(range(rows[0], rows[0] + figure_rows))

@@ -189,8 +189,8 @@ class LogView(ScrollView, can_focus=True):
         return max(8, self.scrollable_content_region.width - PREFIX)
 
     def _rows_of(self, line: LogLine, width: int) -> int:
-        if line.width <= width or not (self.wrap or always_wraps(line)):
-            return 1
+        if line.width <= width or not (self.wrap or always_wraps(line)) or line.stream == "image":
+            return 1  # a figure's row never wraps (a wrapped one tears the image): it is cut at the edge
         if self._word_wrapped(line):
             return len(word_breaks(line.text, width))
         return -(-line.width // width)
