@@ -833,8 +833,9 @@ class DevloopApp(FigureLog, App[int]):
         self._switch(profile)
 
     def _clear_screen_state(self) -> None:
-        """Nothing of the old profile stays on screen: cells, their states, the log, the GPU
-        gauges, the kernel, the last sync and the run status."""
+        """Nothing of the old profile stays on screen: cells, their states, the log and its
+        figures, the GPU gauges, the metric chart, the forwarded ports, the kernel, the last sync
+        and the run status."""
         self.cell_states.clear()
         self.tracebacks.clear()
         self._interrupted.clear()
@@ -844,6 +845,10 @@ class DevloopApp(FigureLog, App[int]):
         self._show_log()
         self.cells_panel.set_cells([])
         self.gpu_panel.reset()
+        self._clear_figures()
+        for panel in self.query(MetricsPanel):
+            panel.reset()
+        self.query_one("#ports", PortsLine).reset()
         self.header_bar.set_kernel("", 0)
         self.header_bar.kind = ""  # the next profile's kind comes with its first target event
         self.header_bar.set_session("")

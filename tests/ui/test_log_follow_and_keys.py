@@ -216,7 +216,14 @@ async def test_a_failed_profile_switch_shows_the_failure_and_nothing_of_the_old_
     async with app.run_test(size=(80, 24)) as pilot:
         await first_pass(app, rec)
         app.handle_event(ev.GpuSample(False, (), "no NVIDIA driver"))
+        app.handle_event(ev.Metric(metric="loss", value=0.5, step=1, cell=0))
+        app.handle_event(ev.PortForward(local=18888, remote=8888, state="listening"))
+        app._figures[12345] = root / "old.png"
         await pilot.pause()
+        from devloop.ui.widgets.metrics import MetricsPanel
+        from devloop.ui.widgets.ports import PortsLine
+
+        assert app.query_one(PortsLine).forwards and app.query_one(MetricsPanel).has_class("-active")
         app._profile_chosen("broken")
         await until("the failure", lambda: app.header_bar.state == "failed")
         await pilot.pause()
@@ -224,4 +231,8 @@ async def test_a_failed_profile_switch_shows_the_failure_and_nothing_of_the_old_
         assert app.gpu_panel.available is None and not app.header_bar.kernel
         assert "run ok" not in str(app.sync_line.status) and "did not start" in str(app.sync_line.status)
         assert any("broken" in line.text for line in app.store.all.lines)  # the log says why
+        # nor its metrics, forwarded ports or figures
+        assert not app.query_one(PortsLine).forwards and not app._figures
+        panel = app.query_one(MetricsPanel)
+        assert not panel.has_class("-active") and not any(s.values for s in panel.history.series.values())
         await quit_app(pilot)

@@ -302,6 +302,12 @@ class FigureLog:
                 self.log_view.graphics.pop(seq, None)
             self._terminal_write(graphics.kitty_delete(oldest))
 
+    def _clear_figures(self) -> None:
+        """The log was cleared (another profile): its figures go, from the terminal too."""
+        self._figures.clear()
+        self.log_view.graphics.clear()
+        self.release_kitty_images()
+
     def release_kitty_images(self) -> None:
         """Delete our images from the terminal (the app is ending): a terminal keeps them."""
         for image_id in self.__dict__.pop("_kitty_images", {}):

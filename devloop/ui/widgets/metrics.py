@@ -85,6 +85,14 @@ class MetricsPanel(Vertical):
         self._dirty = False
         self._owners: dict[str, int] = {}  # metric -> the cell whose output it came from
 
+    def reset(self) -> None:
+        """Another profile: none of the old session's values stay (the names stay: `[ui] metrics`)."""
+        for series in self.history.series.values():
+            series.values.clear()
+        self._owners.clear()
+        self._dirty = False
+        self.remove_class("-active")
+
     def cell_started(self, cell: int) -> None:
         """A cell (re)runs: the metrics it printed start again, as its output does (a script is
         cell 0, so every pass draws a fresh run). A metric another cell printed is kept."""
