@@ -2,7 +2,8 @@
 
 A pipe gives its lines in order (`printf 'alice\\n' | devloop run nb.py`), a terminal what the
 user types after the prompt; at its end the cell's input() raises EOFError saying why. Each
-line is read on a daemon thread (a terminal read must never hold the exit up).
+line is read on a daemon thread (a terminal read must never hold the exit up). A password
+prompt (the cell's getpass) is read with the terminal's echo off.
 """
 
 from __future__ import annotations
@@ -27,12 +28,18 @@ class StdinFeeder:
 
     def __call__(self, event: ev.Event) -> None:
         if isinstance(event, ev.InputRequest):
-            threading.Thread(target=self._read, args=(event.n,), name="devloop-stdin", daemon=True).start()
+            threading.Thread(target=self._read, args=(event.n, event.password), name="devloop-stdin",
+                             daemon=True).start()
 
-    def _read(self, n: int) -> None:
+    def _read(self, n: int, password: bool = False) -> None:
         with self._lock:
             try:
-                line = self.stream.readline() if self.stream is not None else ""
+                if self.stream is None:
+                    line = ""
+                elif password:
+                    line = _read_hidden(self.stream)
+                else:
+                    line = self.stream.readline()
             except (OSError, ValueError):  # closed, or not readable
                 line = ""
         try:
@@ -56,3 +63,25 @@ class StdinFeeder:
             return "devloop has no stdin: run it in a terminal, or pipe the input in"
         return ("devloop's stdin has no more lines: pipe the input in "
                 "(printf 'alice\\n' | devloop run FILE) or run it in a terminal")
+
+
+def _read_hidden(stream: IO[str]) -> str:
+    """A line typed at a terminal without echo (a cell's getpass); from a pipe, just a line."""
+    try:
+        fd = stream.fileno()
+        if not stream.isatty():
+            return stream.readline()
+        import termios
+    except (OSError, ValueError, ImportError, AttributeError):
+        return stream.readline()
+    old = termios.tcgetattr(fd)
+    new = list(old)
+    new[3] &= ~termios.ECHO
+    try:
+        termios.tcsetattr(fd, termios.TCSAFLUSH, new)
+        line = stream.readline()
+    finally:
+        termios.tcsetattr(fd, termios.TCSAFLUSH, old)
+    sys.stderr.write("\n")  # the Enter the user typed was not echoed
+    sys.stderr.flush()
+    return line

@@ -6,7 +6,8 @@ the output (the prompt reaches the front end first), emits an `input` event
 `{"type":"input","id":RID,"n":N,"prompt":P,"password":false}` and waits for the request
 `{"op":"input_reply","n":N,"value":TEXT}` -- or `{"op":"input_reply","n":N,"eof":true,
 "reason":WHY}`, which raises EOFError saying why (no terminal or pipe there). `sys.stdin`'s
-readline / read / iteration ask the same way, a line at a time. The question being waited on is
+readline / read / iteration ask the same way, a line at a time, and `getpass.getpass()` asks
+with `"password":true` (the front end hides the typing). The question being waited on is
 in the kernel's status (`input`), so a front end that attaches later asks it once; replayed
 `input` events are not asked again. Waiting is interruptible (the `interrupt` request).
 Stdlib only, Python 3.8+.
@@ -18,6 +19,11 @@ import sys
 import threading
 
 _BUILTIN_INPUT = builtins.input
+try:
+    import getpass as _getpass_module
+    _BUILTIN_GETPASS = _getpass_module.getpass
+except Exception:  # noqa: BLE001 - a Python without termios still has getpass; never fatal here
+    _BUILTIN_GETPASS = None
 
 
 class Bridge:
@@ -41,6 +47,9 @@ class Bridge:
             self._original_stdin = current
         if current is self._original_stdin or getattr(current, "closed", False):
             sys.stdin = self.stdin  # a cell's own replacement (a StringIO in a test) is kept
+        import getpass
+        if getpass.getpass is _BUILTIN_GETPASS:
+            getpass.getpass = self.getpass  # a password prompt: the front end hides what is typed
 
     def ask(self, prompt, password=False):
         """Emit the request and wait for its reply: {"value": str} or {"eof": True, ...}."""
@@ -85,6 +94,17 @@ class Bridge:
         if reply.get("eof"):
             reason = reply.get("reason")
             raise EOFError("EOF when reading a line" + (" (%s)" % reason if reason else ""))
+        value = str(reply.get("value", ""))
+        return value[:-1] if value.endswith("\n") else value
+
+
+    def getpass(self, prompt="Password: ", stream=None):
+        """getpass.getpass for cells: the kernel has no terminal (Python's own would warn and
+        echo through sys.stdin); the front end asks with the typing hidden."""
+        reply = self.ask(str(prompt), password=True)
+        if reply.get("eof"):
+            reason = reply.get("reason")
+            raise EOFError("EOF when reading a password" + (" (%s)" % reason if reason else ""))
         value = str(reply.get("value", ""))
         return value[:-1] if value.endswith("\n") else value
 

@@ -292,3 +292,61 @@ def test_a_session_asks_a_waiting_input_once_after_reattaching(tmp_path: Path) -
         assert "hello dave\n" in outputs(evs)
     finally:
         devloop("stop", cwd=tmp_path)
+
+
+SECRET = textwrap.dedent("""\
+    # %% login
+    import getpass
+    token = getpass.getpass("token? ")
+    print("got", len(token), "characters")
+    """)
+
+
+def test_getpass_reads_a_pipe_and_is_a_password_request(tmp_path: Path) -> None:
+    (tmp_path / "secret.py").write_text(SECRET)
+    res = subprocess.run(DEVLOOP + ["run", "secret.py", "--json"], cwd=tmp_path, input="hunter22\n",
+                         capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, res.stdout + res.stderr
+    evs = events(res.stdout)
+    (asked,) = [e for e in evs if e["event"] == "input"]
+    assert asked["prompt"] == "token? " and asked["password"] is True
+    assert "got 8 characters" in outputs(evs) and "GetPassWarning" not in res.stdout + res.stderr
+
+
+def test_getpass_at_the_terminal_does_not_echo_the_secret(tmp_path: Path) -> None:
+    import os
+    import pty
+    import select
+    import termios
+    import time
+
+    (tmp_path / "secret.py").write_text(SECRET)
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(DEVLOOP + ["run", "secret.py"], cwd=tmp_path, stdin=slave, stdout=slave, stderr=slave)
+    os.close(slave)
+    seen = b""
+    try:
+        deadline = time.monotonic() + 60
+        answered = False
+        while time.monotonic() < deadline:
+            if select.select([master], [], [], 0.5)[0]:
+                try:
+                    chunk = os.read(master, 4096)
+                except OSError:
+                    break
+                if not chunk:
+                    break
+                seen += chunk
+            if not answered and b"token? " in seen and not termios.tcgetattr(master)[3] & termios.ECHO:
+                os.write(master, b"hunter22\n")  # once devloop switched the terminal's echo off
+                answered = True
+            if b"run ok" in seen or proc.poll() is not None and not select.select([master], [], [], 0.2)[0]:
+                break
+        assert proc.wait(30) == 0, seen.decode(errors="replace")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        os.close(master)
+    text = seen.decode(errors="replace")
+    assert "token? " in text and "got 8 characters" in text
+    assert "hunter22" not in text  # the terminal did not echo it
