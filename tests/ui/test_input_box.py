@@ -46,3 +46,19 @@ async def test_input_opens_a_box_and_enter_answers_the_cell(tmp_path: Path) -> N
                    for e in rec.of(ev.Output, cell=1))
         assert not app.query(InputBox)
         await quit_app(pilot)
+
+
+async def test_getpass_opens_a_masked_box(tmp_path: Path) -> None:
+    rec = Recorder()
+    source = "# %% login\nimport getpass\ntoken = getpass.getpass('token? ')\nprint('got', len(token))\n"
+    app = make_app(make_project(tmp_path, source), rec)
+    async with app.run_test(size=SIZE) as pilot:
+        await until("the question", lambda: app.query(InputBox))
+        box = app.query_one(InputBox)
+        assert box.request.password and box.query_one(Input).password  # typed characters are masked
+        await until("the box has the focus", lambda: app.focused is box.query_one(Input))
+        await pilot.press(*"s3cret", "enter")
+        await until("the pass", lambda: rec.of(ev.RunDone))
+        assert any("got 6" in e.text for e in rec.of(ev.Output, cell=0))
+        assert not any("s3cret" in line.text for line in app.store.all.lines)  # never in the log
+        await quit_app(pilot)
