@@ -254,6 +254,10 @@ class Reporter:
                   f"is {conflict['remote']}\n")
             if event.deferred:
                 w(f"pull: {plural(len(event.deferred), 'file')} over [sync] pull_max_mb: next pass\n")
+        elif isinstance(event, ev.RunRecorded):
+            if event.path and event.run_id:  # what `devloop runs show` finds it by
+                short = event.run_id[:8]
+                w(f"record: run {short} (devloop runs show {short})\n")
         elif isinstance(event, ev.PortForward):
             from devloop.core.ports.spec import ForwardSpec
 

@@ -58,3 +58,10 @@ def test_each_pass_of_watch_sums_up_its_own_metric_values() -> None:
     ])
     assert "metric loss: last 0.1, best 0.1 (min), 2 values\n" in text
     assert "metric loss: last 0.7, best 0.7 (min), 2 values\n" in text  # not the first pass's 0.1
+
+
+def test_readable_mode_names_the_run_record() -> None:
+    run_id = "784b3477-1a1c-43e7-8581-e82719a33a09"
+    text = report([ev.RunDone(True, 0, 1, 20.0), ev.RunRecorded(run_id=run_id, path=".devloop/runs.jsonl")])
+    assert text.endswith("record: run 784b3477 (devloop runs show 784b3477)\n")
+    assert "record" not in report([ev.RunRecorded(run_id=run_id, path="")])  # not written: a warning said why
