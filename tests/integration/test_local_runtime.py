@@ -205,15 +205,17 @@ def test_input_without_stdin_says_why(tmp_path: Path) -> None:
     assert error["message"].startswith("EOF when reading a line (devloop's stdin has no more lines: pipe the input in")
 
 
-def test_input_from_the_terminal_shows_the_prompt(tmp_path: Path) -> None:
+def run_at_a_terminal(cwd: Path, file: str, prompt: bytes, answer: bytes, *, no_echo: bool = False) -> str:
+    """`devloop run FILE` on a pty; `answer` is typed once `prompt` showed (and, with `no_echo`,
+    once the terminal's echo is off). Returns all it printed."""
     import os
     import pty
     import select
+    import termios
     import time
 
-    (tmp_path / "ask.py").write_text(ASK.split("# %% rest")[0])
     master, slave = pty.openpty()
-    proc = subprocess.Popen(DEVLOOP + ["run", "ask.py"], cwd=tmp_path, stdin=slave, stdout=slave, stderr=slave)
+    proc = subprocess.Popen(DEVLOOP + ["run", file], cwd=cwd, stdin=slave, stdout=slave, stderr=slave)
     os.close(slave)
     seen = b""
     try:
@@ -228,8 +230,8 @@ def test_input_from_the_terminal_shows_the_prompt(tmp_path: Path) -> None:
                 if not chunk:
                     break
                 seen += chunk
-            if not answered and b"name? " in seen:
-                os.write(master, b"bob\n")
+            if not answered and prompt in seen and not (no_echo and termios.tcgetattr(master)[3] & termios.ECHO):
+                os.write(master, answer)
                 answered = True
             if b"run ok" in seen or proc.poll() is not None and not select.select([master], [], [], 0.2)[0]:
                 break
@@ -238,7 +240,12 @@ def test_input_from_the_terminal_shows_the_prompt(tmp_path: Path) -> None:
         if proc.poll() is None:
             proc.kill()
         os.close(master)
-    text = seen.decode(errors="replace")
+    return seen.decode(errors="replace")
+
+
+def test_input_from_the_terminal_shows_the_prompt(tmp_path: Path) -> None:
+    (tmp_path / "ask.py").write_text(ASK.split("# %% rest")[0])
+    text = run_at_a_terminal(tmp_path, "ask.py", b"name? ", b"bob\n")
     assert "[0] name? " in text and "hello bob" in text
     assert text.index("name? ") < text.index("hello bob")
 
@@ -314,39 +321,7 @@ def test_getpass_reads_a_pipe_and_is_a_password_request(tmp_path: Path) -> None:
 
 
 def test_getpass_at_the_terminal_does_not_echo_the_secret(tmp_path: Path) -> None:
-    import os
-    import pty
-    import select
-    import termios
-    import time
-
     (tmp_path / "secret.py").write_text(SECRET)
-    master, slave = pty.openpty()
-    proc = subprocess.Popen(DEVLOOP + ["run", "secret.py"], cwd=tmp_path, stdin=slave, stdout=slave, stderr=slave)
-    os.close(slave)
-    seen = b""
-    try:
-        deadline = time.monotonic() + 60
-        answered = False
-        while time.monotonic() < deadline:
-            if select.select([master], [], [], 0.5)[0]:
-                try:
-                    chunk = os.read(master, 4096)
-                except OSError:
-                    break
-                if not chunk:
-                    break
-                seen += chunk
-            if not answered and b"token? " in seen and not termios.tcgetattr(master)[3] & termios.ECHO:
-                os.write(master, b"hunter22\n")  # once devloop switched the terminal's echo off
-                answered = True
-            if b"run ok" in seen or proc.poll() is not None and not select.select([master], [], [], 0.2)[0]:
-                break
-        assert proc.wait(30) == 0, seen.decode(errors="replace")
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        os.close(master)
-    text = seen.decode(errors="replace")
+    text = run_at_a_terminal(tmp_path, "secret.py", b"token? ", b"hunter22\n", no_echo=True)
     assert "token? " in text and "got 8 characters" in text
     assert "hunter22" not in text  # the terminal did not echo it

@@ -104,17 +104,27 @@ def image_rows(app: DevloopApp) -> list:
     return [line for line in app.store.all.lines if line.stream == "image"]
 
 
-async def test_kitty_figure_is_sent_once_and_its_rows_are_placeholders(tmp_path: Path) -> None:
+def recording_app(tmp_path: Path, images: str) -> RecordingDriverApp:
+    """The app with a fixed figure on disk and `[ui] images = images`."""
     fixed_png(tmp_path / FIGURE)
     cfg = config(tmp_path)
-    cfg.ui.images = "kitty"
-    app = RecordingDriverApp(config=cfg, profile="docker-gpu", file="train.py")
+    cfg.ui.images = images
+    return RecordingDriverApp(config=cfg, profile="docker-gpu", file="train.py")
+
+
+async def show(app: DevloopApp, pilot, events: list) -> None:  # noqa: ANN001 - a Pilot
+    """Feed the events and wait until their figures are drawn into the log."""
+    app.feed(events)
+    await pilot.pause()
+    await asyncio.gather(*app.figure_jobs)
+    app.flush_log()
+    await pilot.pause()
+
+
+async def test_kitty_figure_is_sent_once_and_its_rows_are_placeholders(tmp_path: Path) -> None:
+    app = recording_app(tmp_path, "kitty")
     async with app.run_test(size=SIZE) as pilot:
-        app.feed(plot_cell())
-        await pilot.pause()
-        await asyncio.gather(*app.figure_jobs)
-        app.flush_log()
-        await pilot.pause()
+        await show(app, pilot, plot_cell())
         rows = image_rows(app)
         cols, expected_rows = graphics.geometry(160, 120, 72, 16,
                                                 graphics.cell_pixels())
@@ -139,16 +149,9 @@ async def test_kitty_figure_is_sent_once_and_its_rows_are_placeholders(tmp_path:
 
 
 async def test_sixel_rows_each_draw_their_band_where_the_row_is(tmp_path: Path) -> None:
-    fixed_png(tmp_path / FIGURE)
-    cfg = config(tmp_path)
-    cfg.ui.images = "sixel"
-    app = RecordingDriverApp(config=cfg, profile="docker-gpu", file="train.py")
+    app = recording_app(tmp_path, "sixel")
     async with app.run_test(size=SIZE) as pilot:
-        app.feed(plot_cell())
-        await pilot.pause()
-        await asyncio.gather(*app.figure_jobs)
-        app.flush_log()
-        await pilot.pause()
+        await show(app, pilot, plot_cell())
         view = app.log_view
         region = view.content_region
         drawn = {y: "".join(seg.text for seg in view.render_line(y)) for y in range(view.size.height)}
@@ -173,10 +176,7 @@ async def test_sixel_rows_each_draw_their_band_where_the_row_is(tmp_path: Path) 
 
 async def test_the_terminal_keeps_a_bounded_number_of_kitty_images(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setattr(graphics, "KITTY_KEPT", 2)
-    fixed_png(tmp_path / FIGURE)
-    cfg = config(tmp_path)
-    cfg.ui.images = "kitty"
-    app = RecordingDriverApp(config=cfg, profile="docker-gpu", file="train.py")
+    app = recording_app(tmp_path, "kitty")
     async with app.run_test(size=SIZE) as pilot:
         for _ in range(3):
             app.feed(plot_cell())
@@ -189,20 +189,12 @@ async def test_the_terminal_keeps_a_bounded_number_of_kitty_images(tmp_path: Pat
 
 
 async def test_a_figure_is_cut_at_the_edge_not_wrapped_when_the_log_narrows(tmp_path: Path) -> None:
-    wide_png = PIL.new("RGB", (640, 160), "navy")
-    (tmp_path / FIGURE).parent.mkdir(parents=True)
-    wide_png.save(tmp_path / FIGURE)
+    app = recording_app(tmp_path, "halfblock")
+    PIL.new("RGB", (640, 160), "navy").save(tmp_path / FIGURE)  # wider than the fixed one
     events = [dataclasses.replace(e, width=640, height=160) if isinstance(e, ev.Display) and e.path else e
               for e in plot_cell()]
-    cfg = config(tmp_path)
-    cfg.ui.images = "halfblock"
-    app = DevloopApp(config=cfg, profile="docker-gpu", file="train.py")
     async with app.run_test(size=(200, 40)) as pilot:
-        app.feed(events)
-        await pilot.pause()
-        await asyncio.gather(*app.figure_jobs)
-        app.flush_log()
-        await pilot.pause()
+        await show(app, pilot, events)
         figure_rows = len(image_rows(app))
         wide = app.log_view.virtual_size.height
         await pilot.resize_terminal(120, 40)  # the figure (wider than the log now) keeps its rows
