@@ -252,8 +252,6 @@ class Reporter:
             for conflict in event.conflicts:
                 w(f"pull: conflict: {conflict['path']} changed here since the last pull; the target's copy "
                   f"is {conflict['remote']}\n")
-            if event.deferred:
-                w(f"pull: {plural(len(event.deferred), 'file')} over [sync] pull_max_mb: next pass\n")
         elif isinstance(event, ev.RunRecorded):
             if event.path and event.run_id:  # what `devloop runs show` finds it by
                 short = event.run_id[:8]

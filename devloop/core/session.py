@@ -678,12 +678,10 @@ class Session:
                       f"per pass ([sync] pull_max_mb) come with the next pass: "
                       f"{', '.join(result.deferred[:5])}{' ...' if len(result.deferred) > 5 else ''}",
                       "warning")
-        for kept, remote in result.conflicts:
-            self._log(f"pull: {kept} changed here since the last pull: kept, the target's copy is "
-                      f"{remote}", "warning")
         if result.skipped:
             self._log(f"pull: not pulled (changed while read, gone, or refused): {', '.join(result.skipped[:5])}",
                       "info")
+        # each conflict is told by the front ends from PullDone (it was a warning too: twice)
         if result.files or result.conflicts or result.deferred:
             self.emit(ev.PullDone(files=tuple(result.files), bytes=result.bytes,
                                   conflicts=tuple({"path": k, "remote": r} for k, r in result.conflicts),
