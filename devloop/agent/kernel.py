@@ -27,7 +27,7 @@ import time
 import traceback
 import types
 
-from . import display, magics, reaper, shutdown, stdin, tbformat
+from . import display, magics, reaper, shutdown, stdin, tbformat, wire
 
 CHUNK = 64 * 1024          # largest `out` read from a pipe at once
 COALESCE_S = 0.005         # writes this close together become one `out` event
@@ -277,6 +277,7 @@ class Kernel:
         self.current = None            # id of the request being processed (tags `out`)
         self.cell_running = False      # user code runs in the main thread right now
         self.generation = 0            # counts requests: an interrupt targets one of them
+        self.check_failed = False      # the request's precheck failed: its cell never started
         self.interrupt_for = -1        # generation an interrupt was sent for
         self.interrupted = False       # the current request was interrupted by the client
         self.child = None              # the `run` child process, if any
@@ -467,6 +468,7 @@ class Kernel:
                 continue
             self.generation += 1
             self.interrupted = False
+            self.check_failed = False
             self.current = req.get("id")
             tag = req.get("tag") if isinstance(req.get("tag"), dict) else None
             self.running = {"id": self.current, "tag": tag, "started": time.time()} if tag else None
@@ -481,13 +483,15 @@ class Kernel:
                 ok, exit_code = False, None
             self._finish_request()
             ms = round((time.monotonic() - started) * 1000.0, 3)
-            if tag:
+            if tag and not self.check_failed:  # a cell that never started keeps its last result
                 self._record(tag, ok, ms)
             self.running = None
             self.last_activity = time.time()
             if op in ("exec", "run") or req.get("id") is not None:
-                self.proto.emit({"type": "done", "id": req.get("id"), "ok": ok, "ms": ms,
-                                 "exit_code": exit_code})
+                done = {"type": "done", "id": req.get("id"), "ok": ok, "ms": ms, "exit_code": exit_code}
+                if self.check_failed:
+                    done["checked"] = False
+                self.proto.emit(done)
             self.current = None
 
     def _finish_request(self):
@@ -505,6 +509,10 @@ class Kernel:
 
     def exec_cell(self, req):
         rid = req.get("id")
+        precheck = req.get("precheck")
+        if isinstance(precheck, dict) and not self._precheck(rid, precheck):
+            self.check_failed = True
+            return False, None
         code = req.get("code") or ""
         filename = req.get("filename") or "<cell>"
         first_line = max(int(req.get("first_line") or 1), 1)
@@ -657,15 +665,28 @@ class Kernel:
     def check_cells(self, req):
         """Compile every cell a pass plans ({code, filename, first_line}; magics transformed)
         before any of them runs: the first syntax error is reported at once, nothing runs."""
-        for cell in req.get("cells") or []:
+        return self._compile_all(req.get("id"), req.get("cells") or []), None
+
+    def _compile_all(self, rid, cells):
+        for cell in cells:
             try:
                 magics.compile_cell(cell.get("code") or "", cell.get("filename") or "<cell>",
                                     max(int(cell.get("first_line") or 1), 1),
                                     magics.for_kernel(self), display.compile_cell)
             except (SyntaxError, ValueError, OverflowError) as exc:
-                self._report(req.get("id"), exc)
-                return False, None
-        return True, None
+                self._report(rid, exc)
+                return False
+        return True
+
+    def _precheck(self, rid, precheck):
+        """A pass's first exec carries its check (one round trip less per save): every planned
+        cell compiles, else the error is reported and nothing runs; then the names no cell
+        defines any more leave the namespace, and `checked` tells the front end the cell starts."""
+        if not self._compile_all(rid, precheck.get("cells") or []):
+            return False
+        self.forget_names({"names": precheck.get("forget") or []})
+        self.proto.emit({"type": wire.EV_CHECKED, "id": rid})
+        return True
 
     def forget_names(self, req):
         """Drop names from the namespace (the ones a rerun cell no longer defines: a pass then

@@ -33,6 +33,7 @@ EV_REFUSED = "refused"      # the hello was refused (wrong secret)
 EV_BYE = "bye"              # the kernel ends on purpose (shutdown, idle stop)
 EV_STATUS = "status"        # the answer to a peek hello (`devloop sessions`)
 EV_INPUT = "input"          # a cell waits in input() / sys.stdin: {n, prompt, password}
+EV_CHECKED = "checked"      # an exec's `precheck` passed: its cell starts now (before any `out`)
 
 # -- sessions: files under the remote workdir ---------------------------------------------
 STATE_DIR = ".devloop"

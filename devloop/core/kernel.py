@@ -31,6 +31,7 @@ class ExecResult:
     error: dict[str, Any] | None = None
     died: bool = False
     lost: bool = False  # the connection dropped rather than the process dying
+    checked: bool = True  # False: the exec's precheck failed (a syntax error), its cell never started
 
 
 class KernelDied(Exception):
@@ -41,6 +42,7 @@ class KernelDied(Exception):
 class _Pending:
     future: asyncio.Future
     error: dict[str, Any] | None = None
+    on_checked: Callable[[], None] | None = None  # an exec's precheck passed: the cell starts
 
 
 @dataclass
@@ -132,7 +134,12 @@ class KernelClient:
                 pending.future.set_result(ExecResult(
                     ok=bool(msg.get("ok")), ms=float(msg.get("ms") or 0.0),
                     exit_code=msg.get("exit_code"), error=pending.error,
+                    checked=msg.get("checked", True) is not False,
                 ))
+        elif kind == wire.EV_CHECKED:  # before the cell's first `out`: in order on the stream
+            pending = self._pending.get(str(msg.get("id")))
+            if pending is not None and pending.on_checked is not None:
+                pending.on_checked()
         elif kind == "error":
             pending = self._pending.get(str(msg.get("id")))
             if pending is not None:
@@ -161,14 +168,15 @@ class KernelClient:
                 self._lost = True
             raise KernelDied(str(exc)) from exc
 
-    async def _request(self, payload: dict[str, Any], rid: str | None = None) -> ExecResult:
+    async def _request(self, payload: dict[str, Any], rid: str | None = None,
+                       on_checked: Callable[[], None] | None = None) -> ExecResult:
         """Send one request and wait for its reply; a kernel that is gone is a `died` result."""
         if self._closed:
             return ExecResult(ok=False, died=True, exit_code=self.exit_code, lost=self._lost)
         rid = rid if rid is not None else str(next(self._ids))
         payload["id"] = rid
         fut = asyncio.get_running_loop().create_future()
-        self._pending[rid] = _Pending(fut)
+        self._pending[rid] = _Pending(fut, on_checked=on_checked)
         try:
             await self._send(payload)
         except KernelDied:
@@ -181,15 +189,23 @@ class KernelClient:
         return str(next(self._ids))
 
     async def exec(self, code: str, filename: str, first_line: int, rid: str | None = None,
-                   tag: Mapping[str, Any] | None = None, argv: Sequence[str] | None = None) -> ExecResult:
+                   tag: Mapping[str, Any] | None = None, argv: Sequence[str] | None = None,
+                   precheck: Mapping[str, Any] | None = None,
+                   on_checked: Callable[[], None] | None = None) -> ExecResult:
         """Run a cell. `tag` ({file, cell, hash}) lets the kernel remember how the cell ended,
-        for a front end that attaches later; `argv`: the file's sys.argv (set when it changed)."""
+        for a front end that attaches later; `argv`: the file's sys.argv (set when it changed).
+        `precheck` ({cells: [{code, filename, first_line}], forget: [names]}): a pass's check,
+        done first in the same request; when it passes, `on_checked()` runs before the cell's
+        output arrives; when it fails the result has `checked` False and the syntax error."""
         payload: dict[str, Any] = {"op": "exec", "code": code, "filename": filename, "first_line": first_line}
         if tag:
             payload["tag"] = dict(tag)
         if argv is not None:
             payload["argv"] = [str(a) for a in argv]
-        return await self._request(payload, rid)
+        if precheck is not None:
+            payload["precheck"] = {"cells": [dict(c) for c in precheck.get("cells", ())],
+                                   "forget": sorted(precheck.get("forget", ()))}
+        return await self._request(payload, rid, on_checked)
 
     async def run(self, argv: Sequence[str], env: Mapping[str, str] | None = None,
                   rid: str | None = None, tag: Mapping[str, Any] | None = None) -> ExecResult:
@@ -197,15 +213,6 @@ class KernelClient:
         if tag:
             payload["tag"] = dict(tag)
         return await self._request(payload, rid)
-
-    async def check(self, cells: Sequence[Mapping[str, Any]]) -> ExecResult:
-        """Compile cells ({code, filename, first_line}) on the target without running any; a
-        syntax error comes back as the result's `error`."""
-        return await self._request({"op": wire.OP_CHECK, "cells": [dict(c) for c in cells]})
-
-    async def forget(self, names: Sequence[str]) -> ExecResult:
-        """Drop names from the kernel's namespace."""
-        return await self._request({"op": wire.OP_FORGET, "names": sorted(names)})
 
     async def answer_input(self, n: int, text: str | None, reason: str = "") -> None:
         """The line for question `n` of the kernel (None: end of input, `reason` says why)."""
@@ -488,13 +495,14 @@ class SessionClient(KernelClient):
         return False
 
     # ------------------------------------------------------------------ requests
-    async def _request(self, payload: dict[str, Any], rid: str | None = None) -> ExecResult:
+    async def _request(self, payload: dict[str, Any], rid: str | None = None,
+                       on_checked: Callable[[], None] | None = None) -> ExecResult:
         if self._closed:
             return ExecResult(ok=False, died=True, exit_code=self.exit_code, lost=self._lost)
         rid = rid if rid is not None else self.next_id()
         payload["id"] = rid
         fut = asyncio.get_running_loop().create_future()
-        self._pending[rid] = _Pending(fut)
+        self._pending[rid] = _Pending(fut, on_checked=on_checked)
         self._requests[rid] = payload
         if self._linked:
             with contextlib.suppress(KernelDied):  # a dropped link resends it after reattaching

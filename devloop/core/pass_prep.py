@@ -4,9 +4,10 @@
   defined when it last ran that no cell of the file defines now (a rename: `X_train` -> `X_tr`)
   is removed before the next pass (marimo's rule), so a cell still reading it fails with
   NameError as `python file.py` would, instead of running on the stale value.
-- `check_syntax` compiles every planned cell on the target (its Python, IPython magics
-  transformed) before any runs: a syntax error in cell 5 is reported at once, not after cells
-  0-4 ran, and the earlier cells' state is kept.
+- every planned cell is compiled on the target (its Python, IPython magics transformed) before
+  any runs, in the pass's first exec request (`check_payload`; `failing_cell` names the cell of
+  the error): a syntax error in cell 5 is reported at once, not after cells 0-4 ran, and the
+  earlier cells' state is kept.
 - `skipped_messages` says which cells are in another language (R, html, latex) and not run.
 """
 
@@ -66,24 +67,24 @@ def removal_messages(stale: dict[str, int], cells: Sequence[Cell]) -> list[str]:
     return out
 
 
-async def check_syntax(kernel: Any, cells: Sequence[Cell], relpath: str) -> tuple[int, dict] | None:
-    """(cell index, error event) of the first planned cell that does not compile on the target,
-    or None when they all do."""
-    if not cells:
-        return None
-    result = await kernel.check([{"code": c.code, "filename": relpath, "first_line": c.code_line}
-                                 for c in cells])
-    if result.ok or result.died or not result.error:
-        return None
+def check_payload(cells: Sequence[Cell], relpath: str) -> list[dict]:
+    """The planned cells as the kernel compiles them before any runs (the `precheck` of a
+    pass's first exec)."""
+    return [{"code": c.code, "filename": relpath, "first_line": c.code_line} for c in cells]
+
+
+def failing_cell(cells: Sequence[Cell], error: dict, relpath: str) -> int:
+    """The planned cell whose lines hold the syntax error the kernel reported (by its frame in
+    `relpath`; the first planned cell when it names none)."""
     line = 0
-    for frame in reversed(result.error.get("frames") or []):
+    for frame in reversed(error.get("frames") or []):
         if frame.get("file") == relpath and frame.get("line"):
             line = int(frame["line"])
             break
     for cell in cells:
         if cell.code_line <= line <= max(cell.end_line, cell.code_line):
-            return cell.index, result.error
-    return cells[0].index, result.error
+            return cell.index
+    return cells[0].index
 
 
 def skipped_messages(parsed: ParsedFile) -> list[str]:

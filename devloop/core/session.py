@@ -21,7 +21,7 @@ import contextlib
 import time
 import traceback
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from devloop.core import events as ev
 from devloop.core.cells import Cell, ParsedFile, parse_cells, plan_reruns
@@ -879,28 +879,37 @@ class Session:
         self.emit(ev.CellsPlanned(cells=tuple(indices), reason=reason))
         for i in indices:
             self.emit(ev.CellState(cell=i, state="pending"))
-        if not await self._prepare_pass(indices):
-            return self._run_done(False, 1, 0, 0.0)
         t0 = time.perf_counter()
         ok, ran = True, 0
         rel = self.relpath
         if len(self.last_ok) < len(self.cells):
             self.last_ok.extend([None] * (len(self.cells) - len(self.last_ok)))
         del self.last_ok[len(self.cells):]
+        planned = [self.cells[i] for i in indices]
+        stale = self.defined_names.stale(self.cells, self.kernel)
+        # the pass's check (pass_prep.py) rides on its first exec: one round trip less per save
+        precheck = {"cells": pass_prep.check_payload(planned, rel), "forget": list(stale)}
         for pos, i in enumerate(indices):
             cell = self.cells[i]
             self._running_cell = i
-            self.emit(ev.CellState(cell=i, state="running"))
-            self.emit(ev.CellStart(cell=i, line=cell.marker_line, title=cell.title))
             rid = self.kernel.next_id()
             self._rid_cell[rid] = i
-            self.defined_names.ran(cell, self.kernel)
+            started = self._cell_starts(cell, stale if pos == 0 else None)
+            if pos:
+                started()
             try:
                 result = await self.kernel.exec(cell.code, rel, cell.code_line, rid=rid,
                                                 tag={"file": rel, "cell": i, "hash": cell.hash},
-                                                argv=[rel, *self._script_args()])
+                                                argv=[rel, *self._script_args()],
+                                                precheck=precheck if pos == 0 else None,
+                                                on_checked=started if pos == 0 else None)
             finally:
                 self._running_cell = None
+            if not result.checked:  # a planned cell does not compile: nothing ran, state kept
+                self._rid_cell.pop(rid, None)
+                self._refuse_pass(indices, pass_prep.failing_cell(planned, result.error or {}, rel),
+                                  result.error or {})
+                return self._run_done(False, 1, 0, 0.0)
             ran += 1
             if result.error:
                 self._emit_error(i, result.error)
@@ -932,30 +941,35 @@ class Session:
                 break
         return self._run_done(ok, 0 if ok else 1, ran, (time.perf_counter() - t0) * 1000)
 
-    async def _prepare_pass(self, indices: list[int]) -> bool:
-        """Before any cell runs (pass_prep.py): a planned cell that does not compile fails the
-        pass at once, at its file:line, and nothing runs (the kernel's state is kept); names no
-        cell defines any more leave the namespace, so the pass fails as a fresh run would."""
-        assert self.kernel is not None
-        bad = await pass_prep.check_syntax(self.kernel, [self.cells[i] for i in indices], self.relpath)
-        if bad is not None:
-            cell, error = bad
-            self._emit_error(cell, error)
-            self.emit(ev.CellDone(cell=cell, ok=False, ms=0.0))
-            self.emit(ev.CellState(cell=cell, state="failed"))
-            if cell < len(self.last_ok):
-                self.last_ok[cell] = None
-            for j in indices:
-                if j != cell:
-                    self.emit(ev.CellState(cell=j, state="stale"))
-            return False
-        stale = self.defined_names.stale(self.cells, self.kernel)
-        if stale:
-            await self.kernel.forget(list(stale))
-            self.defined_names.removed(list(stale))
-            for message in pass_prep.removal_messages(stale, self.cells):
-                self._log(message, "warning")
-        return True
+    def _cell_starts(self, cell: Any, stale: dict[str, int] | None) -> Callable[[], None]:
+        """What a cell's start emits, once (for a pass's first cell: when its precheck passed,
+        which removed the stale names no cell defines any more, as `python file.py` would)."""
+        done: list[bool] = []
+
+        def started() -> None:
+            if done:
+                return
+            done.append(True)
+            if stale:
+                self.defined_names.removed(list(stale))
+                for message in pass_prep.removal_messages(stale, self.cells):
+                    self._log(message, "warning")
+            self.emit(ev.CellState(cell=cell.index, state="running"))
+            self.emit(ev.CellStart(cell=cell.index, line=cell.marker_line, title=cell.title))
+            self.defined_names.ran(cell, self.kernel)
+        return started
+
+    def _refuse_pass(self, indices: list[int], cell: int, error: dict) -> None:
+        """A planned cell does not compile on the target: the pass fails at its file:line and
+        nothing runs (the kernel's state is kept)."""
+        self._emit_error(cell, error)
+        self.emit(ev.CellDone(cell=cell, ok=False, ms=0.0))
+        self.emit(ev.CellState(cell=cell, state="failed"))
+        if cell < len(self.last_ok):
+            self.last_ok[cell] = None
+        for j in indices:
+            if j != cell:
+                self.emit(ev.CellState(cell=j, state="stale"))
 
     def _script_args(self) -> list[str]:
         """sys.argv[1:] of the file: `-- ARGS` on the command line, else [run].args."""
