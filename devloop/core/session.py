@@ -799,12 +799,27 @@ class Session:
                 self._reparse()
                 self._pass_hashes = [c.hash for c in self.cells]
                 self.outputs.next_run()  # this pass's images: a folder of their own
-                done = await self._pass(indices(), reason=reason)
+                try:
+                    done = await self._pass(indices(), reason=reason)
+                except (SourceError, asyncio.CancelledError):
+                    raise
+                except Exception as exc:  # noqa: BLE001 - a devloop bug: said, never a silent hang
+                    done = self._internal_error(exc)
                 if done is not None and self.puller.enabled:
                     await self.pull()  # [sync] pull: the outputs the pass wrote come back
                 return done
             finally:
+                self._running_cell = None
                 self._pass_ended_at = time.monotonic()
+
+    def _internal_error(self, exc: BaseException) -> ev.RunDone:
+        """A pass broke inside devloop: the front end says so and the pass ends failed (a watch
+        goes on with the next save) instead of waiting forever for a pass that is gone."""
+        self._log("".join(traceback.format_exception(exc)).rstrip())  # for `-v`: where it broke
+        self.emit(ev.TargetState(state="error", profile=self.profile.name, kind=self.profile.kind,
+                                 message=f"the pass stopped on a devloop error ({type(exc).__name__}: {exc}); "
+                                         "the next save runs again -- run with -v for where it broke"))
+        return self._run_done(False, 1, 0, 0.0)
 
     async def on_changes(self, paths: Iterable[str]) -> ev.RunDone | None:
         """What a save does: sync, reparse, interrupt a stale pass, run the planned cells."""

@@ -291,3 +291,33 @@ async def test_a_data_file_saved_later_reruns_the_cell_that_failed_on_it(tmp_pat
         (tmp_path / "data.txt").write_text("a b c\n")
         await rec.until_run_done()
         assert rec.started() == [0] and "rows 3" in rec.text()
+
+
+class BrokenOncePass(Session):
+    """Fault injection: a devloop bug in the first pass (no real input is known to make one)."""
+
+    broken = True
+
+    async def _pass(self, indices, reason):  # noqa: ANN001 - Session's own
+        if self.broken:
+            self.broken = False
+            raise TypeError("a bug in devloop")
+        return await super()._pass(indices, reason)
+
+
+async def test_a_devloop_error_in_a_pass_is_said_and_the_next_pass_runs(tmp_path: Path) -> None:
+    (tmp_path / "nb.py").write_text("# %% a\nprint('ran a')\n")
+    config = load_config(tmp_path)
+    rec = Recorder()
+    s = BrokenOncePass(config, config.profile(None), tmp_path / "nb.py", rec)
+    await s.start()
+    try:
+        done = await s.run_all()  # ends (failed) instead of leaving the front end waiting
+        assert done is not None and not done.ok and done.exit_code == 1
+        (said,) = [e for e in rec.of(ev.TargetState) if e.state == "error"]
+        assert "TypeError: a bug in devloop" in said.message and "-v" in said.message
+        rec.clear()
+        done = await s.run_all()
+        assert done.ok and "ran a" in rec.text()
+    finally:
+        await s.close()
