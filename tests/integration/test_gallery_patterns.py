@@ -178,7 +178,7 @@ def test_docker_matches_python(tmp_path: Path, docker_env: dict, docker_client, 
     finally:
         from devloop.core.targets.docker import LABEL_PROJECT
 
-        for c in docker_client.containers.list(all=True, filters={"label": f"{LABEL_PROJECT}={root.name}"}):
+        for c in docker_client.containers.list(all=True, ignore_removed=True, filters={"label": f"{LABEL_PROJECT}={root.name}"}):
             c.remove(force=True)
 
 

@@ -198,7 +198,9 @@ class DockerTarget(Target):
         import docker.errors
 
         filters = {"label": [f"{k}={v}" for k, v in self.labels().items()]}
-        found = self._client.containers.list(all=True, filters=filters)
+        # ignore_removed: one removed between the listing and its inspect (an idle stop, another
+        # devloop) is not an error
+        found = self._client.containers.list(all=True, ignore_removed=True, filters=filters)
         spec = self._spec_hash()
         keep = None
         for c in found:

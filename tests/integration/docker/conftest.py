@@ -50,5 +50,5 @@ def make_target(docker_host, docker_client, project):
     yield make
     for target in made:
         target.stop_now()
-    for c in docker_client.containers.list(all=True, filters={"label": f"{LABEL_PROJECT}={name}"}):
+    for c in docker_client.containers.list(all=True, ignore_removed=True, filters={"label": f"{LABEL_PROJECT}={name}"}):
         c.remove(force=True)

@@ -19,7 +19,7 @@ TEST_IMAGE = "devloop-test:hostpy"  # built by tests/infra/build-test-image.sh (
 
 
 def labelled(client, project_name):
-    return client.containers.list(all=True, filters={"label": f"{LABEL_PROJECT}={project_name}"})
+    return client.containers.list(all=True, ignore_removed=True, filters={"label": f"{LABEL_PROJECT}={project_name}"})
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ pytestmark = pytest.mark.docker
 
 
 def labelled(client, project_name):
-    return client.containers.list(all=True, filters={"label": f"{LABEL_PROJECT}={project_name}"})
+    return client.containers.list(all=True, ignore_removed=True, filters={"label": f"{LABEL_PROJECT}={project_name}"})
 
 
 async def test_engine_not_reachable_names_docker_host_and_how_to_start_one(make_target, tmp_path, monkeypatch):

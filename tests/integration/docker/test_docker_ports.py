@@ -26,7 +26,7 @@ async def test_docker_forward_download_concurrency_refusal_busy_and_cleanup(tmp_
         events = await forward_scenario(root, config, config.profile("dock"), remote_port=8765)
         assert {e.via for e in events if isinstance(e, ev.PortForward)} == {"agent relay"}
         # the container (and every relay exec in it) is gone with the session
-        assert docker_client.containers.list(all=True, filters={"label": f"{LABEL_PROJECT}={name}"}) == []
+        assert docker_client.containers.list(all=True, ignore_removed=True, filters={"label": f"{LABEL_PROJECT}={name}"}) == []
     finally:
-        for c in docker_client.containers.list(all=True, filters={"label": f"{LABEL_PROJECT}={name}"}):
+        for c in docker_client.containers.list(all=True, ignore_removed=True, filters={"label": f"{LABEL_PROJECT}={name}"}):
             c.remove(force=True)

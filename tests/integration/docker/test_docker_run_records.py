@@ -48,7 +48,7 @@ def repo(project: Path, docker_host, docker_client, monkeypatch):
     git(project, "add", "-A")
     git(project, "commit", "-q", "-m", "init")
     yield project
-    for c in docker_client.containers.list(all=True, filters={"label": f"{LABEL_PROJECT}={project.name}"}):
+    for c in docker_client.containers.list(all=True, ignore_removed=True, filters={"label": f"{LABEL_PROJECT}={project.name}"}):
         c.remove(force=True)
 
 

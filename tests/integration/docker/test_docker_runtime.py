@@ -26,7 +26,7 @@ def proj(project: Path, docker_host, docker_client, monkeypatch):
     (project / "profiles").mkdir()
     (project / "profiles" / "docker-test.yaml").write_text(f"kind: docker\nimage: {TEST_IMAGE}\nnetwork: none\n")
     yield project
-    for c in docker_client.containers.list(all=True, filters={"label": f"{LABEL_PROJECT}={project.name}"}):
+    for c in docker_client.containers.list(all=True, ignore_removed=True, filters={"label": f"{LABEL_PROJECT}={project.name}"}):
         c.remove(force=True)
 
 

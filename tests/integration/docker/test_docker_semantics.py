@@ -23,7 +23,7 @@ def project(tmp_path: Path, docker_host: str, docker_client):
     yield root
     from devloop.core.targets.docker import LABEL_PROJECT
 
-    for c in docker_client.containers.list(all=True, filters={"label": f"{LABEL_PROJECT}={root.name}"}):
+    for c in docker_client.containers.list(all=True, ignore_removed=True, filters={"label": f"{LABEL_PROJECT}={root.name}"}):
         c.remove(force=True)
 
 

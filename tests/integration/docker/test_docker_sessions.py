@@ -42,7 +42,7 @@ def dproject(tmp_path: Path, docker_host: str, docker_client):
 
 def containers(client, root: Path) -> list:
     name = root.joinpath(".name").read_text()
-    return client.containers.list(all=True, filters={"label": f"{LABEL_PROJECT}={name}"})
+    return client.containers.list(all=True, ignore_removed=True, filters={"label": f"{LABEL_PROJECT}={name}"})
 
 
 def agent_processes(container) -> list[str]:

@@ -52,7 +52,7 @@ CHILD_IGNORING_SIGTERM = (
 
 
 def labelled(client, project_name):
-    return client.containers.list(all=True, filters={"label": f"{LABEL_PROJECT}={project_name}"})
+    return client.containers.list(all=True, ignore_removed=True, filters={"label": f"{LABEL_PROJECT}={project_name}"})
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ pytestmark = pytest.mark.docker
 
 
 def labelled(client, project_name):
-    return client.containers.list(all=True, filters={"label": f"{LABEL_PROJECT}={project_name}"})
+    return client.containers.list(all=True, ignore_removed=True, filters={"label": f"{LABEL_PROJECT}={project_name}"})
 
 
 async def read_all(channel) -> list[bytes]:

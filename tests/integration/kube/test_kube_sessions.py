@@ -22,7 +22,7 @@ def project_pods(core_api, root: Path) -> list:
 
 def pod_container(docker_client, pod_name: str):
     """The pod's main container on the node's Docker engine (the kubelet runs pods there)."""
-    found = [c for c in docker_client.containers.list(filters={"label": f"io.kubernetes.pod.name={pod_name}"})
+    found = [c for c in docker_client.containers.list(ignore_removed=True, filters={"label": f"io.kubernetes.pod.name={pod_name}"})
              if c.labels.get("io.kubernetes.container.name") not in (None, "POD")]
     assert len(found) == 1, found
     return found[0]
@@ -45,7 +45,7 @@ def test_kube_a_killed_front_end_detaches_then_secret_and_stop(kube_project: Pat
 def _agent_processes(docker_client, pod_name: str) -> list[str]:
     import docker.errors
 
-    running = [c for c in docker_client.containers.list(filters={"label": f"io.kubernetes.pod.name={pod_name}"})
+    running = [c for c in docker_client.containers.list(ignore_removed=True, filters={"label": f"io.kubernetes.pod.name={pod_name}"})
                if c.labels.get("io.kubernetes.container.name") not in (None, "POD")]
     if not running:  # the pod's container ended (its keeper took the idle stop's SIGTERM)
         return []

@@ -43,7 +43,7 @@ def box(tmp_path: Path, ssh_home, make_project, docker_host: str, docker_client)
 
 
 def containers(client) -> list:
-    return client.containers.list(all=True, filters={"label": f"{LABEL_PROJECT}=sshproj"})
+    return client.containers.list(all=True, ignore_removed=True, filters={"label": f"{LABEL_PROJECT}=sshproj"})
 
 
 def rewrite_profile(project: Path, ssh_home, docker_host: str, **extra: str) -> None:

@@ -96,7 +96,7 @@ def box(tmp_path: Path, ssh_home, make_project, docker_host: str, docker_client)
 
 
 def box_containers(client) -> list:
-    return client.containers.list(all=True, filters={"label": f"{LABEL_PROJECT}=sshproj"})
+    return client.containers.list(all=True, ignore_removed=True, filters={"label": f"{LABEL_PROJECT}=sshproj"})
 
 
 def _socket_inodes(pid: int) -> set[str]:
