@@ -207,3 +207,16 @@ async def test_a_figure_is_cut_at_the_edge_not_wrapped_when_the_log_narrows(tmp_
         view = app.log_view
         rows = [y for y in range(view.size.height) if "▀" in "".join(s.text for s in view.render_line(y))]
         assert len(rows) == figure_rows and rows == list(range(rows[0], rows[0] + figure_rows))
+
+
+async def test_the_log_keeps_a_bounded_number_of_protocol_rows(tmp_path: Path, monkeypatch) -> None:
+    from devloop.ui.widgets.logview import LogView
+
+    monkeypatch.setattr(LogView, "GRAPHIC_ROWS_KEPT", 10)
+    app = recording_app(tmp_path, "sixel")
+    async with app.run_test(size=SIZE) as pilot:
+        for _ in range(3):
+            await show(app, pilot, plot_cell())
+        rows = image_rows(app)
+        assert len(app.log_view.graphics) == 10
+        assert set(app.log_view.graphics) == {line.seq for line in rows[-10:]}  # the newest kept

@@ -268,7 +268,7 @@ class FigureLog:
             line.text, line.width = text, cell_width(text)
             self.store.max_width = max(self.store.max_width, line.width)
             if graphic is not None:
-                view.graphics[line.seq] = graphic
+                view.add_graphic(line.seq, graphic)
         for line in blank:
             view._cache.pop(line.seq, None)
         view.refresh()
@@ -281,7 +281,7 @@ class FigureLog:
             return
         view = self.log_view
         for line, graphic in zip(blank, bands):
-            view.graphics[line.seq] = graphic
+            view.add_graphic(line.seq, graphic)
         view.refresh()
 
     def _terminal_write(self, data: str) -> None:

@@ -347,6 +347,15 @@ class LogView(ScrollView, can_focus=True):
         rows = self._rows_of(line, self._index_width if self._index_width > 0 else self.text_width)
         return self._row(line, parts, part, rows, scroll_x, width, style)
 
+    GRAPHIC_ROWS_KEPT = 2048  # figure rows drawn with a protocol (~128 figures); older: half blocks
+
+    def add_graphic(self, seq: int, graphic: RowGraphic) -> None:
+        """Draw line `seq` with a graphics protocol; the oldest rows beyond the bound go back to
+        their half blocks (a long session's Sixel bands would otherwise pile up in memory)."""
+        self.graphics[seq] = graphic
+        while len(self.graphics) > self.GRAPHIC_ROWS_KEPT:
+            self.graphics.pop(next(iter(self.graphics)))
+
     def _draws_graphics(self) -> bool:
         """Graphics only on the active screen: behind a dialog Textual dims what it draws, and a
         Sixel band or a recoloured placeholder would not be dimmed but garbled."""
