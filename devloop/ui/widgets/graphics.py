@@ -188,27 +188,20 @@ def kitty_png(path: Path, max_pixels: tuple[int, int]) -> bytes | None:
 
 # -- Sixel -------------------------------------------------------------------------------------
 
-def decoded(path: Path):  # noqa: ANN201 - a PIL image, or None
-    """The image decoded (RGBA), or None when it is not an image Pillow reads (an SVG)."""
-    try:
-        from PIL import Image
-
-        with Image.open(path) as img:
-            return img.convert("RGBA")
-    except Exception:  # noqa: BLE001 - not installed, an SVG, a damaged file
-        return None
-
-
-def sixel_bands(source, cols: int, rows: int, cell: tuple[int, int]) -> list[str]:  # noqa: ANN001
-    """The image (a file or a decoded PIL image) fitted into cols x rows cells (aspect kept,
-    centred on white) as one Sixel image per cell row. Empty when it is not an image."""
+def sixel_bands(path: Path, cols: int, rows: int, cell: tuple[int, int]) -> list[str]:
+    """The image fitted into cols x rows cells (aspect kept, centred on white) as one Sixel
+    image per cell row. Empty when the file is not an image Pillow reads (an SVG)."""
     try:
         from PIL import Image
         from textual_image._sixel import image_to_sixels
     except ImportError:
         return []
-    img = decoded(source) if isinstance(source, (str, Path)) else source.convert("RGBA")
-    if img is None or img.width <= 0 or img.height <= 0:
+    try:
+        with Image.open(path) as opened:
+            img = opened.convert("RGBA")
+    except Exception:  # noqa: BLE001 - an SVG, a damaged file
+        return []
+    if img.width <= 0 or img.height <= 0:
         return []
     cw, ch = cell
     box = (cols * cw, rows * ch)

@@ -18,7 +18,6 @@ import os
 import shutil
 import subprocess
 import sys
-from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -62,17 +61,16 @@ def fit(width: int, height: int, max_cols: int = INLINE_MAX_COLS,
     return cols, pixel_rows + pixel_rows % 2
 
 
-def halfblock_rows(source, max_cols: int = INLINE_MAX_COLS,  # noqa: ANN001 - a path or a PIL image
+def halfblock_rows(path: str | Path, max_cols: int = INLINE_MAX_COLS,
                    max_rows: int = INLINE_MAX_ROWS) -> list[str]:
-    """The image (a file, or a PIL image already decoded) as rows of `▀` with 24-bit ANSI
-    colours, fitted into max_cols x max_rows cells (a cell is one pixel wide and two tall).
-    Empty when the file is not an image Pillow reads."""
+    """The image as rows of `▀` with 24-bit ANSI colours, fitted into max_cols x max_rows cells
+    (a cell is one pixel wide and two tall). Empty when the file is not an image Pillow reads."""
     try:
         from PIL import Image
     except ImportError:
         return []
     try:
-        with (Image.open(source) if isinstance(source, (str, Path)) else nullcontext(source)) as img:
+        with Image.open(path) as img:
             if img.size[0] <= 0 or img.size[1] <= 0:
                 return []
             cols, pixel_rows = fit(img.size[0], img.size[1], max_cols, max_rows)
@@ -178,7 +176,6 @@ def inline_rows(path: Path, protocol: str, cols: int, rows: int,
     Sixel rows are half blocks here, sharpened by `sixel_rows` (their encoding takes longer)."""
     texts = halfblock_rows(path, cols, rows)
     texts = (texts + [" "] * rows)[:rows]
-    none: list[graphics.RowGraphic | None] = [None] * rows
     if protocol == "kitty":
         png = graphics.kitty_png(path, (cols * cell[0], rows * cell[1]))
         if png is not None:
@@ -186,7 +183,7 @@ def inline_rows(path: Path, protocol: str, cols: int, rows: int,
             placeholders = graphics.kitty_rows(image_id, cols, rows, truecolor)
             return InlineFigure(texts, [graphics.RowGraphic("kitty", row, cols, image_id) for row in placeholders],
                                 graphics.kitty_transmit(png, image_id, cols, rows), image_id)
-    return InlineFigure(texts, none)
+    return InlineFigure(texts, [None] * rows)
 
 
 def sixel_rows(path: Path, cols: int, rows: int, cell: tuple[int, int]) -> list[graphics.RowGraphic]:
