@@ -131,7 +131,8 @@ class LogView(ScrollView, can_focus=True):
         super().__init__(id=id)
         self._source: Ring = Ring(1)
         self._seen_dropped = 0
-        self._cache: OrderedDict[int, tuple[Strip, Strip]] = OrderedDict()
+        # rendered (gutter, text) by line seq; a Kitty figure row's placeholders by (seq, "kitty")
+        self._cache: OrderedDict[int | tuple[int, str], tuple[Strip, Strip]] = OrderedDict()
         self.follow = True
         self.new_below = False  # output arrived while the user was scrolled up
         self.wrap = True  # the user's lines wrap (devloop's own always do)
@@ -144,7 +145,6 @@ class LogView(ScrollView, can_focus=True):
         self._pinning = False  # our own scroll: not the user's
         # rows of inline figures drawn with a terminal graphics protocol (graphics.py), by seq
         self.graphics: dict[int, RowGraphic] = {}
-        self._graphic_parts: OrderedDict[int, tuple[Strip, Strip]] = OrderedDict()
 
     # -- what is shown -------------------------------------------------------------------------
 
@@ -159,7 +159,6 @@ class LogView(ScrollView, can_focus=True):
         self._seen_dropped = source.dropped
         self.search = search
         self._cache.clear()
-        self._graphic_parts.clear()
         self._index_width = -1  # rebuilt for the new source
         self.follow, self.new_below = True, False
         self.sync(max_width)
@@ -179,7 +178,6 @@ class LogView(ScrollView, can_focus=True):
         self.wrap = wrap
         self._index_width = -1
         self._cache.clear()
-        self._graphic_parts.clear()
         self.scroll_to(x=0, animate=False, immediate=True)
         self.sync(self.max_width)
 
@@ -277,7 +275,6 @@ class LogView(ScrollView, can_focus=True):
     def mark(self, seqs: set[int]) -> None:
         self.marked = seqs
         self._cache.clear()
-        self._graphic_parts.clear()
         self.refresh()
 
     # -- scrolling decides following -----------------------------------------------------------
@@ -338,12 +335,7 @@ class LogView(ScrollView, can_focus=True):
             drawn = self._graphic_row(line, graphic, y, scroll_x, width, style)
             if drawn is not None:
                 return drawn
-        parts = self._cache.get(line.seq)
-        if parts is None:
-            parts = self._render_parts(line, style)
-            self._cache[line.seq] = parts
-            if len(self._cache) > CACHE_SIZE:
-                self._cache.popitem(last=False)
+        parts = self._parts(line.seq, line, style)
         rows = self._rows_of(line, self._index_width if self._index_width > 0 else self.text_width)
         return self._row(line, parts, part, rows, scroll_x, width, style)
 
@@ -370,20 +362,23 @@ class LogView(ScrollView, can_focus=True):
         if scroll_x or graphic.cols + PREFIX > width:  # scrolled sideways or too narrow
             return None
         if graphic.kind == "kitty":  # placeholder text: the terminal draws the image under it
-            parts = self._graphic_parts.get(line.seq)
-            if parts is None:
-                parts = self._render_parts(LogLine(line.seq, line.cell, line.stream, graphic.data, graphic.cols),
-                                           style)
-                self._graphic_parts[line.seq] = parts
-                if len(self._graphic_parts) > CACHE_SIZE:
-                    self._graphic_parts.popitem(last=False)
-            return self._row(line, parts, 0, 1, 0, width, style)
-        gutter = self._cache.get(line.seq) or self._render_parts(line, style)
+            placeholders = LogLine(line.seq, line.cell, line.stream, graphic.data, graphic.cols)
+            return self._row(line, self._parts((line.seq, "kitty"), placeholders, style), 0, 1, 0, width, style)
+        gutter = self._parts(line.seq, line, style)[0]
         region = self.content_region
         band = sixel_row(graphic.data, region.x + PREFIX, region.y + y, graphic.cols)
         rest = width - PREFIX - graphic.cols
-        return Strip([*gutter[0].crop(0, PREFIX), Segment(band, None, ((ControlType.CURSOR_FORWARD, 0),)),
+        return Strip([*gutter.crop(0, PREFIX), Segment(band, None, ((ControlType.CURSOR_FORWARD, 0),)),
                       Segment(" " * rest, style)], width)
+
+    def _parts(self, key: int | tuple[int, str], line: LogLine, style: Style) -> tuple[Strip, Strip]:
+        """`line` rendered (`_render_parts`), cached under `key` (bounded, oldest out first)."""
+        parts = self._cache.get(key)
+        if parts is None:
+            parts = self._cache[key] = self._render_parts(line, style)
+            if len(self._cache) > CACHE_SIZE:
+                self._cache.popitem(last=False)
+        return parts
 
     def _row(self, line: LogLine, parts: tuple[Strip, Strip], part: int, rows: int, scroll_x: int,
              width: int, style: Style) -> Strip:
