@@ -14,16 +14,13 @@ Stdlib only, Python 3.8+.
 """
 
 import builtins
+import getpass
 import io
 import sys
 import threading
 
 _BUILTIN_INPUT = builtins.input
-try:
-    import getpass as _getpass_module
-    _BUILTIN_GETPASS = _getpass_module.getpass
-except Exception:  # noqa: BLE001 - a Python without termios still has getpass; never fatal here
-    _BUILTIN_GETPASS = None
+_BUILTIN_GETPASS = getpass.getpass
 
 
 class Bridge:
@@ -47,7 +44,6 @@ class Bridge:
             self._original_stdin = current
         if current is self._original_stdin or getattr(current, "closed", False):
             sys.stdin = self.stdin  # a cell's own replacement (a StringIO in a test) is kept
-        import getpass
         if getpass.getpass is _BUILTIN_GETPASS:
             getpass.getpass = self.getpass  # a password prompt: the front end hides what is typed
 
@@ -90,21 +86,18 @@ class Bridge:
 
     def input(self, prompt=""):
         """builtins.input for cells."""
-        reply = self.ask(str(prompt))
-        if reply.get("eof"):
-            reason = reply.get("reason")
-            raise EOFError("EOF when reading a line" + (" (%s)" % reason if reason else ""))
-        value = str(reply.get("value", ""))
-        return value[:-1] if value.endswith("\n") else value
-
+        return self._line(str(prompt), False, "a line")
 
     def getpass(self, prompt="Password: ", stream=None):
         """getpass.getpass for cells: the kernel has no terminal (Python's own would warn and
         echo through sys.stdin); the front end asks with the typing hidden."""
-        reply = self.ask(str(prompt), password=True)
+        return self._line(str(prompt), True, "a password")
+
+    def _line(self, prompt, password, what):
+        reply = self.ask(prompt, password=password)
         if reply.get("eof"):
             reason = reply.get("reason")
-            raise EOFError("EOF when reading a password" + (" (%s)" % reason if reason else ""))
+            raise EOFError("EOF when reading %s" % what + (" (%s)" % reason if reason else ""))
         value = str(reply.get("value", ""))
         return value[:-1] if value.endswith("\n") else value
 
