@@ -186,11 +186,10 @@ class SessionHost:
         session = self.create()
         live = getattr(session, "file", None)
         asked = request.get("file")
-        if asked and live is not None and Path(asked).resolve() != live:
-            try:
-                asked = Path(asked).resolve().relative_to(Path(session.root).resolve()).as_posix()
-            except ValueError:
-                pass
+        asked_path = Path(asked).resolve() if asked else None
+        if asked_path is not None and live is not None and asked_path != live:
+            if asked_path.is_relative_to(session.root):
+                asked = asked_path.relative_to(session.root).as_posix()
             return (f"a live session of this profile runs {session.relpath}, not {asked}: the run would "
                     f"happen in its kernel -- fix: run {session.relpath}, stop the session first "
                     f"(devloop stop -p {session.profile.name}), or use another profile")

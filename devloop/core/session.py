@@ -915,7 +915,7 @@ class Session:
             try:
                 result = await self.kernel.exec(cell.code, rel, cell.code_line, rid=rid,
                                                 tag={"file": rel, "cell": i, "hash": cell.hash},
-                                                argv=[rel, *self._script_args()],
+                                                argv=[rel, *self.script_args],
                                                 precheck=precheck if pos == 0 else None,
                                                 on_checked=started if pos == 0 else None)
             finally:
@@ -986,14 +986,11 @@ class Session:
             if j != cell:
                 self.emit(ev.CellState(cell=j, state="stale"))
 
-    def _script_args(self) -> list[str]:
-        """sys.argv[1:] of the file: `-- ARGS` on the command line, else [run].args."""
-        return [str(a) for a in (getattr(self.config.run, "args", ()) or ())]
-
     @property
     def script_args(self) -> list[str]:
-        """What the file runs with (a `devloop run` handed over with others is refused)."""
-        return self._script_args()
+        """sys.argv[1:] of the file: `-- ARGS` on the command line, else [run].args (a `devloop
+        run` handed over with other ones is refused)."""
+        return [str(a) for a in (getattr(self.config.run, "args", ()) or ())]
 
     async def _ensure_kernel_or_report(self) -> None:
         try:
@@ -1062,7 +1059,7 @@ class Session:
         self._rid_cell[rid] = 0
         self._running_cell = 0
         t0 = time.perf_counter()
-        argv = [self._target_info.python, "-u", self.relpath, *self._script_args()]
+        argv = [self._target_info.python, "-u", self.relpath, *self.script_args]
         env = dict(self.config.run.env or {})
         launcher = self.config.run.launcher
         if launcher:  # core/launcher.py: N processes, their lines tagged with the rank
@@ -1070,7 +1067,7 @@ class Session:
 
             nproc = launch.resolve_nproc(self.config.run.nproc_per_node,
                                          self._target_info.gpus_requested)
-            argv = launch.launch_argv(launcher, nproc, self.relpath, self._script_args())
+            argv = launch.launch_argv(launcher, nproc, self.relpath, self.script_args)
             env.setdefault("PYTHONUNBUFFERED", "1")
             self._launched = []
         try:
