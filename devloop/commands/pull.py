@@ -67,10 +67,9 @@ def run(args: argparse.Namespace) -> int:
             target.adopt_existing = True
         try:
             await target.start()
-            result = await Puller(target, root, patterns, profile=profile.name, log=log,
-                                  exclude=tuple(getattr(config.sync, "exclude", ()) or ()),
-                                  restore_deleted=True,  # asked for: a deleted pulled file returns
-                                  max_bytes=max_mb << 20).pull()
+            result = await Puller.for_config(target, config, profile.name, log=log, max_bytes=max_mb << 20,
+                                             restore_deleted=True,  # asked for: a deleted pulled file returns
+                                             ).pull()
         except TargetError as exc:
             return fail(str(exc))
         finally:

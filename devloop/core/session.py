@@ -140,10 +140,7 @@ class Session:
         self.outputs = OutputStore(self.root)  # images cells show: .devloop/outputs/<run>/
         self.metrics = MetricParser(tuple(getattr(config.ui, "metrics", ()) or ()))  # [ui] metrics
         self._metric_steps: dict[str, int] = {}
-        self.puller = Puller(self.target, self.root, tuple(getattr(config.sync, "pull", ()) or ()),
-                             profile=profile.name, log=self._log,
-                             exclude=tuple(getattr(config.sync, "exclude", ()) or ()),
-                             max_bytes=int(getattr(config.sync, "pull_max_mb", 100) or 100) << 20)
+        self.puller = Puller.for_config(self.target, config, profile.name, log=self._log)
 
     # ----------------------------------------------------------------- properties
     @property

@@ -99,11 +99,6 @@ def roots_of(patterns: tuple[str, ...]) -> list[str]:
     return sorted(roots) or ["."]
 
 
-def agent_rules(patterns: tuple[str, ...]) -> list[list]:
-    """The rules as [regex, include] for the agent (stdlib-only, no pathspec), in order."""
-    return [list(rule) for rule in IgnoreRules.of_patterns(patterns).top_regexes()]
-
-
 def conflict_name(rel: str) -> str:
     """Where the target's copy goes when the local file changed: results/m.csv -> results/m.remote.csv."""
     folder, _, name = rel.rpartition("/")
@@ -127,7 +122,16 @@ class Puller:
         self.max_bytes = max_bytes
         self.log = log or (lambda message, level="debug": None)
         self.state_file = self.root / ".devloop" / "pulled" / f"{profile}.json"
-        self._spec = None
+        self._rules = IgnoreRules.of_patterns(self.patterns)  # picks here; its regexes, there
+
+    @classmethod
+    def for_config(cls, target: Any, config: Any, profile: str, **options: Any) -> "Puller":
+        """The puller of a project's `[sync]`: its pull rules, its exclusions (not walked) and
+        its per-pass cap (`options` override, e.g. max_bytes, restore_deleted, log)."""
+        sync = config.sync
+        options.setdefault("max_bytes", int(getattr(sync, "pull_max_mb", DEFAULT_MAX_MB) or DEFAULT_MAX_MB) << 20)
+        return cls(target, Path(config.root), tuple(getattr(sync, "pull", ()) or ()), profile=profile,
+                   exclude=tuple(getattr(sync, "exclude", ()) or ()), **options)
 
     @property
     def enabled(self) -> bool:
@@ -135,15 +139,13 @@ class Puller:
 
     def _matches(self, rel: str) -> bool:
         """Picked by the rules, exactly as git would ignore it (ignore.py's matcher)."""
-        if self._spec is None:
-            self._spec = IgnoreRules.of_patterns(self.patterns)
-        return not ALWAYS_EXCLUDED.intersection(rel.split("/")) and self._spec.matches(rel)
+        return not ALWAYS_EXCLUDED.intersection(rel.split("/")) and self._rules.matches(rel)
 
     def _request(self) -> dict:
         """What the target lists: the rules' roots, the rules themselves, and the sync's
         exclusions (defaults, the top .gitignore / .devloopignore, [sync] exclude) to prune."""
         prune = IgnoreRules.load(self.root, self.exclude).top_regexes()
-        return {"roots": roots_of(self.patterns), "match": agent_rules(self.patterns),
+        return {"roots": roots_of(self.patterns), "match": [list(rule) for rule in self._rules.top_regexes()],
                 "prune": [list(rule) for rule in prune]}
 
     def _load_state(self) -> dict[str, dict]:
